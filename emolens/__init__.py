@@ -1,0 +1,1 @@
+"""emolens: emotion analytics from face images and camera streams."""

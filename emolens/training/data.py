@@ -1,0 +1,49 @@
+"""Loading the shared datasets into (images, labels) arrays per split."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emolens.training.tasks import TaskSpec
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The shared data directory or a dataset file in it is absent."""
+
+
+def data_dir() -> Path:
+    """``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the repository."""
+    env = os.environ.get("EMOLENS_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8 [N, size, size]
+    labels: np.ndarray  # int64 [N]
+    extra_labels: np.ndarray | None = None  # FER+ majority labels (emotion only), -1 unknown
+
+
+def load_split(spec: TaskSpec, split: str, root: Path | None = None) -> Split:
+    """Images of one split at the model's input size, with their labels."""
+    path = (root or data_dir()) / spec.dataset
+    if not path.exists():
+        raise DatasetMissingError(f"{path} not found: set EMOLENS_DATA_DIR to the folder holding {spec.dataset}")
+    with np.load(path) as archive:
+        mask = archive["split"] == split
+        if spec.name == "emotion" and split == "train":
+            # 173 FER+ "not a face" rows (and 2 orphans) are the lossless=False images.
+            mask &= archive["lossless"]
+        x = archive["x"][mask]
+        y = archive["y"][mask].astype(np.int64)
+        extra = archive["y_ferplus"][mask].astype(np.int64) if "y_ferplus" in archive.files else None
+    if x.shape[1] != spec.size:
+        x = np.stack([cv2.resize(im, (spec.size, spec.size), interpolation=cv2.INTER_AREA) for im in x])
+    return Split(images=x, labels=y, extra_labels=extra)

@@ -1,0 +1,51 @@
+"""The CNN shared by both tasks: per-image standardisation inside the graph, a small VGG body."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emolens.training.tasks import TaskSpec
+
+
+class Standardize(nn.Module):
+    """Raw 0..255 pixels -> zero mean, unit variance per image.
+
+    Living inside the graph keeps the model contract (clients send raw pixels) and makes
+    the network blind to global brightness and contrast, which is most of low light.
+    """
+
+    def __init__(self, eps: float = 4.0) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = (x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        return (x - mean) / (std + self.eps)
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class FaceNet(nn.Module):
+    """[N, 1, H, W] raw pixels -> [N, C] logits."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        super().__init__()
+        self.norm = Standardize()
+        layers: list[nn.Module] = []
+        cin = 1
+        for cout, reps in zip(spec.channels, spec.reps, strict=True):
+            for _ in range(reps):
+                layers += _conv(cin, cout)
+                cin = cout
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(cin, len(spec.classes))
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.norm(image)))

@@ -1,0 +1,1 @@
+"""Face detection, alignment, quality and preprocessing: frame pixels to model-ready crops."""

