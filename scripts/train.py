@@ -19,8 +19,11 @@ import torch
 
 from emolens.training.data import DatasetMissingError, load_split
 from emolens.training.export import export
-from emolens.training.loop import train
+from emolens.training.loop import TrainResult, train
+from emolens.training.model import FaceNet
 from emolens.training.tasks import TASKS
+from emolens.vision.align import measure_template
+from emolens.vision.detect import make_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--export-only", action="store_true", help="export the best checkpoint in --workdir without training"
+    )
+    parser.add_argument("--template-images", type=int, default=600, help="training crops used to measure the template")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -55,19 +62,31 @@ def main(argv: list[str] | None = None) -> int:
         va = type(va)(va.images[: args.limit], va.labels[: args.limit])
     print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, workdir {workdir}", flush=True)
     t0 = time.time()
-    result = train(
-        spec,
-        tr,
-        va,
-        workdir,
-        epochs=args.epochs,
-        max_batches=args.max_batches,
-        seed=args.seed,
-        bf16=not args.no_bf16,
-        progress=not args.no_progress,
-    )
+    if args.export_only:
+        model = FaceNet(spec)
+        model.load_state_dict(torch.load(workdir / "best.pt"))
+        history = torch.load(workdir / "last.pt", weights_only=False)["history"]
+        best = max(history, key=lambda r: r["val_acc"])
+        result = TrainResult(model.eval(), int(best["epoch"]), float(best["val_acc"]), history)
+    else:
+        result = train(
+            spec,
+            tr,
+            va,
+            workdir,
+            epochs=args.epochs,
+            max_batches=args.max_batches,
+            seed=args.seed,
+            bf16=not args.no_bf16,
+            progress=not args.no_progress,
+        )
+    rng = np.random.default_rng(args.seed)
+    crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
+    template, found = measure_template(list(crops), make_detector("blazeface"), upscale=192 // spec.size)
+    print(f"crop template measured on {len(crops)} training crops (face found in {found:.0%}): {template.tolist()}")
     meta = {
         "task": spec.name,
+        "template_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
         "best_epoch": result.best_epoch,
         "best_val_accuracy": round(result.best_val_accuracy, 4),
@@ -75,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "history": result.history,
     }
-    diff = export(result.model, spec, args.repo, va.images[:64], meta)
+    diff = export(result.model, spec, args.repo, va.images[:64], template, meta)
     print(
         f"exported {args.repo / spec.name} (best epoch {result.best_epoch}, val acc "
         f"{result.best_val_accuracy:.4f}, onnx-vs-torch max diff {diff:.1e}) in {time.time() - t0:.0f}s"

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from emolens.inference.repository import TEMPLATE_KEY
 from emolens.training.model import FaceNet
 from emolens.training.tasks import TaskSpec
 
@@ -42,10 +43,20 @@ instance_group [
     kind: KIND_GPU
   }}
 ]
+# Where eyes, nose tip and mouth sit in the input crop (x,y pairs, crop pixels), measured on
+# the training images; clients align faces to it.
+parameters {{
+  key: "{template_key}"
+  value {{
+    string_value: "{template}"
+  }}
+}}
 """
 
 
-def export(model: FaceNet, spec: TaskSpec, repo: Path, sample: np.ndarray, meta: dict[str, object]) -> float:
+def export(
+    model: FaceNet, spec: TaskSpec, repo: Path, sample: np.ndarray, template: np.ndarray, meta: dict[str, object]
+) -> float:
     """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx}``.
 
     Returns the largest absolute difference between ONNX Runtime and PyTorch logits on
@@ -68,7 +79,14 @@ def export(model: FaceNet, spec: TaskSpec, repo: Path, sample: np.ndarray, meta:
     )
     (out_dir / "labels.txt").write_text("\n".join(spec.classes) + "\n")
     (out_dir / "config.pbtxt").write_text(
-        CONFIG_TEMPLATE.format(name=spec.name, max_batch=128, size=spec.size, classes=len(spec.classes))
+        CONFIG_TEMPLATE.format(
+            name=spec.name,
+            max_batch=128,
+            size=spec.size,
+            classes=len(spec.classes),
+            template_key=TEMPLATE_KEY,
+            template=",".join(f"{v:.2f}" for v in template.ravel()),
+        )
     )
     (out_dir / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
     x = sample.astype(np.float32)[:, None]

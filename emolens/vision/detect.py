@@ -71,7 +71,7 @@ def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> 
     return np.concatenate(rows)
 
 
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float) -> list[int | np.ndarray]:
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float) -> list[np.ndarray]:
     """MediaPipe's blending NMS: overlapping candidates are averaged, weighted by score.
 
     Returns, per kept face, the indices of the candidates blended into it.
@@ -201,10 +201,36 @@ class HaarFaceDetector:
         return out
 
 
+class MergedDetector:
+    """Runs several detectors and keeps one detection per face (the higher score wins).
+
+    BlazeFace short range finds large, close faces that full range misses, and full range
+    finds the small faces of a wide shot: together they cover both.
+    """
+
+    def __init__(self, detectors: list[FaceDetector], iou: float = 0.3) -> None:
+        self.detectors = detectors
+        self.iou = iou
+        self.name = "+".join(d.name for d in detectors)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        found = [f for d in self.detectors for f in d.detect(image)]
+        if len(found) < 2:
+            return found
+        boxes = np.array([f.box for f in found], np.float32)
+        scores = np.array([f.score for f in found], np.float32)
+        groups = weighted_nms(boxes, scores, np.zeros((len(found), 0, 2)), self.iou)
+        return [found[int(g[0])] for g in groups]
+
+
 def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:
-    """``blazeface`` (full range), ``blazeface-short``, ``haar``, or ``auto``: BlazeFace when its
-    packages are importable on this platform, else Haar."""
-    if name in ("blazeface", "blazeface-full"):
+    """``blazeface`` (short + full range merged), ``blazeface-full``, ``blazeface-short``,
+    ``haar``, or ``auto``: BlazeFace when its packages load on this platform, else Haar."""
+    if name == "blazeface":
+        return MergedDetector(
+            [BlazeFaceDetector("short", min_score=min_score), BlazeFaceDetector("full", min_score=min_score)]
+        )
+    if name == "blazeface-full":
         return BlazeFaceDetector("full", min_score=min_score)
     if name == "blazeface-short":
         return BlazeFaceDetector("short", min_score=min_score)
@@ -212,7 +238,7 @@ def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:
         return HaarFaceDetector()
     if name == "auto":
         try:
-            return BlazeFaceDetector("full", min_score=min_score)
+            return make_detector("blazeface", min_score=min_score)
         except ModelError as exc:
             log.warning("event=detector_fallback reason=%r fallback=haar", str(exc))
             return HaarFaceDetector()

@@ -1,0 +1,299 @@
+"""``emolens`` command line: analyze, run, stats, demo.
+
+Every user mistake ends in one line on stderr (``error: ...``) and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from emolens.errors import EmolensError, InputError
+from emolens.settings import Settings
+
+log = logging.getLogger("emolens")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        inference=getattr(args, "inference", None),
+        detector=getattr(args, "detector", None),
+        fps=getattr(args, "fps", None),
+        db=getattr(args, "db", None),
+        preprocess=getattr(args, "preprocess", None),
+        threads=getattr(args, "threads", None),
+        k_anonymity=getattr(args, "k", None),
+    )
+
+
+# ---------------------------------------------------------------- analyze
+
+
+def _expand(paths: list[str]) -> Iterator[tuple[str, str]]:
+    """(source, kind) for each input; folders expand to the images and videos inside."""
+    from emolens.media import IMAGE_EXTS, VIDEO_EXTS, source_kind
+
+    for p in paths:
+        kind = source_kind(p)  # raises InputError for a missing path or unknown type
+        if kind != "folder":
+            yield p, kind
+            continue
+        entries = sorted(q for q in Path(p).iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        if not entries:
+            raise InputError(f"{p}: folder holds no images or videos")
+        for q in entries:
+            yield str(q), "video" if q.suffix.lower() in VIDEO_EXTS else "image"
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from emolens.annotate import annotate
+    from emolens.media import iter_video, read_image, video_frame_count
+    from emolens.pipeline import Analyzer
+
+    settings = _settings(args)
+    analyzer = Analyzer(settings, track=True)
+    out: IO[str] = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115
+    annotate_dir = Path(args.annotate) if args.annotate else None
+    if annotate_dir:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    ok = failed = faces = 0
+
+    def emit(source: str, frame: int, ts: float | None, results: list[Any]) -> None:
+        for face in results:
+            record = {"source": source, "frame": frame, "timestamp": ts, **face.to_dict()}
+            out.write(json.dumps(record) + "\n")
+
+    inputs: list[tuple[str, str]] = []
+    for p in args.paths:
+        try:
+            inputs.extend(_expand([p]))
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+    bar = tqdm(inputs, desc="inputs", unit="file", disable=None if len(inputs) > 1 else True, file=sys.stderr)
+    try:
+        for source, kind in bar:
+            try:
+                if kind == "image":
+                    image = read_image(Path(source), settings.max_pixels)
+                    analyzer.reset()
+                    results = analyzer.analyze(image)
+                    emit(source, 0, None, results)
+                    faces += len(results)
+                    if annotate_dir:
+                        import cv2
+
+                        from emolens.pipeline import to_bgr
+
+                        cv2.imwrite(str(annotate_dir / Path(source).name), annotate(to_bgr(image), results, args.blur))
+                else:
+                    faces += _analyze_video(args, analyzer, source, annotate_dir, emit, video_frame_count, iter_video)
+                ok += 1
+            except EmolensError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+    finally:
+        if args.out:
+            out.close()
+    print(f"analyzed {ok} input(s), {faces} face(s); {failed} failed", file=sys.stderr)
+    return 0 if ok else 2
+
+
+def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any, count: Any, frames: Any) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from emolens.annotate import annotate
+
+    analyzer.reset()
+    writer = None
+    n_faces = 0
+    total = count(source) or None
+    fps = args.fps if args.fps else None
+    try:
+        for frame in tqdm(frames(source, fps), total=total, desc=Path(source).name, unit="frame", disable=None, file=sys.stderr, leave=False):
+            results = analyzer.analyze(frame.image)
+            emit(source, frame.index, round(frame.timestamp, 3), results)
+            n_faces += len(results)
+            if annotate_dir:
+                if writer is None:
+                    h, w = frame.image.shape[:2]
+                    target = annotate_dir / (Path(source).stem + ".annotated.mp4")
+                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps or 15, (w, h))
+                writer.write(annotate(frame.image, results, args.blur))
+    finally:
+        if writer is not None:
+            writer.release()
+    return n_faces
+
+
+# ---------------------------------------------------------------- run / stats / demo
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from emolens.runner import run_embedded
+    from emolens.store import Camera, make_store
+
+    settings = _settings(args)
+    start = datetime.fromisoformat(args.start) if args.start else None
+    if start and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    store = make_store(settings.db)
+    writer = _annotator(args.annotate, args.blur) if args.annotate else None
+    try:
+        summary = run_embedded(
+            args.source,
+            Camera(args.camera_id, args.zone, args.site),
+            store,
+            settings,
+            start=start,
+            on_frame=writer.write if writer else None,
+        )
+    finally:
+        if writer:
+            writer.close()
+        store.close()
+    print(
+        f"camera {args.camera_id}: {summary.frames} frames, {summary.faces} faces, "
+        f"{summary.frames_stored} frames stored in {settings.db} ({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+class _annotator:
+    def __init__(self, path: str, blur: bool) -> None:
+        self.path, self.blur, self.writer = path, blur, None
+
+    def write(self, frame: Any, obs: Any) -> None:
+        import cv2
+
+        from emolens.annotate import annotate
+
+        if self.writer is None:
+            h, w = frame.image.shape[:2]
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), 15, (w, h))
+        self.writer.write(annotate(frame.image, obs.faces, self.blur))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from emolens.report import print_buckets
+    from emolens.store import make_store
+
+    settings = _settings(args)
+    store = make_store(settings.db)
+    try:
+        if args.camera_id and args.camera_id not in {c.camera_id for c in store.cameras()}:
+            raise InputError(f"unknown camera {args.camera_id!r} in {settings.db}")
+        buckets = store.buckets(camera_id=args.camera_id, zone=args.zone, site=args.site)
+    finally:
+        store.close()
+    print_buckets(buckets, settings.k_anonymity, args.format, sys.stdout)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from emolens.demo import write_demo_clip
+
+    out = Path(args.out)
+    clip = write_demo_clip(out / "demo.mp4")
+    db = out / "emolens.db"
+    if db.exists():
+        db.unlink()
+    print(f"demo clip: {clip}", file=sys.stderr)
+    common = ["--db", f"sqlite:///{db}"]
+    rc = main(
+        ["run", "--source", str(clip), "--camera-id", "demo-cam", "--zone", "lobby", "--site", "demo",
+         "--fps", "15", "--start", "2026-01-01T12:00:00", "--annotate", str(out / "annotated.mp4"), *common]
+    )
+    if rc:
+        return rc
+    print(f"annotated video: {out / 'annotated.mp4'}", file=sys.stderr)
+    # k=1: the demo's only face is its own, so nothing needs hiding.
+    return main(["stats", "--camera-id", "demo-cam", "--k", "1", *common])
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emolens", description="Emotion analytics from faces in images and video.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress events (key=value) to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--inference", help="onnx://PATH or triton://HOST:PORT (EMOLENS_INFERENCE)")
+        p.add_argument("--detector", choices=["auto", "blazeface", "blazeface-full", "blazeface-short", "haar"])
+        p.add_argument("--preprocess", choices=["none", "auto", "clahe"])
+        p.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = default)")
+
+    p = sub.add_parser("analyze", help="faces in images, folders and videos as JSON Lines")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--out", help="write JSON Lines here instead of stdout")
+    p.add_argument("--annotate", metavar="DIR", help="write annotated images/videos into DIR")
+    p.add_argument("--blur", action="store_true", help="blur faces in annotated output")
+    p.add_argument("--fps", type=float, help="sample videos at this rate (default: every frame)")
+    common(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("run", help="the whole platform in one process: source -> per-minute SQL buckets")
+    p.add_argument("--source", required=True, help="video file, rtsp/http URL, webcam index or image folder")
+    p.add_argument("--camera-id", required=True)
+    p.add_argument("--zone", default="")
+    p.add_argument("--site", default="")
+    p.add_argument("--db", help="SQL store URL (default sqlite:///emolens.db, EMOLENS_DB)")
+    p.add_argument("--fps", type=float, help="frames per second to analyze (EMOLENS_FPS, default 5)")
+    p.add_argument("--start", help="ISO time of the source's first frame (files; default now)")
+    p.add_argument("--annotate", metavar="FILE", help="also write an annotated video")
+    p.add_argument("--blur", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("stats", help="per-minute aggregates as a table")
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.add_argument("--camera-id")
+    p.add_argument("--zone")
+    p.add_argument("--site")
+    p.add_argument("--k", type=int, help="hide buckets with fewer distinct faces (EMOLENS_K_ANONYMITY, default 5)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("demo", help="build a demo clip, run it end to end, print the statistics")
+    p.add_argument("--out", default="demo", help="folder for the clip, database and annotated video")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except EmolensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

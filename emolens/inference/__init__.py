@@ -1,0 +1,32 @@
+"""Inference adapters behind one ``Classifier`` seam, chosen from a URL.
+
+``onnx://PATH`` runs ONNX Runtime in-process on the model repository at PATH (relative paths
+are resolved against the working directory); ``triton://HOST:PORT`` calls a Triton server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from emolens.errors import ConfigError
+from emolens.inference.base import EMOTION, MODELS, SMILE, Classifier, softmax
+from emolens.inference.repository import ModelInfo
+
+__all__ = ["EMOTION", "MODELS", "SMILE", "Classifier", "ModelInfo", "make_classifier", "softmax"]
+
+
+def make_classifier(url: str, threads: int = 0) -> Classifier:
+    if url.startswith("onnx://"):
+        from emolens.inference.onnx import OnnxClassifier, default_repository
+
+        path = url[len("onnx://") :]
+        return OnnxClassifier(Path(path) if path else default_repository(), threads=threads)
+    if url.startswith("triton://"):
+        parsed = urlparse(url)
+        if not parsed.hostname or not parsed.port:
+            raise ConfigError(f"triton URL needs host and port: {url!r}")
+        from emolens.inference.triton import TritonClassifier  # type: ignore[import-not-found]
+
+        return TritonClassifier(f"{parsed.hostname}:{parsed.port}")  # type: ignore[no-any-return]
+    raise ConfigError(f"unknown inference URL {url!r}: use onnx://PATH or triton://HOST:PORT")

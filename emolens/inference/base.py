@@ -1,0 +1,32 @@
+"""The classifier seam: a batch of aligned grayscale crops in, logits out."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from emolens.inference.repository import ModelInfo
+
+SMILE = "smile"
+EMOTION = "emotion"
+MODELS = (SMILE, EMOTION)
+
+
+class Classifier(Protocol):
+    """Runs the models of the model contract. Implementations: ``OnnxClassifier`` (in-process)
+    and ``TritonClassifier`` (remote)."""
+
+    def info(self, model: str) -> ModelInfo:
+        """Input size, labels and crop template of ``model``."""
+        ...
+
+    def predict(self, model: str, images: np.ndarray) -> np.ndarray:
+        """FP32 [N, 1, H, W] raw pixels -> FP32 [N, C] logits, in one call."""
+        ...
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

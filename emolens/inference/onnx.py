@@ -1,0 +1,52 @@
+"""In-process inference with ONNX Runtime on the model repository's model.onnx files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from emolens.errors import ModelError
+from emolens.inference.base import MODELS
+from emolens.inference.repository import ModelInfo, load_model_info
+
+
+class OnnxClassifier:
+    """>>> clf = OnnxClassifier(default_repository())  # doctest: +SKIP
+    >>> clf.predict("smile", np.zeros((3, 1, 48, 48), np.float32)).shape  # doctest: +SKIP
+    (3, 2)
+    """
+
+    def __init__(self, repo: Path, threads: int = 0, models: tuple[str, ...] = MODELS) -> None:
+        if not repo.is_dir():
+            raise ModelError(f"model repository {repo} not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._info: dict[str, ModelInfo] = {}
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        for name in models:
+            info = load_model_info(repo, name)
+            path = repo / name / "1" / "model.onnx"
+            if not path.exists():
+                raise ModelError(f"model {name!r}: {path} not found")
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            inputs, outputs = session.get_inputs(), session.get_outputs()
+            if [i.name for i in inputs] != ["image"] or [o.name for o in outputs] != ["logits"]:
+                raise ModelError(f"model {name!r} breaks the contract: needs input 'image' and output 'logits'")
+            self._info[name], self._sessions[name] = info, session
+
+    def info(self, model: str) -> ModelInfo:
+        return self._info[model]
+
+    def predict(self, model: str, images: np.ndarray) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, len(self._info[model].labels)), np.float32)
+        out = self._sessions[model].run(["logits"], {"image": np.ascontiguousarray(images, np.float32)})[0]
+        return np.asarray(out, np.float32)
+
+
+def default_repository() -> Path:
+    """``model_repository/`` of this checkout (the package lives beside it)."""
+    return Path(__file__).resolve().parents[2] / "model_repository"

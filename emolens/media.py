@@ -1,0 +1,149 @@
+"""Reading what users point emolens at: images, folders, video files, streams and webcams.
+
+Every failure is an ``InputError`` with a one-line message naming the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emolens.errors import ImageTooLargeError, InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # frame number in the source
+    timestamp: float  # seconds from the start of the source
+    image: np.ndarray  # BGR uint8
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding; None for other formats."""
+    with path.open("rb") as fh:
+        head = fh.read(32)
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+            w, h = struct.unpack(">II", head[16:24])
+            return int(w), int(h)
+        if not head.startswith(b"\xff\xd8"):
+            return None
+        fh.seek(2)
+        while True:
+            marker = fh.read(2)
+            if len(marker) < 2 or marker[0] != 0xFF:
+                return None
+            kind = marker[1]
+            if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
+                continue
+            length_bytes = fh.read(2)
+            if len(length_bytes) < 2:
+                return None
+            (length,) = struct.unpack(">H", length_bytes)
+            if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                data = fh.read(5)
+                if len(data) < 5:
+                    return None
+                h, w = struct.unpack(">HH", data[1:5])
+                return int(w), int(h)
+            fh.seek(length - 2, 1)
+
+
+def read_image(path: Path, max_pixels: int) -> np.ndarray:
+    """Decode an image file as it is stored (gray, BGR, BGRA; 8 or 16 bit)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image")
+    size = header_size(path)
+    if size and size[0] * size[1] > max_pixels:
+        raise ImageTooLargeError(
+            f"{path}: {size[0]}x{size[1]} image exceeds the {max_pixels:,}-pixel limit (EMOLENS_MAX_PIXELS)"
+        )
+    data = np.fromfile(str(path), np.uint8)
+    if data.size == 0:
+        raise InputError(f"{path}: empty file")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageTooLargeError(f"{path}: {image.shape[1]}x{image.shape[0]} image exceeds the {max_pixels:,}-pixel limit")
+    return image
+
+
+def is_stream(source: str) -> bool:
+    return source.startswith(STREAM_SCHEMES)
+
+
+def source_kind(source: str) -> str:
+    """``image``, ``video``, ``folder``, ``stream`` or ``webcam``; raises InputError."""
+    if is_stream(source):
+        return "stream"
+    if source.isdigit():
+        return "webcam"
+    path = Path(source)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise InputError(f"{source}: no such file or folder")
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTS:
+        return "image"
+    if ext in VIDEO_EXTS:
+        return "video"
+    raise InputError(f"{source}: unsupported file type {ext or '(none)'} (images: {sorted(IMAGE_EXTS)}, videos: {sorted(VIDEO_EXTS)})")
+
+
+def folder_images(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def iter_video(source: str, fps: float | None = None) -> Iterator[Frame]:
+    """Frames of a video file, stream or webcam, sampled down to ``fps`` when given.
+
+    A file that cannot be opened, or holds no decodable frame, raises InputError; a file
+    that breaks off midway ends early with a warning (the frames before it are kept).
+    """
+    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    try:
+        if not cap.isOpened():
+            raise InputError(f"{source}: cannot open video (corrupt, unsupported codec or unreachable)")
+        native = cap.get(cv2.CAP_PROP_FPS)
+        native = native if native and 0 < native < 1000 else 30.0
+        step = max(1.0, native / fps) if fps else 1.0
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        index, next_take, yielded = 0, 0.0, 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            if index + 1e-9 >= next_take:
+                next_take += step
+                yielded += 1
+                yield Frame(index=index, timestamp=index / native, image=image)
+            index += 1
+        if yielded == 0:
+            raise InputError(f"{source}: no decodable frame (corrupt or truncated video)")
+        if total and index < total - 1 and not is_stream(source):
+            log.warning("event=video_truncated source=%s decoded=%d declared=%d", source, index, total)
+    finally:
+        cap.release()
+
+
+def video_frame_count(source: str) -> int:
+    cap = cv2.VideoCapture(source)
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()

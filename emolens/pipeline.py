@@ -1,0 +1,175 @@
+"""Analyzer: frame pixels -> list[FaceResult]. Every shape (CLI, embedded run, detector
+service, gateway) goes through it.
+
+>>> from emolens import Analyzer  # doctest: +SKIP
+>>> faces = Analyzer().analyze(cv2.imread("photo.jpg"))  # doctest: +SKIP
+>>> [(f.label, round(f.smile, 2)) for f in faces]  # doctest: +SKIP
+[('happy', 0.97)]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from emolens.errors import InputError
+from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, softmax
+from emolens.results import EMOTIONS, FaceResult
+from emolens.settings import Settings
+from emolens.track import Tracker
+from emolens.vision.align import align_face
+from emolens.vision.detect import Detection, FaceDetector, make_detector
+from emolens.vision.preprocess import preprocess
+from emolens.vision.quality import assess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, summed over calls (for benchmarks and logs)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+    faces: int = 0
+
+    def add(self, stage: str, dt: float) -> None:
+        self.seconds[stage] += dt
+
+    def per_frame_ms(self) -> dict[str, float]:
+        return {k: 1000 * v / max(self.frames, 1) for k, v in self.seconds.items()}
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept gray, BGR, BGRA, 16-bit or float images; return uint8 BGR. Raises InputError."""
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        raise InputError("empty image")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InputError(f"unsupported image shape {image.shape}")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        scale = 255.0 if float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(f"unsupported pixel type {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+class Analyzer:
+    """Detect -> quality -> align -> preprocess -> classify (one batch per model per call).
+
+    With ``track=True`` (video), faces get track ids and their probabilities are smoothed
+    per track; call ``reset()`` between unrelated clips.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        classifier: Classifier | None = None,
+        detector: FaceDetector | None = None,
+        track: bool = False,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.classifier = classifier or make_classifier(self.settings.inference, threads=self.settings.threads)
+        self.detector = detector or make_detector(self.settings.detector, min_score=self.settings.min_detection_score)
+        self.smile_info = self.classifier.info(SMILE)
+        self.emotion_info = self.classifier.info(EMOTION)
+        if tuple(self.emotion_info.labels) != EMOTIONS:
+            raise InputError(f"emotion model labels {self.emotion_info.labels} differ from {EMOTIONS}")
+        self.track = track
+        self.tracker = Tracker(smoothing=self.settings.smoothing) if track else None
+        self.times = StageTimes()
+
+    def reset(self) -> None:
+        if self.tracker is not None:
+            self.tracker = Tracker(smoothing=self.settings.smoothing)
+
+    def analyze(self, image: np.ndarray) -> list[FaceResult]:
+        """Faces of one image or video frame (gray, BGR or BGRA)."""
+        return self.analyze_batch([image])[0]
+
+    def analyze_batch(self, images: Sequence[np.ndarray]) -> list[list[FaceResult]]:
+        """Faces of many images or consecutive frames; all their faces share one model call."""
+        t0 = time.perf_counter()
+        frames = [to_bgr(im) for im in images]
+        t1 = time.perf_counter()
+        detections = [self.detector.detect(f) for f in frames]
+        t2 = time.perf_counter()
+        grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+        smile_crops, emotion_crops, qualities = [], [], []
+        for gray, dets in zip(grays, detections, strict=True):
+            for det in dets:
+                smile_crops.append(self._crop(gray, det, self.smile_info))
+                emotion_crops.append(self._crop(gray, det, self.emotion_info))
+                qualities.append(assess(self._box_pixels(gray, det), det.landmarks, det.width))
+        t3 = time.perf_counter()
+        n = len(smile_crops)
+        if n:
+            smile_p = softmax(self.classifier.predict(SMILE, np.stack(smile_crops)[:, None].astype(np.float32)))
+            emo_p = softmax(self.classifier.predict(EMOTION, np.stack(emotion_crops)[:, None].astype(np.float32)))
+        else:
+            smile_p = np.zeros((0, 2), np.float32)
+            emo_p = np.zeros((0, len(EMOTIONS)), np.float32)
+        t4 = time.perf_counter()
+        out: list[list[FaceResult]] = []
+        k = 0
+        for dets in detections:
+            probs = np.concatenate([smile_p[k : k + len(dets), 1:2], emo_p[k : k + len(dets)]], axis=1)
+            ids: list[int | None] = [None] * len(dets)
+            if self.tracker is not None:
+                ids = list(self.tracker.update([d.box for d in dets], probs))
+                probs = np.stack([self.tracker.smoothed(i) for i in ids]) if dets else probs
+            faces = []
+            for j, det in enumerate(dets):
+                q = qualities[k + j]
+                faces.append(
+                    FaceResult(
+                        box=det.box,
+                        landmarks=[(float(x), float(y)) for x, y in det.landmarks],
+                        detection_score=det.score,
+                        quality=q.score,
+                        low_quality=not q.usable(self.settings.quality_threshold),
+                        smile=float(probs[j, 0]),
+                        emotions={e: float(p) for e, p in zip(EMOTIONS, probs[j, 1:], strict=True)},
+                        track_id=ids[j],
+                        yaw_deg=q.yaw_deg,
+                    )
+                )
+            k += len(dets)
+            out.append(faces)
+        t5 = time.perf_counter()
+        for stage, dt in (
+            ("decode", t1 - t0),
+            ("detect", t2 - t1),
+            ("align", t3 - t2),
+            ("classify", t4 - t3),
+            ("track", t5 - t4),
+        ):
+            self.times.add(stage, dt)
+        self.times.frames += len(frames)
+        self.times.faces += n
+        return out
+
+    def _crop(self, gray: np.ndarray, det: Detection, info: ModelInfo) -> np.ndarray:
+        crop = align_face(gray, det.landmarks, info.template, info.size)
+        eye = float(np.hypot(*(det.landmarks[1] - det.landmarks[0])))
+        return preprocess(crop, self.settings.preprocess, eye, info.eye_distance)
+
+    @staticmethod
+    def _box_pixels(gray: np.ndarray, det: Detection) -> np.ndarray:
+        x0, y0, x1, y1 = (int(round(v)) for v in det.box)
+        return gray[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]

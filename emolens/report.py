@@ -1,0 +1,66 @@
+"""Turning buckets into tables for people: the ``stats`` command's table, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO, Any
+
+from emolens.results import EMOTIONS
+from emolens.store import Bucket
+
+
+def bucket_summary(b: Bucket, k: int) -> dict[str, Any]:
+    """One bucket as a flat record; buckets with fewer than ``k`` distinct faces are suppressed."""
+    distinct = b.tracks if b.tracks else b.faces
+    row: dict[str, Any] = {"camera_id": b.camera_id, "minute": b.minute.isoformat(timespec="minutes")}
+    if distinct < k:
+        row["suppressed"] = True
+        return row
+    row.update(
+        {
+            "suppressed": False,
+            "frames": b.frames,
+            "faces": b.faces,
+            "tracks": b.tracks,
+            "low_quality": b.low_quality,
+            "smile_rate": round(b.smiles / b.faces, 4) if b.faces else None,
+            "mean_quality": round(b.mean_quality, 4),
+            "top_emotion": max(EMOTIONS, key=lambda e: b.counts[e]) if b.faces else None,
+            **{f"n_{e}": b.counts[e] for e in EMOTIONS},
+        }
+    )
+    return row
+
+
+def print_buckets(buckets: list[Bucket], k: int, fmt: str, out: IO[str]) -> None:
+    rows = [bucket_summary(b, k) for b in buckets]
+    if fmt == "json":
+        out.write(json.dumps(rows, indent=1) + "\n")
+        return
+    columns = ["camera_id", "minute", "frames", "faces", "tracks", "low_quality", "smile_rate", "mean_quality", "top_emotion"]
+    columns += [f"n_{e}" for e in EMOTIONS]
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=[*columns, "suppressed"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    if not rows:
+        out.write("no data\n")
+        return
+    cells = [[_fmt(r.get(c)) if not r["suppressed"] or c in ("camera_id", "minute") else "-" for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + "\n")
+    hidden = sum(r["suppressed"] for r in rows)
+    if hidden:
+        out.write(f"({hidden} bucket(s) with fewer than {k} distinct faces suppressed)\n")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)

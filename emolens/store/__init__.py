@@ -1,0 +1,11 @@
+"""Per-minute aggregates in SQL, chosen from a URL: ``sqlite:///FILE`` (embedded default)
+or ``postgresql+psycopg://USER@HOST:PORT/DB`` (platform)."""
+
+from emolens.store.base import Bucket, Camera, Store, fold
+from emolens.store.sql import SqlStore
+
+__all__ = ["Bucket", "Camera", "SqlStore", "Store", "fold", "make_store"]
+
+
+def make_store(url: str) -> Store:
+    return SqlStore(url)

@@ -1,0 +1,84 @@
+"""The store seam: idempotent per-minute aggregation and queries over it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from emolens.observations import FrameObservations
+from emolens.results import EMOTIONS
+
+
+@dataclass
+class Bucket:
+    """One camera-minute. Low-quality faces count in ``low_quality`` only."""
+
+    camera_id: str
+    minute: datetime
+    frames: int = 0
+    faces: int = 0
+    tracks: int = 0
+    low_quality: int = 0
+    smiles: int = 0
+    smile_sum: float = 0.0
+    quality_sum: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EMOTIONS, 0))
+    prob_sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(EMOTIONS, 0.0))
+
+    @property
+    def mean_quality(self) -> float:
+        return self.quality_sum / self.faces if self.faces else 0.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    camera_id: str
+    zone: str = ""
+    site: str = ""
+
+
+class Store(Protocol):
+    def ensure_camera(self, camera: Camera) -> None: ...
+
+    def apply(self, frames: Sequence[FrameObservations]) -> int:
+        """Add frames to their buckets in one transaction; frames seen before are skipped.
+        Returns how many frames were new."""
+        ...
+
+    def buckets(
+        self,
+        camera_id: str | None = None,
+        zone: str | None = None,
+        site: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Bucket]: ...
+
+    def cameras(self) -> list[Camera]: ...
+
+    def close(self) -> None: ...
+
+
+def fold(frames: Sequence[FrameObservations]) -> dict[tuple[str, datetime], Bucket]:
+    """Sum frames into buckets (no tracks: those need the store's memory of seen ids)."""
+    out: dict[tuple[str, datetime], Bucket] = {}
+    for fr in frames:
+        key = (fr.camera_id, fr.minute())
+        b = out.get(key)
+        if b is None:
+            b = out[key] = Bucket(camera_id=fr.camera_id, minute=key[1])
+        b.frames += 1
+        for face in fr.faces:
+            if face.low_quality:
+                b.low_quality += 1
+                continue
+            b.faces += 1
+            b.smiles += int(face.smiling)
+            b.smile_sum += face.smile
+            b.quality_sum += face.quality
+            b.counts[face.label] += 1
+            for emo, p in face.emotions.items():
+                b.prob_sums[emo] += p
+    return out

@@ -1,0 +1,233 @@
+"""SQL store on SQLAlchemy: SQLite for the embedded shape, PostgreSQL for the platform.
+
+Tables: ``cameras``; ``minute_buckets`` (one row per camera-minute); ``frames_seen`` and
+``bucket_tracks``, whose primary keys make a redelivered frame or a re-seen track count once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from emolens.errors import ConfigError
+from emolens.observations import FrameObservations
+from emolens.results import EMOTIONS
+from emolens.store.base import Bucket, Camera, fold
+
+metadata = MetaData()
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("camera_id", String(128), primary_key=True),
+    Column("zone", String(128), nullable=False, default=""),
+    Column("site", String(128), nullable=False, default=""),
+)
+
+minute_buckets = Table(
+    "minute_buckets",
+    metadata,
+    Column("camera_id", String(128), ForeignKey("cameras.camera_id"), primary_key=True),
+    Column("minute", DateTime(timezone=False), primary_key=True),
+    Column("frames", Integer, nullable=False, default=0),
+    Column("faces", Integer, nullable=False, default=0),
+    Column("tracks", Integer, nullable=False, default=0),
+    Column("low_quality", Integer, nullable=False, default=0),
+    Column("smiles", Integer, nullable=False, default=0),
+    Column("smile_sum", Float, nullable=False, default=0.0),
+    Column("quality_sum", Float, nullable=False, default=0.0),
+    *[Column(f"n_{e}", Integer, nullable=False, default=0) for e in EMOTIONS],
+    *[Column(f"p_{e}", Float, nullable=False, default=0.0) for e in EMOTIONS],
+)
+
+frames_seen = Table(
+    "frames_seen",
+    metadata,
+    Column("camera_id", String(128), primary_key=True),
+    Column("frame_seq", Integer, primary_key=True),
+)
+
+bucket_tracks = Table(
+    "bucket_tracks",
+    metadata,
+    Column("camera_id", String(128), primary_key=True),
+    Column("minute", DateTime(timezone=False), primary_key=True),
+    Column("track_id", Integer, primary_key=True),
+)
+
+_SUMMED = ["frames", "faces", "low_quality", "smiles", "smile_sum", "quality_sum"] + [
+    f"{p}_{e}" for p in ("n", "p") for e in EMOTIONS
+]
+
+
+def _bucket_row(b: Bucket) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "camera_id": b.camera_id,
+        "minute": b.minute,
+        "frames": b.frames,
+        "faces": b.faces,
+        "tracks": b.tracks,
+        "low_quality": b.low_quality,
+        "smiles": b.smiles,
+        "smile_sum": b.smile_sum,
+        "quality_sum": b.quality_sum,
+    }
+    row.update({f"n_{e}": b.counts[e] for e in EMOTIONS})
+    row.update({f"p_{e}": b.prob_sums[e] for e in EMOTIONS})
+    return row
+
+
+def _row_bucket(row: Any) -> Bucket:
+    m = row._mapping
+    return Bucket(
+        camera_id=m["camera_id"],
+        minute=m["minute"],
+        frames=m["frames"],
+        faces=m["faces"],
+        tracks=m["tracks"],
+        low_quality=m["low_quality"],
+        smiles=m["smiles"],
+        smile_sum=m["smile_sum"],
+        quality_sum=m["quality_sum"],
+        counts={e: m[f"n_{e}"] for e in EMOTIONS},
+        prob_sums={e: m[f"p_{e}"] for e in EMOTIONS},
+    )
+
+
+class SqlStore:
+    """>>> store = SqlStore("sqlite://")  # in-memory SQLite
+    >>> store.ensure_camera(Camera("cam-1", zone="entrance", site="mall-a"))
+    >>> [c.camera_id for c in store.cameras()]
+    ['cam-1']
+    """
+
+    def __init__(self, url: str, create: bool = True) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            self._dialect: Any = sqlite
+        elif url.startswith("postgresql"):
+            self._dialect = postgresql
+        else:
+            raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql+psycopg://...")
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            metadata.create_all(self.engine)
+
+    def ensure_camera(self, camera: Camera) -> None:
+        stmt = self._dialect.insert(cameras).values(camera_id=camera.camera_id, zone=camera.zone, site=camera.site)
+        stmt = stmt.on_conflict_do_update(index_elements=["camera_id"], set_={"zone": camera.zone, "site": camera.site})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def apply(self, frames: Sequence[FrameObservations]) -> int:
+        if not frames:
+            return 0
+        with self.engine.begin() as conn:
+            return self.apply_in(conn, frames)
+
+    def apply_in(self, conn: Connection, frames: Sequence[FrameObservations]) -> int:
+        """``apply`` inside a caller's transaction (the aggregator commits offsets after it)."""
+        unique = {(f.camera_id, f.frame_seq): f for f in frames}
+        self._ensure_cameras(conn, {f.camera_id for f in unique.values()})
+        inserted = conn.execute(
+            self._dialect.insert(frames_seen)
+            .values([{"camera_id": c, "frame_seq": s} for c, s in unique])
+            .on_conflict_do_nothing()
+            .returning(frames_seen.c.camera_id, frames_seen.c.frame_seq)
+        ).all()
+        new = [unique[(r[0], r[1])] for r in inserted]
+        if not new:
+            return 0
+        buckets = fold(new)
+        track_rows = {
+            (f.camera_id, f.minute(), face.track_id)
+            for f in new
+            for face in f.faces
+            if face.track_id is not None and not face.low_quality
+        }
+        if track_rows:
+            fresh = conn.execute(
+                self._dialect.insert(bucket_tracks)
+                .values([{"camera_id": c, "minute": m, "track_id": t} for c, m, t in track_rows])
+                .on_conflict_do_nothing()
+                .returning(bucket_tracks.c.camera_id, bucket_tracks.c.minute)
+            ).all()
+            new_tracks: dict[tuple[str, datetime], int] = defaultdict(int)
+            for c, m in fresh:
+                new_tracks[(c, m)] += 1
+            for key, n in new_tracks.items():
+                buckets[key].tracks += n
+        stmt = self._dialect.insert(minute_buckets).values([_bucket_row(b) for b in buckets.values()])
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["camera_id", "minute"],
+            set_={
+                **{col: minute_buckets.c[col] + excluded[col] for col in _SUMMED},
+                "tracks": minute_buckets.c.tracks + excluded.tracks,
+            },
+        )
+        conn.execute(stmt)
+        return len(new)
+
+    def _ensure_cameras(self, conn: Connection, ids: set[str]) -> None:
+        conn.execute(
+            self._dialect.insert(cameras).values([{"camera_id": c, "zone": "", "site": ""} for c in sorted(ids)]).on_conflict_do_nothing()
+        )
+
+    def buckets(
+        self,
+        camera_id: str | None = None,
+        zone: str | None = None,
+        site: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Bucket]:
+        q = select(minute_buckets).join(cameras, cameras.c.camera_id == minute_buckets.c.camera_id)
+        if camera_id:
+            q = q.where(minute_buckets.c.camera_id == camera_id)
+        if zone:
+            q = q.where(cameras.c.zone == zone)
+        if site:
+            q = q.where(cameras.c.site == site)
+        if since:
+            q = q.where(minute_buckets.c.minute >= since)
+        if until:
+            q = q.where(minute_buckets.c.minute < until)
+        q = q.order_by(minute_buckets.c.camera_id, minute_buckets.c.minute)
+        with self.engine.connect() as conn:
+            return [_row_bucket(r) for r in conn.execute(q)]
+
+    def cameras(self) -> list[Camera]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(cameras).order_by(cameras.c.camera_id)).all()
+        return [Camera(r.camera_id, r.zone, r.site) for r in rows]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

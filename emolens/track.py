@@ -1,0 +1,96 @@
+"""Face tracking across frames and temporal smoothing of each track's probabilities.
+
+Greedy IoU matching (faces of a camera move little between sampled frames), then an
+exponential moving average per track so a label does not flicker frame to frame.
+
+>>> import numpy as np
+>>> t = Tracker(smoothing=0.5)
+>>> ids = t.update([(0, 0, 10, 10)], np.array([[1.0, 0.0]]))
+>>> ids2 = t.update([(1, 0, 11, 10)], np.array([[0.0, 1.0]]))
+>>> ids == ids2, t.smoothed(ids2[0]).tolist()
+(True, [0.5, 0.5])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def iou(a: Box, b: Box) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    track_id: int
+    box: Box
+    state: np.ndarray  # smoothed feature vector (probabilities)
+    missed: int = 0
+    hits: int = 1
+
+
+class Tracker:
+    """Assigns stable ids to faces of one camera and smooths their probability vectors.
+
+    ``smoothing`` is the weight of the past (0 = no smoothing); a track that goes unseen
+    for more than ``max_missed`` frames ends.
+    """
+
+    def __init__(self, min_iou: float = 0.3, max_missed: int = 10, smoothing: float = 0.6) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError("smoothing must be in [0, 1)")
+        self.min_iou = min_iou
+        self.max_missed = max_missed
+        self.smoothing = smoothing
+        self._tracks: dict[int, _Track] = {}
+        self._next_id = 1
+
+    def update(self, boxes: Sequence[Box], features: np.ndarray) -> list[int]:
+        """Match this frame's faces to tracks; returns a track id per face, in input order."""
+        pairs = sorted(
+            ((iou(t.box, b), tid, i) for tid, t in self._tracks.items() for i, b in enumerate(boxes)),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        used: set[int] = set()
+        for score, tid, i in pairs:
+            if score < self.min_iou:
+                break
+            if i in assigned or tid in used:
+                continue
+            assigned[i] = tid
+            used.add(tid)
+        for tid, track in list(self._tracks.items()):
+            if tid not in used:
+                track.missed += 1
+                if track.missed > self.max_missed:
+                    del self._tracks[tid]
+        ids = []
+        for i, box in enumerate(boxes):
+            feat = np.asarray(features[i], np.float64)
+            if i in assigned:
+                track = self._tracks[assigned[i]]
+                track.state = self.smoothing * track.state + (1 - self.smoothing) * feat
+                track.box, track.missed, track.hits = box, 0, track.hits + 1
+            else:
+                track = _Track(self._next_id, box, feat.copy())
+                self._tracks[track.track_id] = track
+                self._next_id += 1
+            ids.append(track.track_id)
+        return ids
+
+    def smoothed(self, track_id: int) -> np.ndarray:
+        return self._tracks[track_id].state
+
+    @property
+    def active(self) -> int:
+        return len(self._tracks)

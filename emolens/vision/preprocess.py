@@ -1,0 +1,43 @@
+"""Crop preprocessing before classification: illumination normalisation, denoising, sharpening.
+
+Which steps run is a measured choice (see docs/model-card.md, "Preprocessing"); ``auto``
+applies each only where the crop needs it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from emolens.errors import ConfigError
+
+MODES = ("none", "auto", "clahe")
+
+_CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
+
+
+def noise_sigma(crop: np.ndarray) -> float:
+    """Robust estimate of Gaussian noise (Immerkaer's method) on a uint8 crop."""
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    response = cv2.filter2D(crop.astype(np.float32), -1, kernel)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6.0)
+
+
+def preprocess(crop: np.ndarray, mode: str, source_eye_distance: float, template_eye_distance: float) -> np.ndarray:
+    """Return the crop to classify (uint8, same shape)."""
+    if mode == "none":
+        return crop
+    if mode == "clahe":
+        return _CLAHE.apply(crop)
+    if mode != "auto":
+        raise ConfigError(f"unknown preprocessing mode {mode!r}; choose from {MODES}")
+    out = crop
+    if noise_sigma(out) > 8.0:
+        out = cv2.fastNlMeansDenoising(out, None, h=10, templateWindowSize=5, searchWindowSize=11)
+    if float(out.std()) < 25.0 or float(out.mean()) < 50.0:
+        out = _CLAHE.apply(out)
+    if source_eye_distance < 0.8 * template_eye_distance:
+        # Upsampled face: unsharp mask restores some of the edges the upscale smeared.
+        blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=1.0)
+        out = cv2.addWeighted(out, 1.5, blurred, -0.5, 0)
+    return out
