@@ -31,8 +31,8 @@ class Split:
     extra_labels: np.ndarray | None = None  # FER+ majority labels (emotion only), -1 unknown
 
 
-def load_split(spec: TaskSpec, split: str, root: Path | None = None) -> Split:
-    """Images of one split at the model's input size, with their labels."""
+def load_split(spec: TaskSpec, split: str, root: Path | None = None, native: bool = False) -> Split:
+    """Images of one split at the model's input size (``native``: as stored), with their labels."""
     path = (root or data_dir()) / spec.dataset
     if not path.exists():
         raise DatasetMissingError(f"{path} not found: set EMOLENS_DATA_DIR to the folder holding {spec.dataset}")
@@ -44,6 +44,6 @@ def load_split(spec: TaskSpec, split: str, root: Path | None = None) -> Split:
         x = archive["x"][mask]
         y = archive["y"][mask].astype(np.int64)
         extra = archive["y_ferplus"][mask].astype(np.int64) if "y_ferplus" in archive.files else None
-    if x.shape[1] != spec.size:
+    if x.shape[1] != spec.size and not native:
         x = np.stack([cv2.resize(im, (spec.size, spec.size), interpolation=cv2.INTER_AREA) for im in x])
     return Split(images=x, labels=y, extra_labels=extra)

@@ -89,6 +89,8 @@ def export(
         )
     )
     (out_dir / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    # The PyTorch weights travel with the ONNX file so tests can check the two still agree.
+    torch.save(model.state_dict(), out_dir / "pytorch.pt")
     x = sample.astype(np.float32)[:, None]
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()

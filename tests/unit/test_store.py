@@ -1,0 +1,95 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from emolens.errors import ConfigError
+from emolens.observations import FrameObservations
+from emolens.report import bucket_summary
+from emolens.results import EMOTIONS, FaceResult
+from emolens.store import Camera, SqlStore
+
+T0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
+
+
+def face(label: str, smile: float, track: int, low: bool = False) -> FaceResult:
+    probs = dict.fromkeys(EMOTIONS, 0.0)
+    probs[label] = 1.0
+    return FaceResult((0, 0, 10, 10), [(0, 0)] * 6, 0.9, 0.8, low, smile, probs, track_id=track)
+
+
+def frames():
+    return [
+        FrameObservations("cam-1", 0, T0, [face("happy", 0.9, 1), face("neutral", 0.1, 2)]),
+        FrameObservations("cam-1", 1, T0 + timedelta(seconds=20), [face("happy", 0.8, 1), face("sad", 0.2, 3, low=True)]),
+        FrameObservations("cam-1", 2, T0 + timedelta(seconds=60), [face("surprise", 0.4, 1)]),
+        FrameObservations("cam-2", 0, T0, [face("angry", 0.0, 1)]),
+    ]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqlStore(f"sqlite:///{tmp_path / 'e.db'}")
+    s.ensure_camera(Camera("cam-1", zone="entrance", site="mall-a"))
+    s.ensure_camera(Camera("cam-2", zone="food-court", site="mall-a"))
+    yield s
+    s.close()
+
+
+def test_per_minute_buckets(store):
+    assert store.apply(frames()) == 4
+    b = {(x.camera_id, x.minute.minute): x for x in store.buckets()}
+    first = b[("cam-1", 0)]
+    assert (first.frames, first.faces, first.low_quality, first.tracks, first.smiles) == (2, 3, 1, 2, 2)
+    assert first.counts["happy"] == 2 and first.counts["neutral"] == 1 and first.counts["sad"] == 0
+    assert first.smile_sum == pytest.approx(1.8)
+    assert first.prob_sums["happy"] == pytest.approx(2.0)
+    assert first.mean_quality == pytest.approx(0.8)
+    second = b[("cam-1", 1)]
+    assert (second.frames, second.faces, second.tracks) == (1, 1, 1)  # track 1 counts again in a new minute
+
+
+def test_redelivered_frames_count_once(store):
+    store.apply(frames())
+    before = [(b.faces, b.tracks, b.smile_sum) for b in store.buckets()]
+    assert store.apply(frames()) == 0
+    assert store.apply(frames()[:2] + frames()[:2]) == 0
+    assert [(b.faces, b.tracks, b.smile_sum) for b in store.buckets()] == before
+
+
+def test_batches_in_any_split_give_the_same_buckets(tmp_path, store):
+    store.apply(frames())
+    other = SqlStore(f"sqlite:///{tmp_path / 'other.db'}")
+    for fr in reversed(frames()):
+        other.apply([fr])
+    key = lambda b: (b.camera_id, b.minute, b.frames, b.faces, b.tracks, round(b.smile_sum, 6))  # noqa: E731
+    assert sorted(map(key, other.buckets())) == sorted(map(key, store.buckets()))
+
+
+def test_filters_by_camera_zone_site_and_time(store):
+    store.apply(frames())
+    assert {b.camera_id for b in store.buckets(zone="food-court")} == {"cam-2"}
+    assert {b.camera_id for b in store.buckets(site="mall-a")} == {"cam-1", "cam-2"}
+    assert len(store.buckets(camera_id="cam-1")) == 2
+    since = datetime(2026, 1, 1, 12, 1)
+    assert [b.minute for b in store.buckets(camera_id="cam-1", since=since)] == [since]
+    assert [b.minute for b in store.buckets(camera_id="cam-1", until=since)] == [datetime(2026, 1, 1, 12, 0)]
+
+
+def test_k_anonymity_suppresses_small_buckets(store):
+    store.apply(frames())
+    b = store.buckets(camera_id="cam-1")[0]
+    assert bucket_summary(b, k=2)["suppressed"] is False
+    hidden = bucket_summary(b, k=5)
+    assert hidden["suppressed"] is True and "faces" not in hidden
+
+
+def test_no_face_pixels_in_the_schema(store):
+    from sqlalchemy import inspect
+
+    types = {str(c["type"]) for t in inspect(store.engine).get_table_names() for c in inspect(store.engine).get_columns(t)}
+    assert not any("BLOB" in t or "BYTEA" in t or "LargeBinary" in t for t in types)
+
+
+def test_bad_url():
+    with pytest.raises(ConfigError):
+        SqlStore("mysql://x")

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from emolens.track import Tracker, iou
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+
+
+def test_ids_follow_moving_faces_and_new_faces_get_new_ids():
+    t = Tracker(smoothing=0.0)
+    p = np.array([[1.0], [1.0]])
+    a = t.update([(0, 0, 50, 50), (200, 0, 250, 50)], p)
+    b = t.update([(205, 2, 255, 52), (4, 1, 54, 51)], p)  # order swapped, both moved
+    assert b == [a[1], a[0]]
+    c = t.update([(4, 1, 54, 51), (205, 2, 255, 52), (400, 400, 450, 450)], np.ones((3, 1)))
+    assert c[:2] == [a[0], a[1]] and c[2] not in a
+
+
+def test_smoothing_damps_flicker():
+    t = Tracker(smoothing=0.6)
+    labels = []
+    for i in range(20):
+        raw = np.array([[0.8, 0.2]]) if i % 4 != 3 else np.array([[0.3, 0.7]])  # one noisy frame in four
+        (tid,) = t.update([(0, 0, 50, 50)], raw)
+        labels.append(int(np.argmax(t.smoothed(tid))))
+    assert labels == [0] * 20  # raw argmax flips 5 times, smoothed never
+
+
+def test_tracks_expire_after_max_missed():
+    t = Tracker(max_missed=2)
+    (first,) = t.update([(0, 0, 50, 50)], np.ones((1, 1)))
+    for _ in range(3):
+        t.update([], np.zeros((0, 1)))
+    assert t.active == 0
+    (again,) = t.update([(0, 0, 50, 50)], np.ones((1, 1)))
+    assert again != first
+
+
+def test_bad_smoothing_rejected():
+    with pytest.raises(ValueError):
+        Tracker(smoothing=1.0)
