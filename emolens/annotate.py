@@ -24,7 +24,7 @@ _COLORS = {
 def annotate(image: np.ndarray, faces: list[FaceResult], blur: bool = False) -> np.ndarray:
     out = image.copy()
     for face in faces:
-        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        x0, y0, x1, y1 = (round(v) for v in face.box)
         x0, y0 = max(x0, 0), max(y0, 0)
         if blur and x1 > x0 and y1 > y0:
             region = out[y0:y1, x0:x1]

@@ -7,7 +7,6 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
@@ -109,7 +108,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0 if ok else 2
 
 
-def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any, count: Any, frames: Any) -> int:
+def _analyze_video(
+    args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any, count: Any, frames: Any
+) -> int:
     import cv2
     from tqdm import tqdm
 
@@ -121,7 +122,15 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
     total = count(source) or None
     fps = args.fps if args.fps else None
     try:
-        for frame in tqdm(frames(source, fps), total=total, desc=Path(source).name, unit="frame", disable=None, file=sys.stderr, leave=False):
+        for frame in tqdm(
+            frames(source, fps),
+            total=total,
+            desc=Path(source).name,
+            unit="frame",
+            disable=None,
+            file=sys.stderr,
+            leave=False,
+        ):
             results = analyzer.analyze(frame.image)
             emit(source, frame.index, round(frame.timestamp, 3), results)
             n_faces += len(results)
@@ -129,7 +138,7 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
                 if writer is None:
                     h, w = frame.image.shape[:2]
                     target = annotate_dir / (Path(source).stem + ".annotated.mp4")
-                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps or 15, (w, h))
+                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"mp4v"), fps or 15, (w, h))
                 writer.write(annotate(frame.image, results, args.blur))
     finally:
         if writer is not None:
@@ -165,7 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     print(
         f"camera {args.camera_id}: {summary.frames} frames, {summary.faces} faces, "
-        f"{summary.frames_stored} frames stored in {settings.db} ({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
+        f"{summary.frames_stored} frames stored in {settings.db} "
+        f"({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
         file=sys.stderr,
     )
     return 0
@@ -173,7 +183,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 class _annotator:
     def __init__(self, path: str, blur: bool) -> None:
-        self.path, self.blur, self.writer = path, blur, None
+        import cv2
+
+        self.path, self.blur = path, blur
+        self.writer: cv2.VideoWriter | None = None
 
     def write(self, frame: Any, obs: Any) -> None:
         import cv2
@@ -183,7 +196,7 @@ class _annotator:
         if self.writer is None:
             h, w = frame.image.shape[:2]
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), 15, (w, h))
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*"mp4v"), 15, (w, h))
         self.writer.write(annotate(frame.image, obs.faces, self.blur))
 
     def close(self) -> None:
@@ -218,8 +231,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo clip: {clip}", file=sys.stderr)
     common = ["--db", f"sqlite:///{db}"]
     rc = main(
-        ["run", "--source", str(clip), "--camera-id", "demo-cam", "--zone", "lobby", "--site", "demo",
-         "--fps", "15", "--start", "2026-01-01T12:00:00", "--annotate", str(out / "annotated.mp4"), *common]
+        [
+            "run",
+            "--source",
+            str(clip),
+            "--camera-id",
+            "demo-cam",
+            "--zone",
+            "lobby",
+            "--site",
+            "demo",
+            "--fps",
+            "15",
+            "--start",
+            "2026-01-01T12:00:00",
+            "--annotate",
+            str(out / "annotated.mp4"),
+            *common,
+        ]
     )
     if rc:
         return rc

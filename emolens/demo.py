@@ -38,7 +38,7 @@ def demo_frames(seconds: float = 12.0, fps: int = 15, size: tuple[int, int] = (6
     background = cv2.GaussianBlur(background, (0, 0), 6)
     frames = []
     n = int(seconds * fps)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    _yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for i in range(n):
         t = i / max(n - 1, 1)
         frame = background.copy()
@@ -67,7 +67,7 @@ def demo_frames(seconds: float = 12.0, fps: int = 15, size: tuple[int, int] = (6
 def write_demo_clip(path: Path, seconds: float = 12.0, fps: int = 15) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = demo_frames(seconds, fps)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
     if not writer.isOpened():
         raise EmolensError(f"cannot write video {path}")
     for frame in frames:

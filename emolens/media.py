@@ -78,7 +78,9 @@ def read_image(path: Path, max_pixels: int) -> np.ndarray:
     if image is None or image.size == 0:
         raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
     if image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageTooLargeError(f"{path}: {image.shape[1]}x{image.shape[0]} image exceeds the {max_pixels:,}-pixel limit")
+        raise ImageTooLargeError(
+            f"{path}: {image.shape[1]}x{image.shape[0]} image exceeds the {max_pixels:,}-pixel limit"
+        )
     return image
 
 
@@ -102,7 +104,10 @@ def source_kind(source: str) -> str:
         return "image"
     if ext in VIDEO_EXTS:
         return "video"
-    raise InputError(f"{source}: unsupported file type {ext or '(none)'} (images: {sorted(IMAGE_EXTS)}, videos: {sorted(VIDEO_EXTS)})")
+    raise InputError(
+        f"{source}: unsupported file type {ext or '(none)'} "
+        f"(images: {sorted(IMAGE_EXTS)}, videos: {sorted(VIDEO_EXTS)})"
+    )
 
 
 def folder_images(path: Path) -> list[Path]:

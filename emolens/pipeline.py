@@ -131,8 +131,9 @@ class Analyzer:
             probs = np.concatenate([smile_p[k : k + len(dets), 1:2], emo_p[k : k + len(dets)]], axis=1)
             ids: list[int | None] = [None] * len(dets)
             if self.tracker is not None:
-                ids = list(self.tracker.update([d.box for d in dets], probs))
-                probs = np.stack([self.tracker.smoothed(i) for i in ids]) if dets else probs
+                tracked = self.tracker.update([d.box for d in dets], probs)
+                probs = np.stack([self.tracker.smoothed(i) for i in tracked]) if dets else probs
+                ids = list(tracked)
             faces = []
             for j, det in enumerate(dets):
                 q = qualities[k + j]
@@ -171,5 +172,5 @@ class Analyzer:
 
     @staticmethod
     def _box_pixels(gray: np.ndarray, det: Detection) -> np.ndarray:
-        x0, y0, x1, y1 = (int(round(v)) for v in det.box)
+        x0, y0, x1, y1 = (round(v) for v in det.box)
         return gray[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]

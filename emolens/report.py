@@ -38,7 +38,17 @@ def print_buckets(buckets: list[Bucket], k: int, fmt: str, out: IO[str]) -> None
     if fmt == "json":
         out.write(json.dumps(rows, indent=1) + "\n")
         return
-    columns = ["camera_id", "minute", "frames", "faces", "tracks", "low_quality", "smile_rate", "mean_quality", "top_emotion"]
+    columns = [
+        "camera_id",
+        "minute",
+        "frames",
+        "faces",
+        "tracks",
+        "low_quality",
+        "smile_rate",
+        "mean_quality",
+        "top_emotion",
+    ]
     columns += [f"n_{e}" for e in EMOTIONS]
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=[*columns, "suppressed"], extrasaction="ignore")
@@ -48,7 +58,9 @@ def print_buckets(buckets: list[Bucket], k: int, fmt: str, out: IO[str]) -> None
     if not rows:
         out.write("no data\n")
         return
-    cells = [[_fmt(r.get(c)) if not r["suppressed"] or c in ("camera_id", "minute") else "-" for c in columns] for r in rows]
+    cells = [
+        [_fmt(r.get(c)) if not r["suppressed"] or c in ("camera_id", "minute") else "-" for c in columns] for r in rows
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
     for row in cells:

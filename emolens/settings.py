@@ -4,6 +4,7 @@ variables and CLI flags (flags win). The names match the Helm chart's values."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -49,11 +50,13 @@ class Settings:
             raw = env.get(f"EMOLENS_{f.name.upper()}")
             if raw is None:
                 continue
-            kind = type(getattr(cls, f.name, f.default)) if f.default is not None else str
+            kind: Callable[[str], Any] = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError as exc:
-                raise ConfigError(f"EMOLENS_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+                raise ConfigError(
+                    f"EMOLENS_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}"
+                ) from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -100,7 +100,12 @@ def choose_preprocessing(clf: OnnxClassifier, model: str, split: Split, seed: in
         for name, fn in variants.items():
             imgs = np.stack(
                 [
-                    preprocess(np.clip(fn(im.astype(np.float32)), 0, 255).astype(np.uint8), mode, info.eye_distance, info.eye_distance)
+                    preprocess(
+                        np.clip(fn(im.astype(np.float32)), 0, 255).astype(np.uint8),
+                        mode,
+                        info.eye_distance,
+                        info.eye_distance,
+                    )
                     for im in split.images
                 ]
             )
@@ -131,7 +136,9 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
     rng = np.random.default_rng(seed)
     found = correct = direct_correct = 0
     clf = analyzer.classifier
-    for im, label in tqdm(list(zip(split.images, split.labels, strict=True)), desc=f"pipeline {model}", file=sys.stderr):
+    for im, label in tqdm(
+        list(zip(split.images, split.labels, strict=True)), desc=f"pipeline {model}", file=sys.stderr
+    ):
         side = im.shape[0] * upscale
         frame = bgs[rng.integers(len(bgs))].copy()
         oy, ox = int(rng.integers(0, 480 - side)), int(rng.integers(0, 640 - side))
@@ -180,11 +187,18 @@ def section(model: str, classes: tuple[str, ...], res: DirectResult, robust: dic
     parts.append(
         _table(
             ["class", "precision", "recall", "F1", "support"],
-            [[c, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", str(int(s))] for c, p, r, f, s in zip(classes, res.precision, res.recall, res.f1, res.support, strict=True)],
+            [
+                [c, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", str(int(s))]
+                for c, p, r, f, s in zip(classes, res.precision, res.recall, res.f1, res.support, strict=True)
+            ],
         )
     )
     parts.append("\nConfusion matrix (rows: true, columns: predicted):\n")
-    parts.append(_table(["true \\ pred", *classes], [[c, *map(str, row)] for c, row in zip(classes, res.cm.tolist(), strict=True)]))
+    parts.append(
+        _table(
+            ["true \\ pred", *classes], [[c, *map(str, row)] for c, row in zip(classes, res.cm.tolist(), strict=True)]
+        )
+    )
     parts.append("\nRobustness (test split, each condition applied to every crop):\n")
     parts.append(
         _table(
@@ -213,14 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     t0 = time.time()
     try:
-        splits = {m: (load_split(TASKS[m], "test", args.data_dir), load_split(TASKS[m], "val", args.data_dir)) for m in (SMILE, EMOTION)}
+        splits = {
+            m: (load_split(TASKS[m], "test", args.data_dir), load_split(TASKS[m], "val", args.data_dir))
+            for m in (SMILE, EMOTION)
+        }
     except DatasetMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for model in (SMILE, EMOTION):
         test, val = splits[model]
         if args.limit:
-            test = Split(test.images[: args.limit], test.labels[: args.limit], None if test.extra_labels is None else test.extra_labels[: args.limit])
+            test = Split(
+                test.images[: args.limit],
+                test.labels[: args.limit],
+                None if test.extra_labels is None else test.extra_labels[: args.limit],
+            )
             val = Split(val.images[: args.limit], val.labels[: args.limit])
         res, _ = direct(clf, model, test)
         robust = robustness(clf, model, test, res.accuracy, args.seed)
@@ -257,8 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render_card(sections: list, pipeline: dict[str, dict[str, float]], args: argparse.Namespace, clf: OnnxClassifier) -> str:
-    meta = {m: json.loads((args.repo / m / "training.json").read_text()) for m in (SMILE, EMOTION) if (args.repo / m / "training.json").exists()}
+def render_card(
+    sections: list, pipeline: dict[str, dict[str, float]], args: argparse.Namespace, clf: OnnxClassifier
+) -> str:
+    meta = {
+        m: json.loads((args.repo / m / "training.json").read_text())
+        for m in (SMILE, EMOTION)
+        if (args.repo / m / "training.json").exists()
+    }
     lines = [
         "# Model card: emolens smile and emotion CNNs",
         "",
@@ -288,10 +315,15 @@ def render_card(sections: list, pipeline: dict[str, dict[str, float]], args: arg
         info = clf.info(model)
         m = meta.get(model, {})
         size = (args.repo / model / "1" / "model.onnx").stat().st_size
-        data = "SMILEsmileD (LFW crops), identity-disjoint `train`" if model == SMILE else "FER2013 `train` (Training), original labels, FER+ non-faces dropped"
+        data = (
+            "SMILEsmileD (LFW crops), identity-disjoint `train`"
+            if model == SMILE
+            else "FER2013 `train` (Training), original labels, FER+ non-faces dropped"
+        )
         lines.append(
             f"| {model} | [N,1,{info.size},{info.size}] raw 0..255 | {', '.join(info.labels)} | {data} | "
-            f"{m.get('epochs', '?')} ({m.get('best_epoch', '?')}) | {m.get('best_val_accuracy', '?')} | {size / 1e6:.2f} MB |"
+            f"{m.get('epochs', '?')} ({m.get('best_epoch', '?')}) | {m.get('best_val_accuracy', '?')} | "
+            f"{size / 1e6:.2f} MB |"
         )
     lines += [
         "",
@@ -304,14 +336,22 @@ def render_card(sections: list, pipeline: dict[str, dict[str, float]], args: arg
         "Sizes were chosen for the throughput goal (>= 1500 faces/s per model at batch 64 on 2 CPU cores).",
         "",
     ]
-    for model, res, robust, prep in sections:
+    for model, res, robust, _prep in sections:
         classes = clf.info(model).labels
-        title = "Smile (SMILEsmileD `test`, identity-disjoint)" if model == SMILE else "Emotion (FER2013 official `test` = PrivateTest, original labels)"
+        title = (
+            "Smile (SMILEsmileD `test`, identity-disjoint)"
+            if model == SMILE
+            else "Emotion (FER2013 official `test` = PrivateTest, original labels)"
+        )
         lines += [f"## {title}", "", section(model, classes, res, robust), ""]
     lines += ["## Preprocessing choice (measured on `val`, never `test`)", ""]
     for model, _res, _robust, prep in sections:
         lines.append(f"{model}: mean accuracy over clean + the robustness conditions, per mode:\n")
-        lines.append(_table(["mode", "clean", "mean"], [[mode, _pct(row["clean"]), _pct(row["mean"])] for mode, row in prep.items()]))
+        lines.append(
+            _table(
+                ["mode", "clean", "mean"], [[mode, _pct(row["clean"]), _pct(row["mean"])] for mode, row in prep.items()]
+            )
+        )
         lines.append("")
     if pipeline:
         lines += [
@@ -322,7 +362,15 @@ def render_card(sections: list, pipeline: dict[str, dict[str, float]], args: arg
             "whose box holds the paste centre is scored. Misses count as errors in `pipeline accuracy`.",
             "",
             _table(
-                ["model", "faces", "found", "pipeline accuracy", "accuracy on found", "direct-crop accuracy", "gap (points)"],
+                [
+                    "model",
+                    "faces",
+                    "found",
+                    "pipeline accuracy",
+                    "accuracy on found",
+                    "direct-crop accuracy",
+                    "gap (points)",
+                ],
                 [
                     [
                         m,

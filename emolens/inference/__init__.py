@@ -26,7 +26,5 @@ def make_classifier(url: str, threads: int = 0) -> Classifier:
         parsed = urlparse(url)
         if not parsed.hostname or not parsed.port:
             raise ConfigError(f"triton URL needs host and port: {url!r}")
-        from emolens.inference.triton import TritonClassifier  # type: ignore[import-not-found]
-
-        return TritonClassifier(f"{parsed.hostname}:{parsed.port}")  # type: ignore[no-any-return]
+        raise ConfigError("triton:// inference is not implemented in this version yet; use onnx://PATH")
     raise ConfigError(f"unknown inference URL {url!r}: use onnx://PATH or triton://HOST:PORT")

@@ -28,7 +28,7 @@ class ModelInfo:
 
 def parse_config(text: str, name: str) -> tuple[int, np.ndarray]:
     """(input side, crop template) from config.pbtxt text."""
-    dims = re.search(r'input\s*\[.*?dims:\s*\[\s*1\s*,\s*(\d+)\s*,\s*(\d+)\s*\]', text, re.S)
+    dims = re.search(r"input\s*\[.*?dims:\s*\[\s*1\s*,\s*(\d+)\s*,\s*(\d+)\s*\]", text, re.S)
     if not dims:
         raise ModelError(f"{name}: config.pbtxt declares no input dims [1, H, W]")
     h, w = int(dims.group(1)), int(dims.group(2))

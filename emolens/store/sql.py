@@ -191,7 +191,9 @@ class SqlStore:
 
     def _ensure_cameras(self, conn: Connection, ids: set[str]) -> None:
         conn.execute(
-            self._dialect.insert(cameras).values([{"camera_id": c, "zone": "", "site": ""} for c in sorted(ids)]).on_conflict_do_nothing()
+            self._dialect.insert(cameras)
+            .values([{"camera_id": c, "zone": "", "site": ""} for c in sorted(ids)])
+            .on_conflict_do_nothing()
         )
 
     def buckets(

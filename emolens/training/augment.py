@@ -40,7 +40,10 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if decoded is None:
+        raise RuntimeError("JPEG decoding failed")
+    return decoded.astype(np.float32)
 
 
 def _random_warp(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -49,8 +52,10 @@ def _random_warp(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     angle = np.deg2rad(rng.uniform(-25, 25))
     scale = rng.uniform(0.88, 1.15)
     shear = rng.uniform(-0.1, 0.1)
-    a = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ np.array(
-        [[1, shear], [0, 1]]
+    a = (
+        scale
+        * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        @ np.array([[1, shear], [0, 1]])
     )
     t = c - a @ c + rng.uniform(-0.08, 0.08, 2) * np.array([w, h])
     m = np.eye(3)

@@ -81,7 +81,12 @@ def train(
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, best_acc, best_epoch, history = state["epoch"] + 1, state["best_acc"], state["best_epoch"], state["history"]
+        start, best_acc, best_epoch, history = (
+            state["epoch"] + 1,
+            state["best_acc"],
+            state["best_epoch"],
+            state["history"],
+        )
         log.info("event=resume task=%s epoch=%d best_val_acc=%.4f", spec.name, start, best_acc)
 
     n = len(train_split.images)

@@ -13,7 +13,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import cv2
 import numpy as np
@@ -99,7 +99,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou:
 class BlazeFaceDetector:
     """BlazeFace full-range (192 px input, faces down to ~5% of the frame side) or short-range."""
 
-    _MODELS = {
+    _MODELS: ClassVar[dict[str, tuple[str, int, tuple[int, ...], tuple[int, ...]]]] = {
         "full": ("face_detection_full_range.tflite", 192, (4,), (1,)),
         "short": ("face_detection_short_range.tflite", 128, (8, 16), (2, 6)),
     }
@@ -229,7 +229,11 @@ class TiledDetector:
             for d in self.detector.detect(image[y0 : y0 + side, x0 : x0 + side]):
                 b = d.box
                 found.append(
-                    Detection((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), d.score, d.landmarks + np.float32([x0, y0]))
+                    Detection(
+                        (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0),
+                        d.score,
+                        d.landmarks + np.array([x0, y0], np.float32),
+                    )
                 )
         return found
 
@@ -257,11 +261,15 @@ class MergedDetector:
 
 
 def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:
-    """``blazeface`` (short range on the frame and its tiles + full range, merged), ``blazeface-full``, ``blazeface-short``,
+    """``blazeface`` (short range on the frame and its tiles + full range, merged),
+    ``blazeface-full``, ``blazeface-short``,
     ``haar``, or ``auto``: BlazeFace when its packages load on this platform, else Haar."""
     if name == "blazeface":
         return MergedDetector(
-            [TiledDetector(BlazeFaceDetector("short", min_score=min_score)), BlazeFaceDetector("full", min_score=min_score)]
+            [
+                TiledDetector(BlazeFaceDetector("short", min_score=min_score)),
+                BlazeFaceDetector("full", min_score=min_score),
+            ]
         )
     if name == "blazeface-full":
         return BlazeFaceDetector("full", min_score=min_score)

@@ -112,8 +112,26 @@ def test_empty_folder_and_blank_frame(tmp_path, capsys):
 
 def test_run_then_stats(demo_clip, tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'e.db'}"
-    rc = main(["run", "--source", str(demo_clip), "--camera-id", "c1", "--zone", "z", "--site", "s",
-               "--db", db, "--fps", "5", "--start", "2026-03-01T10:00:30", *INF])
+    rc = main(
+        [
+            "run",
+            "--source",
+            str(demo_clip),
+            "--camera-id",
+            "c1",
+            "--zone",
+            "z",
+            "--site",
+            "s",
+            "--db",
+            db,
+            "--fps",
+            "5",
+            "--start",
+            "2026-03-01T10:00:30",
+            *INF,
+        ]
+    )
     assert rc == 0
     assert main(["stats", "--db", db, "--camera-id", "c1", "--k", "1", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -131,7 +149,21 @@ def test_run_then_stats(demo_clip, tmp_path, capsys):
 
 
 def test_run_bad_source(tmp_path, capsys):
-    assert main(["run", "--source", str(tmp_path / "nope.mp4"), "--camera-id", "c", "--db", f"sqlite:///{tmp_path}/x.db", *INF]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--source",
+                str(tmp_path / "nope.mp4"),
+                "--camera-id",
+                "c",
+                "--db",
+                f"sqlite:///{tmp_path}/x.db",
+                *INF,
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.startswith("error: ")
 
 

@@ -20,7 +20,9 @@ def face(label: str, smile: float, track: int, low: bool = False) -> FaceResult:
 def frames():
     return [
         FrameObservations("cam-1", 0, T0, [face("happy", 0.9, 1), face("neutral", 0.1, 2)]),
-        FrameObservations("cam-1", 1, T0 + timedelta(seconds=20), [face("happy", 0.8, 1), face("sad", 0.2, 3, low=True)]),
+        FrameObservations(
+            "cam-1", 1, T0 + timedelta(seconds=20), [face("happy", 0.8, 1), face("sad", 0.2, 3, low=True)]
+        ),
         FrameObservations("cam-1", 2, T0 + timedelta(seconds=60), [face("surprise", 0.4, 1)]),
         FrameObservations("cam-2", 0, T0, [face("angry", 0.0, 1)]),
     ]
@@ -86,7 +88,9 @@ def test_k_anonymity_suppresses_small_buckets(store):
 def test_no_face_pixels_in_the_schema(store):
     from sqlalchemy import inspect
 
-    types = {str(c["type"]) for t in inspect(store.engine).get_table_names() for c in inspect(store.engine).get_columns(t)}
+    types = {
+        str(c["type"]) for t in inspect(store.engine).get_table_names() for c in inspect(store.engine).get_columns(t)
+    }
     assert not any("BLOB" in t or "BYTEA" in t or "LargeBinary" in t for t in types)
 
 

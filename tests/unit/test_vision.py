@@ -105,7 +105,7 @@ def test_align_puts_landmarks_on_the_template():
     crop = align_face(img, pts, tpl, 48)
     assert crop.shape == (48, 48)
     for x, y in tpl:
-        assert crop[int(round(y)), int(round(x))] > 100
+        assert crop[round(y), round(x)] > 100
 
 
 def test_quality_penalises_blur_dark_small_and_profile(astronaut):
@@ -124,7 +124,9 @@ def test_quality_penalises_blur_dark_small_and_profile(astronaut):
 
 def test_preprocess_modes(astronaut):
     rng = np.random.default_rng(0)
-    face = cv2.resize(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)[70:175, 174:279], (48, 48), interpolation=cv2.INTER_AREA)
+    face = cv2.resize(
+        cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)[70:175, 174:279], (48, 48), interpolation=cv2.INTER_AREA
+    )
     noisy = np.clip(face + rng.normal(0, 20, face.shape), 0, 255).astype(np.uint8)
     assert noise_sigma(noisy) > 2 * noise_sigma(face)
     assert preprocess(noisy, "none", 20, 17) is noisy
