@@ -34,9 +34,10 @@ TASKS: dict[str, TaskSpec] = {
         classes=SMILE_CLASSES,
         dataset="smiles.npz",
         size=48,
-        channels=(24, 48, 96, 192),
-        reps=(1, 1, 2, 2),
-        epochs=30,
+        # A first run with (24, 48, 96, 192) x (1, 1, 2, 2) for 30 epochs plateaued at 94.1% on val.
+        channels=(32, 48, 96, 192),
+        reps=(1, 2, 2, 2),
+        epochs=35,
     ),
     "emotion": TaskSpec(
         name="emotion",

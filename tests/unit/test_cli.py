@@ -177,3 +177,31 @@ def test_entry_point_and_bad_flag():
     assert out.returncode == 0 and "analyze" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "emolens", "run"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--source" in bad.stderr
+
+
+def test_run_from_an_http_stream(demo_clip, tmp_path, capsys):
+    """A URL source: the demo clip, as a streamable MJPEG AVI, served over HTTP on loopback."""
+    import functools
+    import http.server
+    import threading
+
+    from emolens.media import iter_video
+
+    served = tmp_path / "www"
+    served.mkdir()
+    writer = cv2.VideoWriter(str(served / "cam.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 10, (640, 480))
+    for frame in iter_video(str(demo_clip)):
+        writer.write(frame.image)
+    writer.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cam.avi"
+        db = f"sqlite:///{tmp_path / 'h.db'}"
+        assert main(["run", "--source", url, "--camera-id", "web", "--db", db, "--fps", "5", *INF]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "camera web: 20 frames" in capsys.readouterr().err
