@@ -132,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per ONNX measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
-    results: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    }
+    cpu = platform.processor() or platform.machine()
+    results: dict[str, object] = {"machine": f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     if args.only in (None, "onnx"):
         results["onnx"] = bench_onnx(args.repo, args.seconds)
         print(json.dumps(results["onnx"], indent=1), file=sys.stderr)
