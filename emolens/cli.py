@@ -257,6 +257,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main(["stats", "--camera-id", "demo-cam", "--k", "1", *common])
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import signal
+
+    from emolens.live import make_live_state
+    from emolens.store import make_store
+    from services.gateway.server import AnalyticsService, build_server
+
+    settings = _settings(args).with_(live=args.live)
+    store = make_store(settings.db)
+    live = make_live_state(settings.live) if args.live else None
+    server, port = build_server(AnalyticsService(settings, store, live), f"{args.host}:{args.port}")
+    server.start()
+    print(
+        f"gateway listening on {args.host}:{port} (db {settings.db}, inference {settings.inference})", file=sys.stderr
+    )
+    signal.signal(signal.SIGTERM, lambda *_: server.stop(grace=2))
+    try:
+        server.wait_for_termination()
+    finally:
+        store.close()
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -301,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="hide buckets with fewer distinct faces (EMOLENS_K_ANONYMITY, default 5)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("gateway", help="the partner gRPC API: AnalyzeImage, AnalyzeStream, QueryStats, WatchLive")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.add_argument("--live", help="live-state URL: memory:// or redis://HOST:PORT/DB (enables WatchLive)")
+    common(p)
+    p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("demo", help="build a demo clip, run it end to end, print the statistics")
     p.add_argument("--out", default="demo", help="folder for the clip, database and annotated video")

@@ -1,0 +1,124 @@
+"""Live counters per camera (frames, faces, smiles, emotions since start), chosen from a URL:
+``memory://`` (in-process) or ``redis://HOST:PORT/DB``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from emolens.errors import ConfigError
+from emolens.observations import FrameObservations
+from emolens.results import EMOTIONS
+
+
+@dataclass
+class LiveCounters:
+    camera_id: str
+    frames: int = 0
+    faces: int = 0
+    smiles: int = 0
+    emotions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EMOTIONS, 0))
+    updated_at: datetime | None = None
+
+
+def _deltas(frames: Sequence[FrameObservations]) -> dict[str, LiveCounters]:
+    out: dict[str, LiveCounters] = {}
+    for fr in frames:
+        c = out.setdefault(fr.camera_id, LiveCounters(fr.camera_id))
+        c.frames += 1
+        for face in fr.faces:
+            if face.low_quality:
+                continue
+            c.faces += 1
+            c.smiles += int(face.smiling)
+            c.emotions[face.label] += 1
+    return out
+
+
+class LiveState(Protocol):
+    def add(self, frames: Sequence[FrameObservations]) -> None: ...
+
+    def get(self, camera_id: str) -> LiveCounters: ...
+
+    def cameras(self) -> list[str]: ...
+
+
+class MemoryLiveState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, LiveCounters] = {}
+
+    def add(self, frames: Sequence[FrameObservations]) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            for cam, d in _deltas(frames).items():
+                c = self._counters.setdefault(cam, LiveCounters(cam))
+                c.frames += d.frames
+                c.faces += d.faces
+                c.smiles += d.smiles
+                for e in EMOTIONS:
+                    c.emotions[e] += d.emotions[e]
+                c.updated_at = now
+
+    def get(self, camera_id: str) -> LiveCounters:
+        with self._lock:
+            c = self._counters.get(camera_id)
+            if c is None:
+                return LiveCounters(camera_id)
+            return LiveCounters(c.camera_id, c.frames, c.faces, c.smiles, dict(c.emotions), c.updated_at)
+
+    def cameras(self) -> list[str]:
+        with self._lock:
+            return sorted(self._counters)
+
+
+class RedisLiveState:
+    """One hash per camera (``emolens:live:<camera>``), updated with HINCRBY in a pipeline."""
+
+    PREFIX = "emolens:live:"
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._r = redis.Redis.from_url(url, decode_responses=True)
+
+    def add(self, frames: Sequence[FrameObservations]) -> None:
+        now = datetime.now(UTC).isoformat()
+        pipe = self._r.pipeline(transaction=True)
+        for cam, d in _deltas(frames).items():
+            key = self.PREFIX + cam
+            pipe.hincrby(key, "frames", d.frames)
+            pipe.hincrby(key, "faces", d.faces)
+            pipe.hincrby(key, "smiles", d.smiles)
+            for e in EMOTIONS:
+                if d.emotions[e]:
+                    pipe.hincrby(key, f"e:{e}", d.emotions[e])
+            pipe.hset(key, "updated_at", now)
+        pipe.execute()
+
+    def get(self, camera_id: str) -> LiveCounters:
+        raw: dict[str, str] = self._r.hgetall(self.PREFIX + camera_id)  # type: ignore[assignment]
+        if not raw:
+            return LiveCounters(camera_id)
+        return LiveCounters(
+            camera_id,
+            int(raw.get("frames", 0)),
+            int(raw.get("faces", 0)),
+            int(raw.get("smiles", 0)),
+            {e: int(raw.get(f"e:{e}", 0)) for e in EMOTIONS},
+            datetime.fromisoformat(raw["updated_at"]) if "updated_at" in raw else None,
+        )
+
+    def cameras(self) -> list[str]:
+        return sorted(k[len(self.PREFIX) :] for k in self._r.scan_iter(self.PREFIX + "*"))
+
+
+def make_live_state(url: str) -> LiveState:
+    if url.startswith("memory://"):
+        return MemoryLiveState()
+    if url.startswith("redis://"):
+        return RedisLiveState(url)
+    raise ConfigError(f"unknown live-state URL {url!r}: use memory:// or redis://HOST:PORT/DB")
