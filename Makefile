@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 
-.PHONY: protos demo test test-unit lint format train evaluate bench install install-dev clean
+.PHONY: up down protos demo test test-unit lint format train evaluate bench install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,7 @@ demo: $(STAMP)
 
 ## The README's second command: every test (CI runs exactly this through .ci/run).
 test: $(VENV)/.installed-dev
+	$(BIN)/python scripts/devservices.py install
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: $(VENV)/.installed-dev
@@ -63,6 +64,13 @@ evaluate: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python scripts/bench.py
+
+## Start / stop the real servers on loopback (PIDs recorded in .run/, stopped by PID).
+up: $(VENV)/.installed-dev
+	$(BIN)/python scripts/devservices.py up
+
+down:
+	$(BIN)/python scripts/devservices.py down
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,78 @@
+"""The SQL store on a real PostgreSQL and the live state on a real Redis."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from emolens.live import RedisLiveState, make_live_state
+from emolens.observations import FrameObservations
+from emolens.results import EMOTIONS, FaceResult
+from emolens.store import Camera, SqlStore
+
+T0 = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
+
+
+def face(label, smile, track, low=False):
+    p = dict.fromkeys(EMOTIONS, 0.0)
+    p[label] = 1.0
+    return FaceResult((0, 0, 1, 1), [(0, 0)] * 6, 0.9, 0.7, low, smile, p, track_id=track)
+
+
+def frames():
+    return [
+        FrameObservations(
+            "pg-cam", i, T0 + timedelta(seconds=15 * i), [face("happy", 0.9, 1), face("sad", 0.1, 2 + i % 2)]
+        )
+        for i in range(8)
+    ]
+
+
+@pytest.fixture
+def pg_store(postgres_url):
+    store = SqlStore(postgres_url)
+    yield store
+    with store.engine.begin() as conn:
+        for table in ("bucket_tracks", "frames_seen", "minute_buckets", "cameras"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    store.close()
+
+
+def test_postgres_store_matches_sqlite(pg_store, tmp_path):
+    lite = SqlStore(f"sqlite:///{tmp_path / 'l.db'}")
+    for s in (pg_store, lite):
+        s.ensure_camera(Camera("pg-cam", "z", "s"))
+        assert s.apply(frames()) == 8
+
+    def key(b):
+        return (
+            b.camera_id,
+            b.minute,
+            b.frames,
+            b.faces,
+            b.tracks,
+            b.smiles,
+            round(b.smile_sum, 6),
+            b.counts["sad"],
+        )
+
+    assert [key(b) for b in pg_store.buckets()] == [key(b) for b in lite.buckets()]
+    assert [(b.frames, b.faces, b.tracks) for b in pg_store.buckets()] == [(4, 8, 3), (4, 8, 3)]
+
+
+def test_postgres_redelivery_is_idempotent(pg_store):
+    pg_store.apply(frames()[:5])
+    pg_store.apply(frames())  # 5 redelivered, 3 new
+    assert pg_store.apply(frames()) == 0
+    assert sum(b.frames for b in pg_store.buckets()) == 8
+
+
+def test_redis_live_state(redis_url):
+    live = make_live_state(redis_url)
+    assert isinstance(live, RedisLiveState)
+    live.add(frames()[:3])
+    live.add([FrameObservations("pg-cam", 99, T0, [face("angry", 0.2, 7, low=True)])])
+    c = live.get("pg-cam")
+    assert (c.frames, c.faces, c.smiles) == (4, 6, 3)
+    assert c.emotions["happy"] == 3 and c.emotions["sad"] == 3 and c.emotions["angry"] == 0
+    assert "pg-cam" in live.cameras()
+    assert live.get("unknown").frames == 0
