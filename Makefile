@@ -26,7 +26,7 @@ protos: | $(BIN)/python
 	touch emolens/v1/__init__.py
 
 $(VENV)/.installed-dev: $(STAMP)
-	$(BIN)/pip install -q -e '.[demo,dev,train]'
+	$(BIN)/pip install -q -e '.[demo,dev,train,platform]'
 	touch $@
 
 install: $(STAMP)

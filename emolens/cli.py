@@ -30,6 +30,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         preprocess=getattr(args, "preprocess", None),
         threads=getattr(args, "threads", None),
         k_anonymity=getattr(args, "k", None),
+        live=getattr(args, "live", None),
+        bus=getattr(args, "bus", None),
     )
 
 
@@ -150,6 +152,7 @@ def _analyze_video(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from emolens.live import make_live_state
     from emolens.runner import run_embedded
     from emolens.store import Camera, make_store
 
@@ -158,7 +161,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if start and start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     store = make_store(settings.db)
-    writer = _annotator(args.annotate, args.blur) if args.annotate else None
     try:
         summary = run_embedded(
             args.source,
@@ -166,42 +168,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             store,
             settings,
             start=start,
-            on_frame=writer.write if writer else None,
+            live=make_live_state(settings.live),
         )
     finally:
-        if writer:
-            writer.close()
         store.close()
     print(
-        f"camera {args.camera_id}: {summary.frames} frames, {summary.faces} faces, "
-        f"{summary.frames_stored} frames stored in {settings.db} "
+        f"camera {args.camera_id}: {summary.frames} frames analysed, {summary.observations} stored in {settings.db} "
         f"({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
         file=sys.stderr,
     )
     return 0
-
-
-class _annotator:
-    def __init__(self, path: str, blur: bool) -> None:
-        import cv2
-
-        self.path, self.blur = path, blur
-        self.writer: cv2.VideoWriter | None = None
-
-    def write(self, frame: Any, obs: Any) -> None:
-        import cv2
-
-        from emolens.annotate import annotate
-
-        if self.writer is None:
-            h, w = frame.image.shape[:2]
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*"mp4v"), 15, (w, h))
-        self.writer.write(annotate(frame.image, obs.faces, self.blur))
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -230,6 +206,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db.unlink()
     print(f"demo clip: {clip}", file=sys.stderr)
     common = ["--db", f"sqlite:///{db}"]
+    rc = main(["analyze", str(clip), "--annotate", str(out), "--out", str(out / "faces.jsonl")])
+    if rc:
+        return rc
+    print(f"annotated video: {out / 'demo.annotated.mp4'}, faces: {out / 'faces.jsonl'}", file=sys.stderr)
     rc = main(
         [
             "run",
@@ -245,14 +225,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "15",
             "--start",
             "2026-01-01T12:00:00",
-            "--annotate",
-            str(out / "annotated.mp4"),
             *common,
         ]
     )
     if rc:
         return rc
-    print(f"annotated video: {out / 'annotated.mp4'}", file=sys.stderr)
     # k=1: the demo's only face is its own, so nothing needs hiding.
     return main(["stats", "--camera-id", "demo-cam", "--k", "1", *common])
 
@@ -264,7 +241,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from emolens.store import make_store
     from services.gateway.server import AnalyticsService, build_server
 
-    settings = _settings(args).with_(live=args.live)
+    settings = _settings(args)
     store = make_store(settings.db)
     live = make_live_state(settings.live) if args.live else None
     server, port = build_server(AnalyticsService(settings, store, live), f"{args.host}:{args.port}")
@@ -278,6 +255,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"services.{args.service}.main")
+    return int(module.main(args, _settings(args)))
 
 
 # ---------------------------------------------------------------- entry point
@@ -311,8 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="SQL store URL (default sqlite:///emolens.db, EMOLENS_DB)")
     p.add_argument("--fps", type=float, help="frames per second to analyze (EMOLENS_FPS, default 5)")
     p.add_argument("--start", help="ISO time of the source's first frame (files; default now)")
-    p.add_argument("--annotate", metavar="FILE", help="also write an annotated video")
-    p.add_argument("--blur", action="store_true")
+    p.add_argument("--live", help="live counters: memory:// (default) or redis://HOST:PORT/DB")
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -333,8 +316,32 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_gateway)
 
+    p = sub.add_parser("ingest", help="service: publish a camera's sampled frames to the bus")
+    p.add_argument("--source", required=True)
+    p.add_argument("--camera-id", required=True)
+    p.add_argument("--zone", default="")
+    p.add_argument("--site", default="")
+    p.add_argument("--bus", help="kafka://HOST:PORT or memory:// (EMOLENS_BUS)")
+    p.add_argument("--fps", type=float)
+    p.add_argument("--start", help="ISO time of the first frame (files; default now)")
+    p.add_argument("--seq-start", type=int, help="first frame sequence number (default: microseconds now)")
+    p.set_defaults(func=cmd_service, service="ingest")
+
+    p = sub.add_parser("detect", help="service: frames -> observations")
+    p.add_argument("--bus", help="kafka://HOST:PORT (EMOLENS_BUS)")
+    p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (batch jobs, tests)")
+    common(p)
+    p.set_defaults(func=cmd_service, service="detector")
+
+    p = sub.add_parser("aggregate", help="service: observations -> SQL buckets and live counters")
+    p.add_argument("--bus", help="kafka://HOST:PORT (EMOLENS_BUS)")
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.add_argument("--live", help="memory:// or redis://HOST:PORT/DB (EMOLENS_LIVE)")
+    p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (batch jobs, tests)")
+    p.set_defaults(func=cmd_service, service="aggregator")
+
     p = sub.add_parser("demo", help="build a demo clip, run it end to end, print the statistics")
-    p.add_argument("--out", default="demo", help="folder for the clip, database and annotated video")
+    p.add_argument("--out", default="demo", help="folder for the clip, faces.jsonl, annotated video and database")
     p.set_defaults(func=cmd_demo)
     return parser
 

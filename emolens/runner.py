@@ -1,27 +1,25 @@
-"""The embedded shape: source -> in-process queue -> analyze + track -> per-minute SQL buckets,
-all in one process. ``emolens run`` is this function."""
+"""The embedded shape: ingest -> memory bus -> detector -> memory bus -> aggregator, all in one
+process, the same stages the services run over Kafka. ``emolens run`` is ``run_embedded``."""
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from emolens.bus import MemoryBus
 from emolens.errors import InputError
+from emolens.inference import Classifier, make_classifier
+from emolens.live import LiveState
 from emolens.media import Frame, folder_images, iter_video, read_image, source_kind
-from emolens.observations import FrameObservations
-from emolens.pipeline import Analyzer
 from emolens.settings import Settings
 from emolens.store import Camera, Store
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 def iter_source(source: str, fps: float, max_pixels: int) -> Iterator[Frame]:
@@ -45,8 +43,7 @@ def iter_source(source: str, fps: float, max_pixels: int) -> Iterator[Frame]:
 @dataclass
 class RunSummary:
     frames: int
-    faces: int
-    frames_stored: int
+    observations: int
     seconds: float
 
 
@@ -57,54 +54,45 @@ def run_embedded(
     settings: Settings,
     *,
     start: datetime | None = None,
-    analyzer: Analyzer | None = None,
-    commit_every: int = 32,
-    on_frame: Callable[[Frame, FrameObservations], None] | None = None,
+    live: LiveState | None = None,
+    classifier: Classifier | None = None,
+    seq_start: int | None = None,
 ) -> RunSummary:
-    """Analyze ``source`` and aggregate it into ``store`` for ``camera``.
+    """Analyze ``source`` for ``camera`` and aggregate it into ``store``.
 
-    Frame times are ``start`` plus the frame's offset in the source; for live sources
-    (streams, webcams) ``start`` defaults to now, so buckets follow the wall clock.
+    Ingest runs in a thread; detector and aggregator step in this one until ingest has
+    finished and both have drained the bus. Errors of the source (missing, corrupt) raise.
     """
-    kind = source_kind(source)
-    start = (start or datetime.now(UTC)).astimezone(UTC)
-    analyzer = analyzer or Analyzer(settings, track=True)
+    from emolens.stages import Aggregator, Detector, Ingest
+
+    source_kind(source)  # fail fast on a missing path or unknown type
+    bus = MemoryBus()
     store.ensure_camera(camera)
-    frames_q: queue.Queue[object] = queue.Queue(maxsize=16)
+    ingest = Ingest(bus, camera, settings, seq_start)
+    detector = Detector(bus, settings, classifier or make_classifier(settings.inference, settings.threads))
+    aggregator = Aggregator(bus, store, live)
     failure: list[BaseException] = []
+    published: list[int] = []
 
     def produce() -> None:
         try:
-            for frame in iter_source(source, settings.fps, settings.max_pixels):
-                frames_q.put(frame)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+            published.append(ingest.run(source, start))
+        except BaseException as exc:  # re-raised below, in the caller's thread
             failure.append(exc)
-        finally:
-            frames_q.put(_END)
 
-    reader = threading.Thread(target=produce, name="emolens-ingest", daemon=True)
-    reader.start()
     t0 = time.perf_counter()
-    pending: list[FrameObservations] = []
-    n_frames = n_faces = stored = 0
+    thread = threading.Thread(target=produce, name="emolens-ingest", daemon=True)
+    thread.start()
+    frames = observations = 0
     while True:
-        item = frames_q.get()
-        if item is _END:
+        ingest_done = not thread.is_alive()  # read before polling: nothing can arrive after
+        n_det = detector.step(timeout_s=0.05)
+        n_agg = aggregator.step(timeout_s=0.0)
+        frames += n_det
+        observations += n_agg
+        if ingest_done and n_det == 0 and n_agg == 0:
             break
-        assert isinstance(item, Frame)
-        faces = analyzer.analyze(item.image)
-        stamp = datetime.now(UTC) if kind in ("stream", "webcam") else start + timedelta(seconds=item.timestamp)
-        obs = FrameObservations(camera.camera_id, n_frames, stamp, faces)
-        if on_frame:
-            on_frame(item, obs)
-        pending.append(obs)
-        n_frames += 1
-        n_faces += len(faces)
-        if len(pending) >= commit_every:
-            stored += store.apply(pending)
-            pending.clear()
-    reader.join()
-    stored += store.apply(pending)
+    thread.join()
     if failure:
         raise failure[0]
-    return RunSummary(n_frames, n_faces, stored, time.perf_counter() - t0)
+    return RunSummary(frames, observations, time.perf_counter() - t0)

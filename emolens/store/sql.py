@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Float,
@@ -62,7 +63,7 @@ frames_seen = Table(
     "frames_seen",
     metadata,
     Column("camera_id", String(128), primary_key=True),
-    Column("frame_seq", Integer, primary_key=True),
+    Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
 )
 
 bucket_tracks = Table(
@@ -70,7 +71,7 @@ bucket_tracks = Table(
     metadata,
     Column("camera_id", String(128), primary_key=True),
     Column("minute", DateTime(timezone=False), primary_key=True),
-    Column("track_id", Integer, primary_key=True),
+    Column("track_id", BigInteger, primary_key=True, autoincrement=False),
 )
 
 _SUMMED = ["frames", "faces", "low_quality", "smiles", "smile_sum", "quality_sum"] + [

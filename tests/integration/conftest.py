@@ -39,3 +39,10 @@ def redis_url(services_dir):
     svc = devservices.start_redis(services_dir / "redis")
     yield svc.url
     devservices.stop(svc)
+
+
+@pytest.fixture(scope="session")
+def kafka_url(services_dir):
+    svc = devservices.start_kafka(services_dir / "kafka")
+    yield svc.url
+    devservices.stop(svc)

@@ -1,0 +1,43 @@
+"""The bus seam: keyed messages on topics, consumer groups with explicit offset commits
+(at-least-once delivery; the aggregator's idempotent upsert makes the effect exactly-once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+FRAMES_TOPIC = "emolens.frames"
+OBSERVATIONS_TOPIC = "emolens.observations"
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    key: str
+    value: bytes
+    partition: int
+    offset: int
+
+
+class Consumer(Protocol):
+    def poll(self, timeout_s: float, max_records: int = 64) -> list[Message]:
+        """Next messages of the subscribed topics (possibly none after ``timeout_s``)."""
+        ...
+
+    def commit(self) -> None:
+        """Mark everything returned by ``poll`` so far as processed by this group."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    def publish(self, topic: str, key: str, value: bytes) -> None: ...
+
+    def flush(self) -> None:
+        """Block until every published message is stored by the bus."""
+        ...
+
+    def consumer(self, topics: list[str], group: str) -> Consumer: ...
+
+    def close(self) -> None: ...

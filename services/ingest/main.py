@@ -1,0 +1,25 @@
+"""``emolens ingest``: one camera source -> sampled JPEG frames on ``emolens.frames``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from emolens.bus import make_bus
+from emolens.settings import Settings
+from emolens.stages import Ingest
+from emolens.store import Camera
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    bus = make_bus(settings.bus)
+    start = datetime.fromisoformat(args.start) if args.start else None
+    if start and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    try:
+        n = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start).run(args.source, start)
+    finally:
+        bus.close()
+    print(f"ingest {args.camera_id}: published {n} frames to {settings.bus}", file=sys.stderr)
+    return 0

@@ -1,0 +1,37 @@
+"""Shared main-loop plumbing for the services: stop on SIGTERM/SIGINT, log throughput."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so a loop can finish its batch and exit cleanly."""
+    event = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: event.set())
+    return event
+
+
+def serve(name: str, step: Callable[[], int], stop: threading.Event, idle_exit_s: float | None = None) -> int:
+    """Call ``step`` until ``stop`` is set (or nothing arrived for ``idle_exit_s``); returns the total."""
+    total, last_report, idle_since = 0, time.monotonic(), time.monotonic()
+    while not stop.is_set():
+        n = step()
+        total += n
+        now = time.monotonic()
+        if n:
+            idle_since = now
+        elif idle_exit_s is not None and now - idle_since > idle_exit_s:
+            break
+        if now - last_report > 10:
+            log.info("event=progress service=%s handled=%d", name, total)
+            last_report = now
+    log.info("event=stopped service=%s handled=%d", name, total)
+    return total

@@ -1,0 +1,74 @@
+"""The memory bus and the three stages wired over it (the embedded shape's parts)."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus, make_bus
+from emolens.errors import ConfigError
+from emolens.live import MemoryLiveState
+from emolens.settings import Settings
+from emolens.stages import Aggregator, Detector, Ingest, drain
+from emolens.store import Camera, SqlStore
+from emolens.v1 import frames_pb2, observations_pb2
+from tests.conftest import MODEL_REPO
+
+
+def test_memory_bus_groups_commit_and_redeliver():
+    bus = MemoryBus()
+    for i in range(5):
+        bus.publish("t", "k", bytes([i]))
+    c = bus.consumer(["t"], "g")
+    assert [m.value for m in c.poll(0.1, max_records=3)] == [b"\x00", b"\x01", b"\x02"]
+    c.commit()
+    assert [m.offset for m in c.poll(0.1)] == [3, 4]
+    # not committed: a new member of the group gets 3 and 4 again (at-least-once)
+    again = bus.consumer(["t"], "g")
+    assert [m.offset for m in again.poll(0.1)] == [3, 4]
+    # another group reads from the start
+    assert len(bus.consumer(["t"], "other").poll(0.1)) == 5
+    assert bus.consumer(["t"], "g").poll(0.05, 1)[0].offset == 3
+
+
+def test_bad_bus_url():
+    with pytest.raises(ConfigError):
+        make_bus("amqp://x")
+
+
+def test_stages_over_the_memory_bus(demo_clip, tmp_path):
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    bus = MemoryBus()
+    cam = Camera("cam-x", "zone-1", "site-1")
+    n = Ingest(bus, cam, settings, seq_start=1000).run(str(demo_clip), datetime(2026, 1, 1, 8, 0, 0, tzinfo=UTC))
+    assert n == 20
+    first = frames_pb2.Frame()
+    first.ParseFromString(bus.consumer([FRAMES_TOPIC], "peek").poll(0.1, 1)[0].value)
+    assert (first.camera_id, first.frame_seq, first.zone, first.width, first.height) == (
+        "cam-x",
+        1000,
+        "zone-1",
+        640,
+        480,
+    )
+    assert first.jpeg[:2] == b"\xff\xd8"
+
+    from emolens.inference import make_classifier
+
+    detector = Detector(bus, settings, make_classifier(settings.inference))
+    assert drain(detector, idle_s=0.3) == 20
+    obs = observations_pb2.FrameObservations()
+    msgs = bus.consumer([OBSERVATIONS_TOPIC], "peek").poll(0.1, 100)
+    assert len(msgs) == 20
+    obs.ParseFromString(msgs[0].value)
+    assert obs.frame_seq == 1000 and len(obs.faces) >= 1 and obs.faces[0].HasField("track_id")
+
+    store = SqlStore(f"sqlite:///{tmp_path / 's.db'}")
+    live = MemoryLiveState()
+    agg = Aggregator(bus, store, live)
+    assert drain(agg, idle_s=0.3) == 20
+    (bucket,) = store.buckets()
+    assert (bucket.camera_id, bucket.frames) == ("cam-x", 20)
+    assert store.cameras() == [cam]
+    assert live.get("cam-x").frames == 20
+    # a restarted aggregator with the offsets committed has nothing left to do
+    assert Aggregator(bus, store, live).step(0.1) == 0
