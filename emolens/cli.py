@@ -257,6 +257,23 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from emolens.store import SqlStore
+    from emolens.store.migrate import current_revision, head_revision
+
+    settings = _settings(args)
+    store = SqlStore(settings.db, create=False)
+    try:
+        if args.action == "upgrade":
+            from emolens.store.migrate import upgrade
+
+            upgrade(store.engine)
+        print(f"{settings.db}: revision {current_revision(store.engine)} (newest {head_revision()})")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     import importlib
 
@@ -315,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", help="live-state URL: memory:// or redis://HOST:PORT/DB (enables WatchLive)")
     common(p)
     p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("db", help="database schema: upgrade to the newest migration, or show the current one")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="service: publish a camera's sampled frames to the bus")
     p.add_argument("--source", required=True)

@@ -12,6 +12,7 @@ Tests use the same functions through tests/integration/conftest.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -168,20 +169,101 @@ def start_kafka(workdir: Path, port: int | None = None) -> Service:
     return Service("kafka", f"kafka://127.0.0.1:{port}", proc.pid, str(workdir))
 
 
+TRITON_VENV = ROOT / ".tools" / "triton-venv"
+
+
+def install_triton(venv: Path = TRITON_VENV) -> Path:
+    """Triton's server binary from PyPI's nvidia-pytriton, in its own venv (it pins numpy<2)."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    probe = subprocess.run([str(python), "-c", "import pytriton, onnxruntime"], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "nvidia-pytriton", "onnxruntime", "numpy<2"], check=True
+        )
+    return venv
+
+
+def start_triton(workdir: Path, model_repository: Path, venv: Path = TRITON_VENV) -> Service:
+    """Serve ``model_repository`` (a python-backend repository) on free HTTP and gRPC ports."""
+    python = venv / "bin" / "python"
+    info = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sysconfig, site, sys; print(sysconfig.get_config_var('LIBDIR')); "
+            "print(site.getsitepackages()[0]); print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    libdir, site_packages, pyver = info[0], Path(info[1]), info[2]
+    server_root = site_packages / "pytriton" / "tritonserver"
+    workdir.mkdir(parents=True, exist_ok=True)
+    backends = workdir / "backends"
+    shutil.copytree(server_root / "backends", backends, dirs_exist_ok=True)
+    shutil.copytree(server_root / "caches", workdir / "caches", dirs_exist_ok=True)
+    stub = server_root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
+    shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+    http_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "LD_LIBRARY_PATH": f"{libdir}:{site_packages / 'nvidia_pytriton.libs'}",
+        "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
+    }
+    cmd = [
+        str(server_root / "bin" / "tritonserver"),
+        f"--model-repository={model_repository}",
+        f"--backend-directory={backends}",
+        f"--cache-directory={workdir / 'caches'}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        f"--http-port={http_port}",
+        f"--grpc-port={grpc_port}",
+        "--allow-metrics=false",
+        "--pinned-memory-pool-byte-size=0",
+        "--exit-on-error=true",
+    ]
+    with (workdir / "triton.log").open("wb") as logf:
+        proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    service = Service("triton", f"triton://127.0.0.1:{grpc_port}", proc.pid, str(workdir))
+    deadline = time.monotonic() + 120
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tritonserver exited ({proc.returncode}); see {workdir / 'triton.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return service
+        except OSError:
+            pass
+        time.sleep(0.3)
+    stop(service)
+    raise RuntimeError(f"tritonserver not ready within 120 s; see {workdir / 'triton.log'}")
+
+
 def stop(service: Service, timeout_s: float = 10) -> None:
     """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(service.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        try:
-            os.kill(service.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(service.pid, signal.SIGKILL)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            with contextlib.suppress(ChildProcessError):  # reap it if it is our own child
+                if os.waitpid(service.pid, os.WNOHANG)[0] == service.pid:
+                    break
+            os.kill(service.pid, 0)  # raises ProcessLookupError once it is gone
+            time.sleep(0.1)
+        else:
+            os.kill(service.pid, signal.SIGKILL)
+    if service.name == "triton":
+        # a killed python backend can leave its shared-memory regions behind
+        for leftover in glob.glob("/dev/shm/triton_python_backend_shm_region_*"):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,5 +26,7 @@ def make_classifier(url: str, threads: int = 0) -> Classifier:
         parsed = urlparse(url)
         if not parsed.hostname or not parsed.port:
             raise ConfigError(f"triton URL needs host and port: {url!r}")
-        raise ConfigError("triton:// inference is not implemented in this version yet; use onnx://PATH")
+        from emolens.inference.triton import TritonClassifier
+
+        return TritonClassifier(f"{parsed.hostname}:{parsed.port}")
     raise ConfigError(f"unknown inference URL {url!r}: use onnx://PATH or triton://HOST:PORT")

@@ -47,7 +47,7 @@ minute_buckets = Table(
     "minute_buckets",
     metadata,
     Column("camera_id", String(128), ForeignKey("cameras.camera_id"), primary_key=True),
-    Column("minute", DateTime(timezone=False), primary_key=True),
+    Column("minute", DateTime(timezone=False), primary_key=True, index=True),
     Column("frames", Integer, nullable=False, default=0),
     Column("faces", Integer, nullable=False, default=0),
     Column("tracks", Integer, nullable=False, default=0),
@@ -132,7 +132,9 @@ class SqlStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
-            metadata.create_all(self.engine)
+            from emolens.store.migrate import upgrade
+
+            upgrade(self.engine)
 
     def ensure_camera(self, camera: Camera) -> None:
         stmt = self._dialect.insert(cameras).values(camera_id=camera.camera_id, zone=camera.zone, site=camera.site)

@@ -76,3 +76,15 @@ def test_redis_live_state(redis_url):
     assert c.emotions["happy"] == 3 and c.emotions["sad"] == 3 and c.emotions["angry"] == 0
     assert "pg-cam" in live.cameras()
     assert live.get("unknown").frames == 0
+
+
+def test_postgres_migrations_match_the_models(pg_store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from emolens.store.migrate import current_revision, head_revision
+    from emolens.store.sql import metadata
+
+    assert current_revision(pg_store.engine) == head_revision()
+    with pg_store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []

@@ -1,0 +1,88 @@
+"""Remote inference on NVIDIA Triton over gRPC (dynamic batching happens server-side).
+
+Every call has a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried with exponential
+backoff, other errors are raised at once as ModelError.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from emolens.errors import ModelError
+from emolens.inference.base import MODELS
+from emolens.inference.repository import TEMPLATE_KEY, ModelInfo
+from emolens.results import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+# The model contract fixes the label order; Triton does not serve labels.txt to clients.
+CONTRACT_LABELS = {"smile": ("no_smile", "smile"), "emotion": EMOTIONS}
+_RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
+
+
+class TritonClassifier:
+    def __init__(self, url: str, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2) -> None:
+        try:
+            import tritonclient.grpc as grpcclient
+        except ImportError as exc:
+            raise ModelError("triton:// needs tritonclient: pip install 'emolens[platform]'") from exc
+        self._grpc = grpcclient
+        self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
+        self.client = grpcclient.InferenceServerClient(url)
+        self._info: dict[str, ModelInfo] = {}
+        for name in MODELS:
+            config = self._call(partial(self.client.get_model_config, name, as_json=True, client_timeout=timeout_s))
+            self._info[name] = _info_from_config(name, config["config"])
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except InferenceServerException as exc:
+                retryable = any(code in str(exc.status()) for code in _RETRYABLE)
+                if not retryable or attempt == self.retries:
+                    raise ModelError(f"triton at {self.url}: {exc.message()}") from exc
+                log.warning("event=triton_retry attempt=%d status=%s delay_s=%.2f", attempt + 1, exc.status(), delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def info(self, model: str) -> ModelInfo:
+        return self._info[model]
+
+    def predict(self, model: str, images: np.ndarray) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, len(self._info[model].labels)), np.float32)
+        x = np.ascontiguousarray(images, np.float32)
+        inp = self._grpc.InferInput("image", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        out = self._grpc.InferRequestedOutput("logits")
+        result = self._call(lambda: self.client.infer(model, [inp], outputs=[out], client_timeout=self.timeout_s))
+        return np.asarray(result.as_numpy("logits"), np.float32)
+
+    def statistics(self, model: str) -> dict[str, Any]:
+        """Triton's own inference statistics for ``model`` (batch sizes it executed, counts)."""
+        stats = self.client.get_inference_statistics(model, as_json=True)
+        return dict(json.loads(json.dumps(stats)))
+
+
+def _info_from_config(name: str, config: dict[str, Any]) -> ModelInfo:
+    try:
+        dims = [int(d) for d in config["input"][0]["dims"]]
+        template = config["parameters"][TEMPLATE_KEY]["string_value"]
+    except (KeyError, IndexError) as exc:
+        raise ModelError(f"triton model {name!r} config lacks input dims or {TEMPLATE_KEY}") from exc
+    if len(dims) != 3 or dims[0] != 1 or dims[1] != dims[2]:
+        raise ModelError(f"triton model {name!r} input dims {dims} break the contract [1, H, H]")
+    values = np.array([float(v) for v in template.split(",")], np.float32).reshape(4, 2)
+    return ModelInfo(name=name, labels=CONTRACT_LABELS[name], size=dims[1], template=values)

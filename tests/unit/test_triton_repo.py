@@ -1,0 +1,15 @@
+from emolens.inference.triton_repo import cpu_config, write_cpu_repository
+from tests.conftest import MODEL_REPO
+
+
+def test_cpu_repository_keeps_batching_and_contract(tmp_path):
+    repo = write_cpu_repository(MODEL_REPO, tmp_path / "r")
+    for name in ("smile", "emotion"):
+        production = (MODEL_REPO / name / "config.pbtxt").read_text()
+        cpu = (repo / name / "config.pbtxt").read_text()
+        assert cpu == cpu_config(production)
+        assert 'backend: "python"' in cpu and "onnxruntime_onnx" not in cpu
+        assert "KIND_CPU" in cpu and "KIND_GPU" not in cpu
+        assert "dynamic_batching" in cpu and "max_batch_size: 128" in cpu
+        assert (repo / name / "1" / "model.onnx").read_bytes() == (MODEL_REPO / name / "1" / "model.onnx").read_bytes()
+        assert "np.concatenate(batches)" in (repo / name / "1" / "model.py").read_text()
