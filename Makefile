@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 
-.PHONY: up down protos demo test test-unit lint format train evaluate bench install install-dev clean
+.PHONY: helm-check up down protos demo test test-unit lint format train evaluate bench install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,7 @@ demo: $(STAMP)
 ## The README's second command: every test (CI runs exactly this through .ci/run).
 test: $(VENV)/.installed-dev
 	$(BIN)/python scripts/devservices.py install
+	./scripts/install-helm.sh >/dev/null
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: $(VENV)/.installed-dev
@@ -65,9 +66,24 @@ evaluate: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python scripts/bench.py
 
+## The chart: lint, render with default and production values, validate against Kubernetes 1.30 and 1.33.
+HELM = .tools/bin/helm
+CHART = helm/emolens
+helm-check: $(VENV)/.installed-dev
+	./scripts/install-helm.sh >/dev/null
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) -f $(CHART)/values-production.yaml
+	mkdir -p .tools/rendered
+	$(HELM) template emolens $(CHART) > .tools/rendered/default.yaml
+	$(HELM) template emolens $(CHART) -f $(CHART)/values-production.yaml > .tools/rendered/production.yaml
+	for k in 1.30.0 1.33.0; do for f in default production; do \
+	  $(BIN)/kubernetes-validate --strict --quiet -k $$k .tools/rendered/$$f.yaml || exit 1; done; done
+	@echo "helm-check: lint, render and schema validation clean (CRDs: ScaledObject, ServiceMonitor have no built-in schema)"
+
 ## Start / stop the real servers on loopback (PIDs recorded in .run/, stopped by PID).
 up: $(VENV)/.installed-dev
-	$(BIN)/python scripts/devservices.py up
+	$(BIN)/python -c "from pathlib import Path; from emolens.demo import write_demo_clip; write_demo_clip(Path('demo/demo.mp4'))"
+	$(BIN)/python scripts/devservices.py up --source demo/demo.mp4
 
 down:
 	$(BIN)/python scripts/devservices.py down

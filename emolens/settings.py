@@ -32,6 +32,7 @@ class Settings:
     fps: float = 5.0  # frames per second sampled from a source
     k_anonymity: int = 5  # buckets with fewer distinct faces are suppressed in reports
     max_pixels: int = 40_000_000  # larger images are refused
+    health_port: int = 0  # gRPC health server of the bus services (0 = none)
 
     def __post_init__(self) -> None:
         if not self.inference:

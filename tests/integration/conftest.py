@@ -46,3 +46,14 @@ def kafka_url(services_dir):
     svc = devservices.start_kafka(services_dir / "kafka")
     yield svc.url
     devservices.stop(svc)
+
+
+@pytest.fixture(scope="session")
+def triton_url(services_dir):
+    from emolens.inference.triton_repo import write_cpu_repository
+
+    venv = devservices.install_triton()
+    repo = write_cpu_repository(ROOT / "model_repository", services_dir / "triton-repo")
+    svc = devservices.start_triton(services_dir / "triton", repo, venv)
+    yield svc.url
+    devservices.stop(svc)

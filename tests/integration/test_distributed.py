@@ -1,5 +1,6 @@
-"""The services as real processes over a real Kafka-protocol broker, PostgreSQL and Redis:
-ingest -> Kafka -> detect -> Kafka -> aggregate must give the same buckets as `emolens run`."""
+"""The services as real processes over a real Kafka-protocol broker, Triton, PostgreSQL and
+Redis: ingest -> Kafka -> detect (Triton) -> Kafka -> aggregate (PostgreSQL, Redis) must give
+the same buckets as `emolens run` in the embedded shape, and QueryStats must return them."""
 
 import os
 import subprocess
@@ -43,8 +44,9 @@ def embedded_buckets(demo_clip, tmp_path_factory):
     return SqlStore(db).buckets()
 
 
-def test_services_match_embedded(demo_clip, kafka_url, postgres_url, redis_url, embedded_buckets):
-    env = {**os.environ, "EMOLENS_BUS": kafka_url, "EMOLENS_INFERENCE": f"onnx://{MODEL_REPO}"}
+def test_services_match_embedded(demo_clip, kafka_url, postgres_url, redis_url, triton_url, embedded_buckets):
+    """Embedded: ONNX Runtime in-process, SQLite. Distributed: Kafka, Triton, PostgreSQL, Redis."""
+    env = {**os.environ, "EMOLENS_BUS": kafka_url, "EMOLENS_INFERENCE": triton_url}
     ingest = ["ingest", "--source", str(demo_clip), "--camera-id", "cam-e2e", "--zone", "door", "--site", "hq"]
     ingest += ["--fps", "10", "--start", START, "--seq-start", "5000"]
     emolens(*ingest, env=env)
@@ -80,3 +82,30 @@ def test_services_match_embedded(demo_clip, kafka_url, postgres_url, redis_url, 
     emolens("aggregate", "--db", postgres_url, "--idle-exit", "8", env=env)
     again = store.buckets(camera_id="cam-e2e")
     assert [(b.frames, b.faces, b.tracks) for b in again] == [(b.frames, b.faces, b.tracks) for b in got]
+
+
+def test_query_stats_over_grpc_returns_the_buckets(postgres_url, triton_url):
+    """The gateway on the distributed stack answers from the PostgreSQL buckets written above."""
+    import grpc
+
+    from emolens.settings import Settings
+    from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+    from services.gateway.server import AnalyticsService, build_server
+
+    store = SqlStore(postgres_url)
+    expected = store.buckets(camera_id="cam-e2e")
+    assert expected, "run after test_services_match_embedded"
+    settings = Settings.from_env(inference=triton_url, db=postgres_url, k_anonymity=1)
+    server, port = build_server(AnalyticsService(settings, store, None), "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            resp = analytics_pb2_grpc.AnalyticsStub(channel).QueryStats(
+                analytics_pb2.QueryStatsRequest(camera_id="cam-e2e", site="hq"), timeout=10
+            )
+    finally:
+        server.stop(0)
+    assert [(b.frames, b.faces, b.tracks, b.smiles) for b in resp.buckets] == [
+        (b.frames, b.faces, b.tracks, b.smiles) for b in expected
+    ]
+    assert [b.smile_sum for b in resp.buckets] == pytest.approx([b.smile_sum for b in expected])

@@ -1,0 +1,90 @@
+{{- define "emolens.fullname" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "emolens.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "emolens.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "emolens.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "emolens.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "emolens.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+
+{{/* Settings from the ConfigMap, secrets from existing Secrets when given. */}}
+{{- define "emolens.env" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "emolens.fullname" . }}-settings
+env:
+  - name: EMOLENS_DB
+    {{- if .Values.database.existingSecret }}
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.database.existingSecret }}
+        key: db-url
+    {{- else }}
+    value: {{ .Values.database.url | quote }}
+    {{- end }}
+  - name: EMOLENS_LIVE
+    {{- if .Values.redis.existingSecret }}
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.redis.existingSecret }}
+        key: redis-url
+    {{- else }}
+    value: {{ .Values.redis.url | quote }}
+    {{- end }}
+{{- end -}}
+
+{{- define "emolens.podSpecCommon" -}}
+serviceAccountName: {{ include "emolens.serviceAccountName" . }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "emolens.grpcProbes" -}}
+readinessProbe:
+  grpc:
+    port: {{ .port }}
+  initialDelaySeconds: 5
+  periodSeconds: 10
+livenessProbe:
+  grpc:
+    port: {{ .port }}
+  initialDelaySeconds: 20
+  periodSeconds: 20
+  failureThreshold: 3
+{{- end -}}
+
+{{/* A writable /tmp for the read-only root filesystem. */}}
+{{- define "emolens.tmpVolume" -}}
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+{{- define "emolens.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
