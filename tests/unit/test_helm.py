@@ -1,0 +1,151 @@
+"""The Helm chart, rendered by the real helm binary (scripts/install-helm.sh) and asserted on."""
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from emolens.settings import Settings
+from tests.conftest import MODEL_REPO, ROOT
+
+CHART = ROOT / "helm" / "emolens"
+HELM = ROOT / ".tools" / "bin" / "helm"
+
+
+@pytest.fixture(scope="module")
+def helm():
+    if not HELM.exists():
+        subprocess.run([str(ROOT / "scripts" / "install-helm.sh")], check=True, capture_output=True)
+    return HELM
+
+
+def render(helm, *args):
+    proc = subprocess.run([str(helm), "template", "t", str(CHART), *args], capture_output=True, text=True)
+    return proc
+
+
+def docs(helm, *args):
+    proc = render(helm, *args)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.fixture(scope="module", params=["default", "production"])
+def manifests(request, helm):
+    if request.param == "production":
+        return docs(helm, "-f", str(CHART / "values-production.yaml"))
+    return docs(helm, "--set", "cameras[0].id=cam-1,cameras[0].source=rtsp://cam-1/stream")
+
+
+def pod_specs(manifests):
+    for d in manifests:
+        if d["kind"] in ("Deployment", "Job"):
+            yield d["kind"], d["metadata"]["name"], d["spec"]["template"]["spec"]
+
+
+def test_gpu_requested_by_triton_only(manifests):
+    for _, name, spec in pod_specs(manifests):
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            res = c.get("resources", {})
+            wants_gpu = "nvidia.com/gpu" in res.get("limits", {}) or "nvidia.com/gpu" in res.get("requests", {})
+            assert wants_gpu == (c["name"] == "triton"), (name, c["name"])
+    (triton,) = [spec for _, name, spec in pod_specs(manifests) if name.endswith("-triton")]
+    assert triton["tolerations"] and triton["nodeSelector"]
+
+
+def test_triton_mounts_a_repository_with_dynamic_batching(manifests):
+    (triton,) = [spec for _, name, spec in pod_specs(manifests) if name.endswith("-triton")]
+    (server,) = triton["containers"]
+    assert "--model-repository=/models" in server["args"]
+    assert any(m["mountPath"] == "/models" for m in server["volumeMounts"])
+    (init,) = triton["initContainers"]
+    assert init["command"] == ["cp", "-r", "/model_repository/.", "/models/"]
+    # the models image is built from model_repository/ (Dockerfile target `models`), whose
+    # production configs batch dynamically on GPU instances
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for name in ("smile", "emotion"):
+        assert f"COPY model_repository/{name}/config.pbtxt" in dockerfile
+        config = (MODEL_REPO / name / "config.pbtxt").read_text()
+        assert "dynamic_batching" in config and "KIND_GPU" in config and 'platform: "onnxruntime_onnx"' in config
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+
+def test_probes_on_every_service_container(manifests):
+    for kind, name, spec in pod_specs(manifests):
+        if kind == "Job":
+            continue
+        for c in spec["containers"]:
+            assert "readinessProbe" in c and "livenessProbe" in c, (name, c["name"])
+            if c["name"] != "triton":
+                assert "grpc" in c["readinessProbe"], (name, c["name"])
+
+
+def test_no_container_runs_as_root(manifests):
+    for _, name, spec in pod_specs(manifests):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc.get("runAsUser", pod["runAsUser"]) != 0, (name, c["name"])
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+
+
+def test_configmap_names_are_the_settings_the_services_read(manifests):
+    (cm,) = [d for d in manifests if d["kind"] == "ConfigMap"]
+    known = set(Settings.env_names())
+    assert set(cm["data"]) <= known, set(cm["data"]) - known
+    for _, _, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                if env["name"].startswith("EMOLENS_"):
+                    assert env["name"] in known
+    # and the values are ones Settings accepts
+    Settings.from_env(dict(cm["data"]))
+
+
+def test_the_rest_of_the_platform_is_there(manifests):
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+    names = {n for _, n in kinds}
+    for part in ("-detector", "-aggregator", "-gateway", "-triton", "-db-upgrade"):
+        assert any(n.endswith(part) for n in names), part
+    assert any("-ingest-" in n for n in names)
+    assert {k for k, _ in kinds} >= {"PodDisruptionBudget", "NetworkPolicy", "ServiceAccount", "Service", "Job"}
+    (job,) = [d for d in manifests if d["kind"] == "Job"]
+    assert "pre-install" in job["metadata"]["annotations"]["helm.sh/hook"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
+
+
+def test_production_values(helm):
+    ms = docs(helm, "-f", str(CHART / "values-production.yaml"))
+    ingests = [d for d in ms if d["kind"] == "Deployment" and "-ingest-" in d["metadata"]["name"]]
+    assert len(ingests) == 6
+    for d in ingests:  # camera URLs with credentials come from a Secret
+        env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert "secretKeyRef" in env["CAMERA_SOURCE"]["valueFrom"]
+    assert any(d["kind"] == "ScaledObject" for d in ms)
+    assert not any(d["kind"] == "HorizontalPodAutoscaler" for d in ms)  # KEDA owns scaling
+    (ing,) = [d for d in ms if d["kind"] == "Ingress"]
+    assert ing["spec"]["tls"][0]["secretName"] == "emolens-gateway-tls"
+    (triton,) = [d for d in ms if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-triton")]
+    assert triton["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "settings.fps=fast"], "fps"),
+        (["--set", "gateway.port=70000"], "port"),
+        (["--set", "database.url=,database.existingSecret="], "database"),
+        (["--set", "cameras[0].zone=lobby"], "cameras"),  # no id, no source
+        (["--set", "cameras[0].id=Bad_Name,cameras[0].source=rtsp://x"], "id"),
+        (["--set", "triton.modelRepository.source=s3"], "source"),
+        (["--set", "podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
+        (["--set", "kafka.bootstrap=kafka"], "bootstrap"),
+    ],
+)
+def test_schema_rejects_bad_values(helm, args, message):
+    proc = render(helm, *args)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stderr), proc.stderr
