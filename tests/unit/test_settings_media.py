@@ -59,3 +59,12 @@ def test_source_kind(tmp_path):
         source_kind(str(tmp_path / "a.txt"))
     with pytest.raises(InputError, match="no such file"):
         source_kind(str(tmp_path / "nope.mp4"))
+
+
+def test_readme_documents_every_setting():
+    import re
+
+    from tests.conftest import ROOT
+
+    documented = set(re.findall(r"^\| `(EMOLENS_[A-Z_]+)` \|", (ROOT / "README.md").read_text(), re.M))
+    assert documented == set(Settings.env_names())
