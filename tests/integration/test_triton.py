@@ -47,3 +47,29 @@ def test_unknown_model_is_a_clear_error(triton):
 
     with pytest.raises(ModelError):
         triton.predict("age", np.zeros((1, 1, 48, 48), np.float32))
+
+
+def test_gateway_analyze_image_through_triton(triton_url, astronaut, tmp_path):
+    import cv2
+    import grpc
+
+    from emolens.settings import Settings
+    from emolens.store import SqlStore
+    from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+    from services.gateway.server import AnalyticsService, build_server
+
+    settings = Settings.from_env(inference=triton_url)
+    store = SqlStore(f"sqlite:///{tmp_path / 'g.db'}")
+    server, port = build_server(AnalyticsService(settings, store, None), "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analytics_pb2_grpc.AnalyticsStub(channel)
+            image = cv2.imencode(".png", astronaut)[1].tobytes()
+            remote = stub.AnalyzeImage(analytics_pb2.AnalyzeImageRequest(image=image), timeout=30)
+    finally:
+        server.stop(0)
+    local = AnalyticsService(Settings.from_env(inference=f"onnx://{MODEL_REPO}"), store, None)
+    expected = local._analyzer(track=False).analyze(astronaut)
+    assert len(remote.faces) == len(expected) == 1
+    assert remote.faces[0].smile == pytest.approx(expected[0].smile, abs=1e-4)
