@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import InputError
-from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, softmax
+from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, predict_many, softmax
 from emolens.results import EMOTIONS, FaceResult
 from emolens.settings import Settings
 from emolens.track import Tracker
@@ -119,8 +119,14 @@ class Analyzer:
         t3 = time.perf_counter()
         n = len(smile_crops)
         if n:
-            smile_p = softmax(self.classifier.predict(SMILE, np.stack(smile_crops)[:, None].astype(np.float32)))
-            emo_p = softmax(self.classifier.predict(EMOTION, np.stack(emotion_crops)[:, None].astype(np.float32)))
+            logits = predict_many(
+                self.classifier,
+                {
+                    SMILE: np.stack(smile_crops)[:, None].astype(np.float32),
+                    EMOTION: np.stack(emotion_crops)[:, None].astype(np.float32),
+                },
+            )
+            smile_p, emo_p = softmax(logits[SMILE]), softmax(logits[EMOTION])
         else:
             smile_p = np.zeros((0, 2), np.float32)
             emo_p = np.zeros((0, len(EMOTIONS)), np.float32)

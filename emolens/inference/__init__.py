@@ -10,10 +10,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from emolens.errors import ConfigError
-from emolens.inference.base import EMOTION, MODELS, SMILE, Classifier, softmax
+from emolens.inference.base import EMOTION, MODELS, SMILE, Classifier, predict_many, softmax
 from emolens.inference.repository import ModelInfo
 
-__all__ = ["EMOTION", "MODELS", "SMILE", "Classifier", "ModelInfo", "make_classifier", "softmax"]
+__all__ = ["EMOTION", "MODELS", "SMILE", "Classifier", "ModelInfo", "make_classifier", "predict_many", "softmax"]
 
 
 def make_classifier(url: str, threads: int = 0) -> Classifier:

@@ -26,6 +26,14 @@ class Classifier(Protocol):
         ...
 
 
+def predict_many(classifier: Classifier, batches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """All models' batches; concurrently where the classifier can (Triton), else one by one."""
+    concurrent = getattr(classifier, "predict_many", None)
+    if concurrent is not None:
+        return dict(concurrent(batches))
+    return {model: classifier.predict(model, x) for model, x in batches.items()}
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)

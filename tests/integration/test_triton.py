@@ -73,3 +73,10 @@ def test_gateway_analyze_image_through_triton(triton_url, astronaut, tmp_path):
     expected = local._analyzer(track=False).analyze(astronaut)
     assert len(remote.faces) == len(expected) == 1
     assert remote.faces[0].smile == pytest.approx(expected[0].smile, abs=1e-4)
+
+
+def test_both_models_in_one_concurrent_round(triton):
+    x = np.random.default_rng(3).uniform(0, 255, (3, 1, 48, 48)).astype(np.float32)
+    both = triton.predict_many({"smile": x, "emotion": x})
+    np.testing.assert_allclose(both["smile"], triton.predict("smile", x), atol=1e-5)
+    np.testing.assert_allclose(both["emotion"], triton.predict("emotion", x), atol=1e-5)

@@ -2,6 +2,8 @@
 
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -149,3 +151,18 @@ def test_schema_rejects_bad_values(helm, args, message):
     proc = render(helm, *args)
     assert proc.returncode != 0
     assert re.search(message, proc.stderr), proc.stderr
+
+
+@pytest.mark.parametrize("kube", ["1.30.0", "1.33.0"])
+def test_rendered_manifests_validate_against_kubernetes(helm, tmp_path, kube):
+    for name, extra in (("default", []), ("production", ["-f", str(CHART / "values-production.yaml")])):
+        proc = render(helm, *extra)
+        assert proc.returncode == 0, proc.stderr
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(proc.stdout)
+        check = subprocess.run(
+            [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet", "-k", kube, str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
