@@ -92,11 +92,40 @@ def _devservices():  # type: ignore[no-untyped-def]
     return module
 
 
-def bench_triton(repo: Path, workdir: Path, requests: int = 512) -> dict[str, float]:
-    """One-face requests to Triton: sequential batch-1 calls vs 64 concurrent callers (the
-    server's dynamic batcher merges them). Same server, same model, same run."""
-    from concurrent.futures import ThreadPoolExecutor
+def _async_rate(clf, x: np.ndarray, total: int, in_flight: int) -> float:  # type: ignore[no-untyped-def]
+    """Requests/s with ``in_flight`` one-face requests outstanding at all times, sent with the
+    client's async_infer from one thread (64 Python threads would measure the GIL, not Triton)."""
+    import threading
 
+    grpc = clf._grpc
+    slots = threading.Semaphore(in_flight)
+    finished = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def done(result, error) -> None:  # type: ignore[no-untyped-def]
+        if error is not None:
+            raise RuntimeError(error)
+        slots.release()
+        with lock:
+            count[0] += 1
+            if count[0] == total:
+                finished.set()
+
+    inp = grpc.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    out = grpc.InferRequestedOutput("logits")
+    t0 = time.perf_counter()
+    for _ in range(total):
+        slots.acquire()
+        clf.client.async_infer("emotion", [inp], done, outputs=[out])
+    finished.wait(300)
+    return total / (time.perf_counter() - t0)
+
+
+def bench_triton(repo: Path, workdir: Path, requests: int = 512) -> dict[str, float]:
+    """One-face requests to Triton: sequential batch-1 calls vs 64 requests in flight (the
+    server's dynamic batcher merges them). Same server, same model, same run."""
     from emolens.inference.triton import TritonClassifier
     from emolens.inference.triton_repo import write_cpu_repository
 
@@ -114,10 +143,7 @@ def bench_triton(repo: Path, workdir: Path, requests: int = 512) -> dict[str, fl
             clf.predict("emotion", x)
         sequential = requests / (time.perf_counter() - t0)
         before = clf.statistics("emotion")["model_stats"][0]
-        with ThreadPoolExecutor(max_workers=64) as pool:
-            t0 = time.perf_counter()
-            list(pool.map(lambda _: clf.predict("emotion", x), range(requests * 4)))
-            concurrent = requests * 4 / (time.perf_counter() - t0)
+        concurrent = _async_rate(clf, x, total=requests * 4, in_flight=64)
         after = clf.statistics("emotion")["model_stats"][0]
         old = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in before.get("batch_stats", [])}
         new = {
@@ -308,9 +334,10 @@ def render(results: dict[str, object]) -> str:
         lines += [
             "## Triton dynamic batching (CPU build, python backend running the same ONNX model)",
             "",
-            "One-face `emotion` requests. Goal: concurrent >= 4x sequential.",
+            "One-face `emotion` requests: one at a time vs 64 in flight (async, one client thread).",
+            "Goal: concurrent >= 4x sequential.",
             "",
-            "| sequential batch-1 req/s | 64 concurrent callers req/s | speed-up | mean batch executed | max batch |",
+            "| sequential batch-1 req/s | 64 in flight req/s | speed-up | mean batch executed | max batch |",
             "|---|---|---|---|---|",
             f"| {t['sequential_batch1_per_s']:.0f} | {t['concurrent64_per_s']:.0f} | **{t['speedup']:.1f}x** | "
             f"{t['mean_batch']:.1f} | {t['max_batch']} |",

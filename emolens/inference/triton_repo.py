@@ -28,7 +28,7 @@ class TritonPythonModel:
     def initialize(self, args):
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("EMOLENS_TRITON_THREADS", "1"))
+        options.intra_op_num_threads = int(os.environ.get("EMOLENS_TRITON_THREADS", "0"))  # 0: all cores
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def execute(self, requests):

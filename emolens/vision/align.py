@@ -51,15 +51,21 @@ def similarity_to_template(points: np.ndarray, template: np.ndarray) -> np.ndarr
 
 
 def align_face(gray: np.ndarray, landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` x ``size`` uint8 crop of ``gray`` in which ``landmarks`` land on ``template``."""
-    m = similarity_to_template(landmarks[list(ALIGN_POINTS)], template)
-    scale = float(np.hypot(m[0, 0], m[1, 0]))
-    src = gray
-    if scale < 0.5:
-        # Shrinking a lot: blur first so the warp does not alias (the training crops were area-resized).
-        sigma = 0.5 / scale * 0.6
-        src = cv2.GaussianBlur(gray, (0, 0), sigmaX=sigma)
-    return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    """The ``size`` x ``size`` uint8 crop of ``gray`` in which ``landmarks`` land on ``template``.
+
+    A large face is first shrunk by the integer part of the scale with area averaging, the way
+    the training crops were made, and only the remaining fraction is done by the warp (measured
+    on `val`: about half a point better than blurring before one big warp).
+    """
+    points = landmarks[list(ALIGN_POINTS)].astype(np.float32)
+    m = similarity_to_template(points, template)
+    k = int(1.0 / max(float(np.hypot(m[0, 0], m[1, 0])), 1e-6))
+    h, w = gray.shape[:2]
+    if k > 1 and min(h, w) // k >= 1:
+        gray = cv2.resize(gray, (w // k, h // k), interpolation=cv2.INTER_AREA)
+        # exact per-axis factors: w // k need not be w / k
+        m = similarity_to_template(points * np.array([(w // k) / w, (h // k) / h], np.float32), template)
+    return cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def measure_template(
