@@ -166,3 +166,9 @@ def test_rendered_manifests_validate_against_kubernetes(helm, tmp_path, kube):
             text=True,
         )
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(CHART / "values-production.yaml")]])
+def test_helm_lint_strict(helm, values):
+    proc = subprocess.run([str(helm), "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
