@@ -242,22 +242,33 @@ class MergedDetector:
     """Runs several detectors and keeps one detection per face (the higher score wins).
 
     BlazeFace short range finds large, close faces that full range misses, and full range
-    finds the small faces of a wide shot: together they cover both.
+    finds the small faces of a wide shot: together they cover both. Two boxes are the same
+    face when they overlap by more than ``overlap`` of the *smaller* box: detectors at
+    different scales put boxes of different sizes around one face, which plain IoU misses,
+    and one face's box never holds most of another face.
     """
 
-    def __init__(self, detectors: list[FaceDetector], iou: float = 0.3) -> None:
+    def __init__(self, detectors: list[FaceDetector], overlap: float = 0.5) -> None:
         self.detectors = detectors
-        self.iou = iou
+        self.overlap = overlap
         self.name = "+".join(d.name for d in detectors)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        found = [f for d in self.detectors for f in d.detect(image)]
-        if len(found) < 2:
-            return found
-        boxes = np.array([f.box for f in found], np.float32)
-        scores = np.array([f.score for f in found], np.float32)
-        groups = weighted_nms(boxes, scores, np.zeros((len(found), 0, 2)), self.iou)
-        return [found[int(g[0])] for g in groups]
+        found = sorted((f for d in self.detectors for f in d.detect(image)), key=lambda f: -f.score)
+        kept: list[Detection] = []
+        for face in found:
+            if all(_overlap_of_smaller(face.box, k.box) <= self.overlap for k in kept):
+                kept.append(face)
+        return kept
+
+
+def _overlap_of_smaller(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
 
 
 def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:

@@ -1,3 +1,5 @@
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -133,3 +135,33 @@ def test_preprocess_modes(astronaut):
     assert noise_sigma(preprocess(noisy, "auto", 20, 17)) < 0.6 * noise_sigma(noisy)
     low = (rng.uniform(0, 1, (48, 48)) * 30 + 20).astype(np.uint8)
     assert preprocess(low, "clahe", 20, 17).std() > low.std()
+
+
+def test_merged_detector_keeps_one_box_per_face():
+    from emolens.vision.detect import Detection, MergedDetector
+
+    pts = np.zeros((6, 2), np.float32)
+
+    class Fixed:
+        def __init__(self, name, faces):
+            self.name, self.faces = name, faces
+
+        def detect(self, image):
+            return list(self.faces)
+
+    tight = Detection((404, 93, 450, 138), 0.71, pts)
+    loose = Detection((382, 68, 485, 171), 0.57, pts)  # the same face at another scale: IoU only 0.2
+    other = Detection((100, 100, 160, 160), 0.9, pts)
+    merged = MergedDetector([Fixed("a", [tight, other]), Fixed("b", [loose])]).detect(np.zeros((4, 4, 3), np.uint8))
+    assert merged == [other, tight]
+
+
+def test_demo_frame_with_three_faces_has_no_duplicates(detector):
+    from emolens.demo import demo_frames
+
+    frame = demo_frames()[100]
+    faces = detector.detect(frame)
+    centers = sorted(((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in faces)
+    assert len(faces) >= 2
+    for (x0, y0), (x1, y1) in itertools.combinations(centers, 2):
+        assert abs(x0 - x1) + abs(y0 - y1) > 40  # no two boxes on one face
