@@ -123,7 +123,7 @@ def _async_rate(clf, x: np.ndarray, total: int, in_flight: int) -> float:  # typ
     return total / (time.perf_counter() - t0)
 
 
-def bench_triton(repo: Path, workdir: Path, requests: int = 512) -> dict[str, float]:
+def bench_triton(repo: Path, workdir: Path, requests: int = 768) -> dict[str, float]:
     """One-face requests to Triton: sequential batch-1 calls vs 64 requests in flight (the
     server's dynamic batcher merges them). Same server, same model, same run."""
     from emolens.inference.triton import TritonClassifier
@@ -142,8 +142,9 @@ def bench_triton(repo: Path, workdir: Path, requests: int = 512) -> dict[str, fl
         for _ in range(requests):
             clf.predict("emotion", x)
         sequential = requests / (time.perf_counter() - t0)
+        _async_rate(clf, x, total=256, in_flight=64)  # warm the batcher and the backend's buffers
         before = clf.statistics("emotion")["model_stats"][0]
-        concurrent = _async_rate(clf, x, total=requests * 4, in_flight=64)
+        concurrent = _async_rate(clf, x, total=requests * 6, in_flight=64)
         after = clf.statistics("emotion")["model_stats"][0]
         old = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in before.get("batch_stats", [])}
         new = {
