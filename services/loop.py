@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ def health_server(port: int, service: str) -> Callable[[bool], None] | None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", service):
             servicer.set(name, status)
+        if not ok:
+            server.stop(grace=1)
+
+    # The closure must hold the server: a grpc.Server that nothing references is collected,
+    # and its port closes with it.
+    set_serving.server = server  # type: ignore[attr-defined]
 
     set_serving(True)
     return set_serving
@@ -60,3 +67,19 @@ def serve(name: str, step: Callable[[], int], stop: threading.Event, idle_exit_s
             last_report = now
     log.info("event=stopped service=%s handled=%d", name, total)
     return total
+
+
+def run_stage(name: str, stage: Any, bus: Any, idle_exit_s: float | None, health_port: int, *closing: Any) -> int:
+    """The main loop every bus service shares: health server up, ``stage.step`` until stopped,
+    then health down and everything closed (the stage's consumer, ``closing``, the bus)."""
+    set_health = health_server(health_port, f"emolens.{name}")
+    try:
+        serve(name, stage.step, stop_event(), idle_exit_s)
+    finally:
+        if set_health:
+            set_health(False)
+        stage.consumer.close()
+        for thing in closing:
+            thing.close()
+        bus.close()
+    return 0

@@ -71,11 +71,9 @@ def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> 
     return np.concatenate(rows)
 
 
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float) -> list[np.ndarray]:
-    """MediaPipe's blending NMS: overlapping candidates are averaged, weighted by score.
-
-    Returns, per kept face, the indices of the candidates blended into it.
-    """
+def nms_groups(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[np.ndarray]:
+    """Greedy NMS that keeps the suppressed candidates: per kept face, the indices of every
+    candidate overlapping it by more than ``iou`` (the caller blends them, as MediaPipe does)."""
     order = np.argsort(-scores)
     groups: list[np.ndarray] = []
     remaining = order
@@ -152,7 +150,7 @@ class BlazeFaceDetector:
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores, points = boxes[valid], scores[valid], points[valid]
         out = []
-        for group in weighted_nms(boxes, scores, points, self.nms_iou):
+        for group in nms_groups(boxes, scores, self.nms_iou):
             wts = scores[group][:, None]
             box = (boxes[group] * wts).sum(0) / wts.sum()
             pts = (points[group] * wts[:, :, None]).sum(0) / wts.sum()

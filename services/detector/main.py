@@ -8,18 +8,10 @@ from emolens.bus import make_bus
 from emolens.inference import make_classifier
 from emolens.settings import Settings
 from emolens.stages import Detector
-from services.loop import health_server, serve, stop_event
+from services.loop import run_stage
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     bus = make_bus(settings.bus)
     detector = Detector(bus, settings, make_classifier(settings.inference, settings.threads))
-    set_health = health_server(settings.health_port, f"emolens.{args.service}")
-    try:
-        serve("detector", detector.step, stop_event(), args.idle_exit)
-    finally:
-        if set_health:
-            set_health(False)
-        detector.consumer.close()
-        bus.close()
-    return 0
+    return run_stage("detector", detector, bus, args.idle_exit, settings.health_port)
