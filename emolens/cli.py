@@ -55,11 +55,12 @@ def _expand(paths: list[str]) -> Iterator[tuple[str, str]]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    import cv2
     from tqdm import tqdm
 
     from emolens.annotate import annotate
-    from emolens.media import iter_video, read_image, video_frame_count
-    from emolens.pipeline import Analyzer
+    from emolens.media import read_image
+    from emolens.pipeline import Analyzer, to_bgr
 
     settings = _settings(args)
     analyzer = Analyzer(settings, track=True)
@@ -92,13 +93,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     emit(source, 0, None, results)
                     faces += len(results)
                     if annotate_dir:
-                        import cv2
-
-                        from emolens.pipeline import to_bgr
-
                         cv2.imwrite(str(annotate_dir / Path(source).name), annotate(to_bgr(image), results, args.blur))
                 else:
-                    faces += _analyze_video(args, analyzer, source, annotate_dir, emit, video_frame_count, iter_video)
+                    faces += _analyze_video(args, analyzer, source, annotate_dir, emit)
                 ok += 1
             except EmolensError as exc:
                 print(f"error: {exc}", file=sys.stderr)
@@ -110,22 +107,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0 if ok else 2
 
 
-def _analyze_video(
-    args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any, count: Any, frames: Any
-) -> int:
+def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any) -> int:
     import cv2
     from tqdm import tqdm
 
     from emolens.annotate import annotate
+    from emolens.media import iter_video, video_frame_count
 
     analyzer.reset()
     writer = None
     n_faces = 0
-    total = count(source) or None
+    total = video_frame_count(source) or None
     fps = args.fps if args.fps else None
     try:
         for frame in tqdm(
-            frames(source, fps),
+            iter_video(source, fps),
             total=total,
             desc=Path(source).name,
             unit="frame",

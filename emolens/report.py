@@ -12,9 +12,8 @@ from emolens.store import Bucket
 
 def bucket_summary(b: Bucket, k: int) -> dict[str, Any]:
     """One bucket as a flat record; buckets with fewer than ``k`` distinct faces are suppressed."""
-    distinct = b.tracks if b.tracks else b.faces
     row: dict[str, Any] = {"camera_id": b.camera_id, "minute": b.minute.isoformat(timespec="minutes")}
-    if distinct < k:
+    if b.suppressed(k):
         row["suppressed"] = True
         return row
     row.update(

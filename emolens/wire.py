@@ -75,9 +75,8 @@ def observations_from_pb(msg: observations_pb2.FrameObservations) -> FrameObserv
 
 
 def bucket_to_pb(bucket: Bucket, k: int) -> analytics_pb2.Bucket:
-    distinct = bucket.tracks if bucket.tracks else bucket.faces
     msg = analytics_pb2.Bucket(camera_id=bucket.camera_id, minute=to_timestamp(bucket.minute))
-    if distinct < k:
+    if bucket.suppressed(k):
         msg.suppressed = True
         return msg
     msg.frames = bucket.frames

@@ -31,6 +31,11 @@ class Bucket:
     def mean_quality(self) -> float:
         return self.quality_sum / self.faces if self.faces else 0.0
 
+    def suppressed(self, k: int) -> bool:
+        """k-anonymity: fewer than ``k`` distinct faces (tracks; faces where untracked)."""
+        distinct = self.tracks if self.tracks else self.faces
+        return distinct < k
+
 
 @dataclass(frozen=True)
 class Camera:
