@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from emolens.errors import EmolensError, InputError
+from emolens.errors import ConfigError, EmolensError, InputError
 from emolens.settings import Settings
 
 log = logging.getLogger("emolens")
@@ -33,6 +33,17 @@ def _settings(args: argparse.Namespace) -> Settings:
         live=getattr(args, "live", None),
         bus=getattr(args, "bus", None),
     )
+
+
+def parse_start(text: str | None) -> datetime | None:
+    """``--start``: an ISO time; without a zone it is UTC."""
+    if not text:
+        return None
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"--start {text!r} is not an ISO time such as 2026-01-01T12:00:00") from exc
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- analyze
@@ -153,9 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emolens.store import Camera, make_store
 
     settings = _settings(args)
-    start = datetime.fromisoformat(args.start) if args.start else None
-    if start and start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
+    start = parse_start(args.start)
     store = make_store(settings.db)
     try:
         summary = run_embedded(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 
 from emolens.bus import make_bus
+from emolens.cli import parse_start
 from emolens.settings import Settings
 from emolens.stages import Ingest
 from emolens.store import Camera
@@ -15,9 +15,7 @@ from services.loop import health_server
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     bus = make_bus(settings.bus)
-    start = datetime.fromisoformat(args.start) if args.start else None
-    if start and start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
+    start = parse_start(args.start)
     set_health = health_server(settings.health_port, "emolens.ingest")
     try:
         n = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start).run(args.source, start)

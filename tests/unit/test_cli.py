@@ -205,3 +205,9 @@ def test_run_from_an_http_stream(demo_clip, tmp_path, capsys):
         server.shutdown()
         server.server_close()
     assert "camera web: 20 frames" in capsys.readouterr().err
+
+
+def test_bad_start_time_is_a_one_line_error(demo_clip, tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", "--source", str(demo_clip), "--camera-id", "c", "--db", db, "--start", "noon", *INF]) == 2
+    assert capsys.readouterr().err.startswith("error: --start 'noon'")
