@@ -172,9 +172,8 @@ class Analyzer:
         return out
 
     def _crop(self, gray: np.ndarray, det: Detection, info: ModelInfo) -> np.ndarray:
-        crop = align_face(gray, det.landmarks, info.template, info.size)
-        eye = float(np.hypot(*(det.landmarks[1] - det.landmarks[0])))
-        return preprocess(crop, self.settings.preprocess, eye, info.eye_distance)
+        crop = align_face(gray, det.box, info.crop_box, info.size)
+        return preprocess(crop, self.settings.preprocess, det.width, float(info.crop_box[2]))
 
     @staticmethod
     def _box_pixels(gray: np.ndarray, det: Detection) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Benchmarks (never timed tests): throughput measured side by side in one run.
 
-    python scripts/bench.py                 # all benchmarks that need no servers
-    python scripts/bench.py --only onnx     # one of: onnx, analyze
+    python scripts/bench.py                 # every benchmark (starts the servers the last three need)
+    python scripts/bench.py --only onnx     # one of: onnx, precision, analyze, triton, aggregator, e2e
 
 Writes docs/benchmarks.md and docs/benchmarks.json. Absolute numbers on shared machines are
 noisy: compare rows of the same run, and rerun before drawing conclusions.
@@ -45,6 +45,43 @@ def bench_onnx(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
                 n += batch
             row[f"batch{batch}"] = n / (time.perf_counter() - t0)
         out[model] = row
+    return out
+
+
+def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
+    """The shipped int8 graph against the fp32 graph of the same networks (re-exported from
+    pytorch.pt; needs the train extra), batch 64, measured in alternating rounds."""
+    import onnxruntime as ort
+
+    from emolens.training.export import export, load_pytorch
+    from emolens.training.tasks import TASKS
+
+    rng = np.random.default_rng(0)
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in MODELS:
+            spec = TASKS[model]
+            sample = rng.integers(0, 256, (8, spec.size, spec.size), dtype=np.uint8)
+            crop_box = OnnxClassifier(repo).info(model).crop_box
+            export(load_pytorch(repo / model, spec), spec, Path(tmp), sample, crop_box, {}, sample, quantize=False)
+            sessions = {
+                name: ort.InferenceSession(str(path / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+                for name, path in (("int8", repo), ("fp32", Path(tmp)))
+            }
+            x = rng.uniform(0, 255, (64, 1, spec.size, spec.size)).astype(np.float32)
+            counts = {name: 0.0 for name in sessions}
+            spent = {name: 0.0 for name in sessions}
+            for _ in range(3):
+                for name, session in sessions.items():
+                    session.run(None, {"image": x})
+                    t0 = time.perf_counter()
+                    while time.perf_counter() - t0 < seconds / 3:
+                        session.run(None, {"image": x})
+                        counts[name] += 64
+                    spent[name] += time.perf_counter() - t0
+            row = {f"{name}_batch64": counts[name] / spent[name] for name in sessions}
+            row["speedup"] = row["int8_batch64"] / row["fp32_batch64"]
+            out[model] = row
     return out
 
 
@@ -312,6 +349,18 @@ def render(results: dict[str, object]) -> str:
         for model, row in onnx.items():
             lines.append(f"| {model} | {row['batch1']:.0f} | {row['batch8']:.0f} | {row['batch64']:.0f} |")
         lines.append("")
+    if "precision" in results:
+        prec = results["precision"]
+        assert isinstance(prec, dict)
+        lines += [
+            "## int8 against fp32 (same networks, batch 64, faces/s, alternating rounds)",
+            "",
+            "| model | fp32 | int8 (shipped) | speed-up |",
+            "|---|---|---|---|",
+        ]
+        for model, row in prec.items():
+            lines.append(f"| {model} | {row['fp32_batch64']:.0f} | {row['int8_batch64']:.0f} | {row['speedup']:.2f}x |")
+        lines.append("")
     if "analyze" in results:
         a = results["analyze"]
         assert isinstance(a, dict)
@@ -374,7 +423,7 @@ def render(results: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
-    parser.add_argument("--only", choices=["onnx", "analyze", "triton", "aggregator", "e2e"])
+    parser.add_argument("--only", choices=["onnx", "precision", "analyze", "triton", "aggregator", "e2e"])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per ONNX measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
@@ -383,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "onnx"):
         results["onnx"] = bench_onnx(args.repo, args.seconds)
         print(json.dumps(results["onnx"], indent=1), file=sys.stderr)
+    if args.only in (None, "precision"):
+        results["precision"] = bench_precision(args.repo, args.seconds)
+        print(json.dumps(results["precision"], indent=1), file=sys.stderr)
     if args.only in (None, "analyze"):
         results["analyze"] = bench_analyze(args.repo, 12.0)
         print(json.dumps(results["analyze"], indent=1), file=sys.stderr)

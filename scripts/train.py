@@ -2,8 +2,12 @@
 
     python scripts/train.py --task smile
     python scripts/train.py --task emotion --workdir /tmp/emolens-train   # resumes if interrupted
+    python scripts/train.py --task emotion --member 1                     # one network of the ensemble
 
-Uses the ``train`` split to fit and the ``val`` split to pick the best epoch; never the ``test`` split.
+A model is one network or an ensemble of networks (TaskSpec.members); each network keeps its
+checkpoints in WORKDIR/TASK (member 0) or WORKDIR/TASK-mK, and the export runs once every
+member has a best checkpoint. Uses the ``train`` split to fit and the ``val`` split to pick the
+best epoch; never the ``test`` split.
 """
 
 from __future__ import annotations
@@ -17,21 +21,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolens.training.data import DatasetMissingError, load_split
+from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.export import export
-from emolens.training.loop import TrainResult, train
-from emolens.training.model import FaceNet
-from emolens.training.tasks import TASKS
-from emolens.vision.align import measure_template
+from emolens.training.loop import TrainResult, predict_logits, train
+from emolens.training.model import Ensemble, FaceNet
+from emolens.training.serving import serving_views
+from emolens.training.tasks import TASKS, TaskSpec
+from emolens.vision.align import measure_crop_box
 from emolens.vision.detect import make_detector
 
 ROOT = Path(__file__).resolve().parents[1]
+UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
+
+
+def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
+    return root / (spec.name if k == 0 else f"{spec.name}-m{k}")
+
+
+def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
+    model = FaceNet(spec)
+    model.load_state_dict(torch.load(workdir / "best.pt"))
+    history = torch.load(workdir / "last.pt", weights_only=False)["history"]
+    best = max(history, key=lambda r: r["val_acc"])
+    return TrainResult(model.eval(), int(best["epoch"]), float(best["val_acc"]), history)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--workdir", type=Path, help="checkpoints (default ~/.cache/emolens/train/TASK)")
+    parser.add_argument("--workdir", type=Path, help="checkpoint root (default ~/.cache/emolens/train)")
+    parser.add_argument("--member", type=int, help="train only this network of the ensemble (default: all)")
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository", help="where to export")
     parser.add_argument("--data-dir", type=Path, help="folder with the .npz files (default ../shared/data)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
@@ -41,16 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fp32", action="store_true", help="export the fp32 graph instead of int8")
     parser.add_argument(
-        "--export-only", action="store_true", help="export the best checkpoint in --workdir without training"
+        "--export-only", action="store_true", help="export the best checkpoints in --workdir without training"
     )
-    parser.add_argument("--template-images", type=int, default=600, help="training crops used to measure the template")
+    parser.add_argument("--template-images", type=int, default=600, help="training crops used to measure the crop box")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     spec = TASKS[args.task]
+    if args.member is not None and not 0 <= args.member < len(spec.members):
+        print(f"error: {spec.name} has members 0..{len(spec.members) - 1}, not {args.member}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
-    workdir = args.workdir or Path.home() / ".cache" / "emolens" / "train" / spec.name
+    root = args.workdir or Path.home() / ".cache" / "emolens" / "train"
     try:
         tr = load_split(spec, "train", args.data_dir)
         va = load_split(spec, "val", args.data_dir)
@@ -58,46 +81,80 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.limit:
-        tr = type(tr)(tr.images[: args.limit], tr.labels[: args.limit])
-        va = type(va)(va.images[: args.limit], va.labels[: args.limit])
-    print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, workdir {workdir}", flush=True)
+        tr = Split(tr.images[: args.limit], tr.labels[: args.limit])
+        va = Split(va.images[: args.limit], va.labels[: args.limit])
+    print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
     t0 = time.time()
-    if args.export_only:
-        model = FaceNet(spec)
-        model.load_state_dict(torch.load(workdir / "best.pt"))
-        history = torch.load(workdir / "last.pt", weights_only=False)["history"]
-        best = max(history, key=lambda r: r["val_acc"])
-        result = TrainResult(model.eval(), int(best["epoch"]), float(best["val_acc"]), history)
-    else:
-        result = train(
-            spec,
-            tr,
-            va,
-            workdir,
-            epochs=args.epochs,
-            max_batches=args.max_batches,
-            seed=args.seed,
-            bf16=not args.no_bf16,
-            progress=not args.no_progress,
-        )
     rng = np.random.default_rng(args.seed)
     crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
-    template, found = measure_template(list(crops), make_detector("blazeface"), upscale=192 // spec.size)
-    print(f"crop template measured on {len(crops)} training crops (face found in {found:.0%}): {template.tolist()}")
+    upscale = UPSCALE_TO // spec.size
+    crop_box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
+    print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {crop_box.round(2).tolist()}")
+
+    todo = [args.member] if args.member is not None else list(range(len(spec.members)))
+    results: dict[int, TrainResult] = {}
+    if not args.export_only:
+        for k in todo:
+            member = spec.members[k]
+            workdir = member_dir(root, spec, k)
+            views = None
+            if member.serving_view_share > 0:
+                views, hit = serving_views(
+                    tr.images,
+                    crop_box,
+                    upscale,
+                    seed=args.seed + member.seed_offset,
+                    cache=workdir / "serving_views.npz",
+                    workers=args.threads,
+                    progress=not args.no_progress,
+                )
+                print(f"member {k}: serving views of {len(views)} training crops (face found in {hit.mean():.1%})")
+            results[k] = train(
+                spec,
+                tr,
+                va,
+                workdir,
+                epochs=args.epochs,
+                max_batches=args.max_batches,
+                seed=args.seed + member.seed_offset,
+                bf16=not args.no_bf16,
+                progress=not args.no_progress,
+                views=views,
+                view_share=member.serving_view_share,
+            )
+    missing = [k for k in range(len(spec.members)) if not (member_dir(root, spec, k) / "best.pt").exists()]
+    if missing:
+        print(f"not exported yet: train member(s) {missing} first (--member K), then rerun with --export-only")
+        return 0 if not args.export_only else 2
+    for k in range(len(spec.members)):
+        if k not in results:
+            results[k] = load_member(member_dir(root, spec, k), spec)
+    model = Ensemble([results[k].model for k in range(len(spec.members))]).eval()
+    with torch.no_grad():
+        val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
     meta = {
         "task": spec.name,
-        "template_found_fraction": round(found, 3),
+        "crop_box_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
-        "best_epoch": result.best_epoch,
-        "best_val_accuracy": round(result.best_val_accuracy, 4),
         "train_images": len(tr.images),
         "seed": args.seed,
-        "history": result.history,
+        "val_accuracy": round(val_acc, 4),
+        "members": [
+            {
+                "seed": args.seed + spec.members[k].seed_offset,
+                "serving_view_share": spec.members[k].serving_view_share,
+                "best_epoch": results[k].best_epoch,
+                "best_val_accuracy": round(results[k].best_val_accuracy, 4),
+                "history": results[k].history,
+            }
+            for k in range(len(spec.members))
+        ],
     }
-    diff = export(result.model, spec, args.repo, va.images[:64], template, meta)
+    calibration = tr.images[np.random.default_rng(args.seed + 1).choice(len(tr.images), min(512, len(tr.images)))]
+    check = export(model, spec, args.repo, va.images[:512], crop_box, meta, calibration, quantize=not args.fp32)
     print(
-        f"exported {args.repo / spec.name} (best epoch {result.best_epoch}, val acc "
-        f"{result.best_val_accuracy:.4f}, onnx-vs-torch max diff {diff:.1e}) in {time.time() - t0:.0f}s"
+        f"exported {args.repo / spec.name}: {len(spec.members)} network(s), val acc {val_acc:.4f} (fp32), "
+        f"{check} in {time.time() - t0:.0f}s"
     )
     return 0
 

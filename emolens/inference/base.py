@@ -18,7 +18,7 @@ class Classifier(Protocol):
     and ``TritonClassifier`` (remote)."""
 
     def info(self, model: str) -> ModelInfo:
-        """Input size, labels and crop template of ``model``."""
+        """Input size, labels and crop box of ``model``."""
         ...
 
     def predict(self, model: str, images: np.ndarray) -> np.ndarray:

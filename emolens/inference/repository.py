@@ -1,4 +1,4 @@
-"""Reading a model's description (input size, labels, crop template) from a Triton-layout
+"""Reading a model's description (input size, labels, crop geometry) from a Triton-layout
 model repository: ``<repo>/<model>/{config.pbtxt,labels.txt,1/model.onnx}``."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 from emolens.errors import ModelError
 
-TEMPLATE_KEY = "emolens_crop_template"
+CROP_KEY = "emolens_crop_box"
 
 
 @dataclass(frozen=True)
@@ -19,28 +19,34 @@ class ModelInfo:
     name: str
     labels: tuple[str, ...]
     size: int  # square input side
-    template: np.ndarray  # [4, 2] eyes, nose tip, mouth in crop pixels
+    # Where the face detector's box sits in the model's input crop, in crop pixels:
+    # [centre x, centre y, box width]. Measured on the training crops at export.
+    crop_box: np.ndarray
 
-    @property
-    def eye_distance(self) -> float:
-        return float(np.hypot(*(self.template[1] - self.template[0])))
+
+def parse_crop_box(value: str, name: str) -> np.ndarray:
+    """The ``emolens_crop_box`` parameter: "cx,cy,width" in crop pixels."""
+    try:
+        values = np.array([float(v) for v in value.split(",")], np.float32)
+    except ValueError as exc:
+        raise ModelError(f"{name}: {CROP_KEY} is not a list of numbers: {value!r}") from exc
+    if values.size != 3 or values[2] <= 0:
+        raise ModelError(f"{name}: {CROP_KEY} needs 3 numbers (cx, cy, width > 0), got {value!r}")
+    return values
 
 
 def parse_config(text: str, name: str) -> tuple[int, np.ndarray]:
-    """(input side, crop template) from config.pbtxt text."""
+    """(input side, crop box) from config.pbtxt text."""
     dims = re.search(r"input\s*\[.*?dims:\s*\[\s*1\s*,\s*(\d+)\s*,\s*(\d+)\s*\]", text, re.S)
     if not dims:
         raise ModelError(f"{name}: config.pbtxt declares no input dims [1, H, W]")
     h, w = int(dims.group(1)), int(dims.group(2))
     if h != w:
         raise ModelError(f"{name}: only square inputs are supported, got {h}x{w}")
-    tpl = re.search(rf'key:\s*"{TEMPLATE_KEY}"\s*value\s*{{\s*string_value:\s*"([^"]+)"', text)
-    if not tpl:
-        raise ModelError(f"{name}: config.pbtxt has no {TEMPLATE_KEY} parameter (re-export the model)")
-    values = np.array([float(v) for v in tpl.group(1).split(",")], np.float32)
-    if values.size != 8:
-        raise ModelError(f"{name}: {TEMPLATE_KEY} needs 8 numbers, got {values.size}")
-    return h, values.reshape(4, 2)
+    crop = re.search(rf'key:\s*"{CROP_KEY}"\s*value\s*{{\s*string_value:\s*"([^"]+)"', text)
+    if not crop:
+        raise ModelError(f"{name}: config.pbtxt has no {CROP_KEY} parameter (re-export the model)")
+    return h, parse_crop_box(crop.group(1), name)
 
 
 def load_model_info(repo: Path, name: str) -> ModelInfo:
@@ -49,6 +55,6 @@ def load_model_info(repo: Path, name: str) -> ModelInfo:
     for path in (config, labels):
         if not path.exists():
             raise ModelError(f"model {name!r}: {path} not found (is {repo} a model repository?)")
-    size, template = parse_config(config.read_text(), name)
+    size, crop_box = parse_config(config.read_text(), name)
     names = tuple(line.strip() for line in labels.read_text().splitlines() if line.strip())
-    return ModelInfo(name=name, labels=names, size=size, template=template)
+    return ModelInfo(name=name, labels=names, size=size, crop_box=crop_box)

@@ -18,7 +18,7 @@ import numpy as np
 
 from emolens.errors import ModelError
 from emolens.inference.base import MODELS
-from emolens.inference.repository import TEMPLATE_KEY, ModelInfo
+from emolens.inference.repository import CROP_KEY, ModelInfo, parse_crop_box
 from emolens.results import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,9 @@ class TritonClassifier:
 def _info_from_config(name: str, config: dict[str, Any]) -> ModelInfo:
     try:
         dims = [int(d) for d in config["input"][0]["dims"]]
-        template = config["parameters"][TEMPLATE_KEY]["string_value"]
+        crop = config["parameters"][CROP_KEY]["string_value"]
     except (KeyError, IndexError) as exc:
-        raise ModelError(f"triton model {name!r} config lacks input dims or {TEMPLATE_KEY}") from exc
+        raise ModelError(f"triton model {name!r} config lacks input dims or {CROP_KEY}") from exc
     if len(dims) != 3 or dims[0] != 1 or dims[1] != dims[2]:
         raise ModelError(f"triton model {name!r} input dims {dims} break the contract [1, H, H]")
-    values = np.array([float(v) for v in template.split(",")], np.float32).reshape(4, 2)
-    return ModelInfo(name=name, labels=CONTRACT_LABELS[name], size=dims[1], template=values)
+    return ModelInfo(name=name, labels=CONTRACT_LABELS[name], size=dims[1], crop_box=parse_crop_box(crop, name))

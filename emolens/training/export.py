@@ -1,16 +1,22 @@
-"""Export a trained FaceNet into the Triton model-repository layout of the model contract."""
+"""Export trained networks (one, or an ensemble) into the Triton model-repository layout of the
+model contract, as an int8 graph by default."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from torch import nn
 
-from emolens.inference.repository import TEMPLATE_KEY
-from emolens.training.model import FaceNet
+from emolens.inference.repository import CROP_KEY
+from emolens.training.model import Ensemble, FaceNet
 from emolens.training.tasks import TaskSpec
 
 CONFIG_TEMPLATE = """\
@@ -43,40 +49,112 @@ instance_group [
     kind: KIND_GPU
   }}
 ]
-# Where eyes, nose tip and mouth sit in the input crop (x,y pairs, crop pixels), measured on
-# the training images; clients align faces to it.
+# Where the face detector's box sits in the input crop (centre x, centre y, width; crop
+# pixels), measured on the training images; clients cut faces with it.
 parameters {{
-  key: "{template_key}"
+  key: "{crop_key}"
   value {{
-    string_value: "{template}"
+    string_value: "{crop_box}"
   }}
 }}
 """
 
 
-def export(
-    model: FaceNet, spec: TaskSpec, repo: Path, sample: np.ndarray, template: np.ndarray, meta: dict[str, object]
-) -> float:
-    """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx}``.
+def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
+    """The PyTorch twin of ``folder/1/model.onnx`` from ``folder/pytorch.pt``."""
+    state = torch.load(folder / "pytorch.pt")
+    model = Ensemble([FaceNet(spec) for _ in state["members"]])
+    for net, weights in zip(model.members, state["members"], strict=True):
+        net.load_state_dict(weights)
+    return model.eval()
 
-    Returns the largest absolute difference between ONNX Runtime and PyTorch logits on
-    ``sample`` (uint8 [N, H, W]); raises if they disagree.
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, images: np.ndarray, batch: int = 64) -> None:
+        self._batches = iter(
+            [{"image": images[i : i + batch].astype(np.float32)[:, None]} for i in range(0, len(images), batch)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
+    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations) calibrated
+    on training crops. The input stays FP32 raw pixels and the output FP32 logits, so the
+    model contract does not change; the per-image standardisation stays in float."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre))
+        quantize_static(
+            str(pre),
+            str(out_path),
+            _Calibration(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+
+
+def export(
+    model: nn.Module,
+    spec: TaskSpec,
+    repo: Path,
+    sample: np.ndarray,
+    crop_box: np.ndarray,
+    meta: dict[str, object],
+    calibration: np.ndarray,
+    quantize: bool = True,
+) -> str:
+    """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx,pytorch.pt,training.json}``.
+
+    ``model`` is an ``Ensemble``. The fp32 graph must match PyTorch on ``sample`` (uint8
+    [N, H, W]) to 1e-3; with ``quantize`` the shipped graph is int8 and must pick the same
+    class as the fp32 graph on at least 97% of ``sample``. Returns a one-line summary of
+    these checks, which also goes into training.json.
     """
     model = model.eval().float()
     out_dir = repo / spec.name
     (out_dir / "1").mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "1" / "model.onnx"
-    dummy = torch.zeros(2, 1, spec.size, spec.size)
-    torch.onnx.export(
-        model,
-        (dummy,),
-        str(onnx_path),
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    x = sample.astype(np.float32)[:, None]
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, 1, spec.size, spec.size),),
+            str(fp32_path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        fp32 = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x})[0]
+        diff = float(np.abs(fp32 - ref).max())
+        if diff > 1e-3:
+            raise RuntimeError(f"ONNX Runtime and PyTorch disagree on {spec.name}: max |diff| = {diff:.2e}")
+        checks: dict[str, object] = {"fp32_vs_pytorch_max_abs_diff": diff, "precision": "fp32"}
+        if quantize:
+            quantize_int8(fp32_path, onnx_path, calibration)
+            int8 = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
+                ["logits"], {"image": x}
+            )[0]
+            agree = float((int8.argmax(1) == fp32.argmax(1)).mean())
+            prob_diff = float(np.abs(_softmax(int8) - _softmax(fp32)).max())
+            if agree < 0.97:
+                raise RuntimeError(f"int8 {spec.name} picks the fp32 class on only {agree:.1%} of the sample")
+            checks.update(precision="int8", int8_top1_agreement=agree, int8_max_prob_diff=prob_diff)
+        else:
+            shutil.copyfile(fp32_path, onnx_path)
     (out_dir / "labels.txt").write_text("\n".join(spec.classes) + "\n")
     (out_dir / "config.pbtxt").write_text(
         CONFIG_TEMPLATE.format(
@@ -84,19 +162,12 @@ def export(
             max_batch=128,
             size=spec.size,
             classes=len(spec.classes),
-            template_key=TEMPLATE_KEY,
-            template=",".join(f"{v:.2f}" for v in template.ravel()),
+            crop_key=CROP_KEY,
+            crop_box=",".join(f"{v:.2f}" for v in crop_box.ravel()),
         )
     )
-    (out_dir / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out_dir / "training.json").write_text(json.dumps({**meta, "export": checks}, indent=2) + "\n")
     # The PyTorch weights travel with the ONNX file so tests can check the two still agree.
-    torch.save(model.state_dict(), out_dir / "pytorch.pt")
-    x = sample.astype(np.float32)[:, None]
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {"image": x})[0]
-    diff = float(np.abs(got - ref).max())
-    if diff > 1e-3:
-        raise RuntimeError(f"ONNX Runtime and PyTorch disagree on {spec.name}: max |diff| = {diff:.2e}")
-    return diff
+    members = getattr(model, "members", [model])
+    torch.save({"members": [m.state_dict() for m in members]}, out_dir / "pytorch.pt")
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in checks.items())

@@ -60,12 +60,16 @@ def train(
     seed: int = 20261129,
     bf16: bool = True,
     progress: bool = True,
+    views: np.ndarray | None = None,
+    view_share: float = 0.0,
 ) -> TrainResult:
     """Train ``spec`` and return the model of the best validation epoch.
 
     Each epoch ends with a checkpoint in ``workdir``; a later call with the same arguments
     resumes from it. Every epoch draws its shuffles and augmentations from
     ``(seed, epoch)``, so a resumed run repeats what an unbroken run would have done.
+    With ``views`` (the training crops re-cut as the pipeline would, same order), each image
+    of a batch is replaced by its view with probability ``view_share``.
     """
     epochs = epochs or spec.epochs
     workdir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +106,11 @@ def train(
         bar = tqdm(range(steps), desc=f"{spec.name} {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for step in bar:
             idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
-            x = torch.from_numpy(augment_batch(train_split.images[idx], rng))
+            source = train_split.images[idx]
+            if views is not None and view_share > 0:
+                use = rng.random(len(idx)) < view_share
+                source = np.where(use[:, None, None], views[idx], source)
+            x = torch.from_numpy(augment_batch(source, rng))
             y = torch.from_numpy(train_split.labels[idx])
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(spec, epoch, step, steps, epochs)

@@ -49,3 +49,23 @@ class FaceNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.norm(image)))
+
+
+class Ensemble(nn.Module):
+    """Networks of one task as one graph: the mean of their class probabilities.
+
+    The output is still called logits: it is the log of the mean probability, so a softmax of
+    it gives that mean back. One network passes through unchanged.
+    """
+
+    def __init__(self, members: list[FaceNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one network")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if len(self.members) == 1:
+            return self.members[0](image)
+        probs = torch.stack([m(image).softmax(dim=1) for m in self.members]).mean(dim=0)
+        return probs.clamp_min(1e-12).log()

@@ -23,8 +23,12 @@ def noise_sigma(crop: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6.0)
 
 
-def preprocess(crop: np.ndarray, mode: str, source_eye_distance: float, template_eye_distance: float) -> np.ndarray:
-    """Return the crop to classify (uint8, same shape)."""
+def preprocess(crop: np.ndarray, mode: str, source_width: float, crop_width: float) -> np.ndarray:
+    """Return the crop to classify (uint8, same shape).
+
+    ``source_width`` is the face box width in the frame and ``crop_width`` its width in the
+    crop: a face smaller in the frame than in the crop was upsampled.
+    """
     if mode == "none":
         return crop
     if mode == "clahe":
@@ -39,7 +43,7 @@ def preprocess(crop: np.ndarray, mode: str, source_eye_distance: float, template
     if not noisy and (float(out.std()) < 25.0 or float(out.mean()) < 50.0):
         # Stretching a noisy crop's contrast would amplify the noise just removed.
         out = _CLAHE.apply(out)
-    if source_eye_distance < 0.8 * template_eye_distance:
+    if source_width < 0.8 * crop_width:
         # Upsampled face: unsharp mask restores some of the edges the upscale smeared.
         blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=1.0)
         out = cv2.addWeighted(out, 1.5, blurred, -0.5, 0)

@@ -24,7 +24,7 @@ def test_triton_agrees_with_onnx_runtime(triton, model):
     x = np.random.default_rng(0).uniform(0, 255, (9, 1, 48, 48)).astype(np.float32)
     np.testing.assert_allclose(triton.predict(model, x), local.predict(model, x), atol=1e-4)
     assert triton.info(model).labels == local.info(model).labels
-    np.testing.assert_allclose(triton.info(model).template, local.info(model).template)
+    np.testing.assert_allclose(triton.info(model).crop_box, local.info(model).crop_box)
 
 
 def test_dynamic_batching_is_used(triton):

@@ -45,13 +45,14 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
     ]
     assert train_script.main(args) == 0
     meta = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
-    assert meta["epochs"] == 2 and len(meta["history"]) == 2
+    assert meta["epochs"] == 2 and len(meta["members"]) == 1 and len(meta["members"][0]["history"]) == 2
+    assert meta["export"]["precision"] == "int8" and meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
     clf = OnnxClassifier(tmp_path / "repo", models=("smile",))
     assert clf.predict("smile", np.zeros((3, 1, 48, 48), np.float32)).shape == (3, 2)
     # resuming a finished run trains nothing more and exports the same best epoch
     assert train_script.main(args) == 0
     again = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
-    assert again["history"] == meta["history"]
+    assert again["members"] == meta["members"]
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -80,3 +81,73 @@ def test_fixed_degradations():
     assert augment.jpeg(img, 20).shape == (48, 48)
     noisy = augment.gaussian_noise(np.full((100, 100), 128.0, np.float32), 12.0, np.random.default_rng(0))
     assert noisy.std() == pytest.approx(12.0, rel=0.1)
+
+
+def test_ensemble_averages_probabilities():
+    from emolens.training.model import Ensemble, FaceNet
+
+    spec = TASKS["emotion"]
+    torch.manual_seed(0)
+    a, b = FaceNet(spec).eval(), FaceNet(spec).eval()
+    x = torch.rand(3, 1, 48, 48) * 255
+    with torch.no_grad():
+        mean = (a(x).softmax(1) + b(x).softmax(1)) / 2
+        both = Ensemble([a, b]).eval()(x)
+        torch.testing.assert_close(both.softmax(1), mean, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(Ensemble([a]).eval()(x), a(x))  # one network passes through
+    with pytest.raises(ValueError):
+        Ensemble([])
+
+
+def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
+    """Real training crops re-cut through detector + crop box: mostly found, close to but not
+    the same as the dataset crop, cached, and never on the evaluation's backgrounds."""
+    import sys
+
+    from emolens.training.data import load_split
+    from emolens.training.serving import TRAIN_BACKGROUNDS, serving_views
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import evaluate
+
+    assert not set(TRAIN_BACKGROUNDS) & set(evaluate.BACKGROUNDS)
+    images = load_split(TASKS["emotion"], "train", data_dir).images[:40]
+    crop_box = np.float32([24.0, 28.0, 40.0])
+    cache = tmp_path / "views.npz"
+    views, found = serving_views(images, crop_box, 4, seed=1, cache=cache, workers=1, progress=False)
+    assert views.shape == images.shape and views.dtype == np.uint8
+    assert found.mean() >= 0.9
+    diff = np.abs(views[found].astype(int) - images[found]).mean(axis=(1, 2))
+    assert 1.0 < np.median(diff) < 40.0
+    np.testing.assert_array_equal(views[~found], images[~found])
+    again, _ = serving_views(images, crop_box, 4, seed=1, cache=cache, workers=1, progress=False)
+    np.testing.assert_array_equal(again, views)
+
+
+def test_training_swaps_in_serving_views_at_the_given_share(monkeypatch, tmp_path):
+    """With views, a share of each batch is the re-cut crop instead of the dataset crop."""
+    from emolens.training import loop
+    from emolens.training.data import Split
+
+    spec = TASKS["smile"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 128, (256, 48, 48)).astype(np.uint8)
+    views = (images + 128).astype(np.uint8)  # every view pixel >= 128, every crop pixel < 128
+    labels = rng.integers(0, 2, 256)
+    seen = []
+
+    def spy(batch, rng):
+        seen.append(batch.copy())
+        return augment.augment_batch(batch, rng)
+
+    monkeypatch.setattr(loop, "augment_batch", spy)
+    split = Split(images, labels)
+    for share, work in ((0.0, "a"), (0.5, "b"), (1.0, "c")):
+        seen.clear()
+        loop.train(
+            spec, split, split, tmp_path / work, epochs=1, max_batches=2, progress=False, views=views, view_share=share
+        )
+        from_views = np.concatenate([(b.min(axis=(1, 2)) >= 128) for b in seen])
+        assert len(from_views) == 2 * spec.batch_size
+        assert from_views.mean() == pytest.approx(share, abs=0.1)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emolens.vision.align import align_face, similarity_to_template
+from emolens.vision.align import align_face, crop_transform, detection_at, measure_crop_box
 from emolens.vision.detect import BlazeFaceDetector, HaarFaceDetector, TiledDetector, make_detector
 from emolens.vision.preprocess import noise_sigma, preprocess
 from emolens.vision.quality import assess
@@ -86,28 +86,49 @@ def test_unknown_detector_is_a_config_error():
         BlazeFaceDetector("medium")
 
 
-def test_similarity_recovers_rotation_scale_shift():
-    tpl = np.float32([[15, 20], [33, 19], [24, 29], [25, 37]])
-    angle = np.deg2rad(25)
-    rot = 3.0 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    src = (tpl @ rot.T + [200, 80]).astype(np.float32)
-    m = similarity_to_template(src, tpl)
-    mapped = src @ m[:, :2].T + m[:, 2]
-    np.testing.assert_allclose(mapped, tpl, atol=1e-3)
+def test_crop_transform_puts_the_box_where_the_crop_box_says():
+    crop_box = np.float32([24.0, 27.5, 40.0])
+    m = crop_transform((210, 130, 330, 250), crop_box)
+    centre, left, right = (m @ [[270, 210, 330], [190, 190, 190], [1, 1, 1]]).T
+    np.testing.assert_allclose(centre, [24.0, 27.5], atol=1e-4)
+    np.testing.assert_allclose(right[0] - left[0], 40.0, atol=1e-4)  # box width 120 px -> 40 crop px
+    assert m[0, 1] == 0 and m[1, 0] == 0  # no rotation: the training crops keep the head's roll
+    with pytest.raises(ValueError):
+        crop_transform((10, 10, 10, 40), crop_box)
 
 
-def test_align_puts_landmarks_on_the_template():
-    tpl = np.float32([[15, 20], [33, 19], [24, 29], [25, 37]])
-    img = np.zeros((300, 300), np.uint8)
-    angle = np.deg2rad(-15)
-    rot = 3.5 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    pts = np.vstack([tpl @ rot.T + [60, 90], [[0, 0], [0, 0]]]).astype(np.float32)
-    for x, y in pts[:4]:
-        cv2.circle(img, (int(x), int(y)), 4, 255, -1)
-    crop = align_face(img, pts, tpl, 48)
-    assert crop.shape == (48, 48)
-    for x, y in tpl:
-        assert crop[round(y), round(x)] > 100
+def test_align_cuts_the_same_crop_at_any_scale_and_place():
+    """A face shown 4x larger somewhere in a frame comes back as the original crop."""
+    rng = np.random.default_rng(0)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 1.5)
+    frame = np.zeros((480, 640), np.uint8)
+    frame[100:292, 300:492] = cv2.resize(crop, (192, 192), interpolation=cv2.INTER_CUBIC)
+    crop_box = np.float32([24.0, 26.0, 40.0])  # box centre 2 px below the crop centre
+    box = (300 + 4 * 4, 100 + 4 * 6, 300 + 4 * 44, 100 + 4 * 46)  # that box, in frame pixels
+    out = align_face(frame, box, crop_box, 48)
+    assert out.shape == (48, 48) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - crop).mean() < 3.0
+    shifted = align_face(frame, (box[0] + 16, box[1], box[2] + 16, box[3]), crop_box, 48)
+    assert np.abs(shifted.astype(int) - crop).mean() > 5.0  # a wrong box gives a different crop
+
+
+def test_measure_crop_box_on_real_face(astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    crop = cv2.resize(gray[60:190, 160:290], (48, 48), interpolation=cv2.INTER_AREA)
+    crop_box, found = measure_crop_box([crop], make_detector("blazeface"), upscale=4)
+    assert found == 1.0
+    assert 18 < crop_box[0] < 30 and 18 < crop_box[1] < 32 and 25 < crop_box[2] < 48
+
+
+def test_detection_at_picks_the_most_confident_box_holding_the_point():
+    class D:
+        def __init__(self, box, score):
+            self.box, self.score = box, score
+
+    faces = [D((0, 0, 10, 10), 0.9), D((0, 0, 50, 50), 0.6), D((20, 20, 60, 60), 0.8)]
+    assert detection_at(faces, 25, 25).score == 0.8
+    assert detection_at(faces, 5, 5).score == 0.9
+    assert detection_at(faces, 100, 100) is None
 
 
 def test_quality_penalises_blur_dark_small_and_profile(astronaut):
