@@ -1,0 +1,22 @@
+"""The runnable examples in docstrings stay true."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "emolens.bus.memory",
+    "emolens.evaluation.metrics",
+    "emolens.store.sql",
+    "emolens.track",
+    "emolens.vision.align",
+    "emolens.vision.detect",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples left; drop it from MODULES"
+    assert result.failed == 0
