@@ -44,11 +44,14 @@ TASKS: dict[str, TaskSpec] = {
         name="smile",
         classes=SMILE_CLASSES,
         dataset="smiles.npz",
-        size=48,
+        # SMILEsmileD's native 64 px: the mouth keeps detail that 48 px loses. At 48 px the
+        # recipe plateaued at 94.45% on val after 35 epochs; 64 px costs ~1.8x the compute,
+        # which the int8 export pays for.
+        size=64,
         # A first run with (24, 48, 96, 192) x (1, 1, 2, 2) for 30 epochs plateaued at 94.1% on val.
         channels=(32, 48, 96, 192),
         reps=(1, 2, 2, 2),
-        epochs=35,
+        epochs=25,
     ),
     "emotion": TaskSpec(
         name="emotion",

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from emolens.inference import make_classifier
+from emolens.inference import MODELS, make_classifier
 from emolens.inference.onnx import OnnxClassifier
 from emolens.inference.triton import TritonClassifier
 from tests.conftest import MODEL_REPO
@@ -21,7 +21,8 @@ def triton(triton_url):
 @pytest.mark.parametrize("model", ["smile", "emotion"])
 def test_triton_agrees_with_onnx_runtime(triton, model):
     local = OnnxClassifier(MODEL_REPO)
-    x = np.random.default_rng(0).uniform(0, 255, (9, 1, 48, 48)).astype(np.float32)
+    side = local.info(model).size
+    x = np.random.default_rng(0).uniform(0, 255, (9, 1, side, side)).astype(np.float32)
     np.testing.assert_allclose(triton.predict(model, x), local.predict(model, x), atol=1e-4)
     assert triton.info(model).labels == local.info(model).labels
     np.testing.assert_allclose(triton.info(model).crop_box, local.info(model).crop_box)
@@ -76,7 +77,8 @@ def test_gateway_analyze_image_through_triton(triton_url, astronaut, tmp_path):
 
 
 def test_both_models_in_one_concurrent_round(triton):
-    x = np.random.default_rng(3).uniform(0, 255, (3, 1, 48, 48)).astype(np.float32)
-    both = triton.predict_many({"smile": x, "emotion": x})
-    np.testing.assert_allclose(both["smile"], triton.predict("smile", x), atol=1e-5)
-    np.testing.assert_allclose(both["emotion"], triton.predict("emotion", x), atol=1e-5)
+    rng = np.random.default_rng(3)
+    x = {m: rng.uniform(0, 255, (3, 1, triton.info(m).size, triton.info(m).size)).astype(np.float32) for m in MODELS}
+    both = triton.predict_many(x)
+    np.testing.assert_allclose(both["smile"], triton.predict("smile", x["smile"]), atol=1e-5)
+    np.testing.assert_allclose(both["emotion"], triton.predict("emotion", x["emotion"]), atol=1e-5)

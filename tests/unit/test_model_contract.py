@@ -13,6 +13,7 @@ from emolens.results import EMOTIONS
 from tests.conftest import MODEL_REPO
 
 EXPECTED = {"smile": ("no_smile", "smile"), "emotion": EMOTIONS}
+SIZE = {"smile": 64, "emotion": 48}  # input side: SMILEsmileD native, FER2013 native
 
 
 @pytest.mark.parametrize("name", ["smile", "emotion"])
@@ -28,7 +29,8 @@ def test_layout_labels_and_config(name):
     assert re.search(r"max_batch_size:\s*\d+", config)
     assert "dynamic_batching" in config
     assert "KIND_GPU" in config
-    assert re.search(r'name: "image"\s*data_type: TYPE_FP32\s*dims: \[ 1, 48, 48 \]', config)
+    side = SIZE[name]
+    assert re.search(rf'name: "image"\s*data_type: TYPE_FP32\s*dims: \[ 1, {side}, {side} \]', config)
     assert re.search(rf'name: "logits"\s*data_type: TYPE_FP32\s*dims: \[ {len(EXPECTED[name])} \]', config)
     # the crop box: the detector's box is centred in the crop and fills most of it
     cx, cy, width = info.crop_box
@@ -45,15 +47,16 @@ def test_onnx_io_names_types_and_dynamic_batch(name):
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     in_dims = inp.type.tensor_type.shape.dim
     assert in_dims[0].dim_param and not in_dims[0].dim_value  # symbolic batch
-    assert [d.dim_value for d in in_dims[1:]] == [1, 48, 48]
+    side = SIZE[name]
+    assert [d.dim_value for d in in_dims[1:]] == [1, side, side]
     session = ort.InferenceSession(str(MODEL_REPO / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for n in (1, 7, 64):
-        x = rng.uniform(0, 255, (n, 1, 48, 48)).astype(np.float32)
+        x = rng.uniform(0, 255, (n, 1, side, side)).astype(np.float32)
         (logits,) = session.run(["logits"], {"image": x})
         assert logits.shape == (n, len(EXPECTED[name])) and logits.dtype == np.float32
     # batching does not change a row's answer
-    x = rng.uniform(0, 255, (5, 1, 48, 48)).astype(np.float32)
+    x = rng.uniform(0, 255, (5, 1, side, side)).astype(np.float32)
     batch = session.run(["logits"], {"image": x})[0]
     single = np.concatenate([session.run(["logits"], {"image": x[i : i + 1]})[0] for i in range(5)])
     np.testing.assert_allclose(batch, single, atol=1e-4)
@@ -65,13 +68,13 @@ def test_normalisation_is_inside_the_graph(name):
     shift leaves the logits unchanged and a contrast change moves them only a little."""
     clf = OnnxClassifier(MODEL_REPO)
     rng = np.random.default_rng(1)
-    x = rng.uniform(40, 200, (4, 1, 48, 48)).astype(np.float32)
+    x = rng.uniform(40, 200, (4, 1, SIZE[name], SIZE[name])).astype(np.float32)
     a = clf.predict(name, x)
     np.testing.assert_allclose(clf.predict(name, x + 30), a, atol=1e-3)
     assert np.abs(clf.predict(name, x * 0.8 + 20) - a).max() < 0.25 * np.abs(a).max()
 
 
-def _face_views(astronaut: np.ndarray, n: int = 24) -> np.ndarray:
+def _face_views(astronaut: np.ndarray, side: int, n: int = 24) -> np.ndarray:
     """n crops of a real face: shifted, scaled, mirrored and relit."""
     import cv2
 
@@ -79,9 +82,9 @@ def _face_views(astronaut: np.ndarray, n: int = 24) -> np.ndarray:
     rng = np.random.default_rng(2)
     out = []
     for _ in range(n):
-        side = int(rng.integers(100, 150))
+        span = int(rng.integers(100, 150))
         y0, x0 = int(rng.integers(50, 80)), int(rng.integers(150, 190))
-        crop = cv2.resize(gray[y0 : y0 + side, x0 : x0 + side], (48, 48), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(gray[y0 : y0 + span, x0 : x0 + span], (side, side), interpolation=cv2.INTER_AREA)
         crop = crop[:, ::-1] if rng.random() < 0.5 else crop
         out.append(np.clip(crop * rng.uniform(0.4, 1.3), 0, 255))
     return np.stack(out)[:, None].astype(np.float32)
@@ -97,7 +100,7 @@ def test_onnx_agrees_with_pytorch_weights(name, astronaut):
 
     model = load_pytorch(MODEL_REPO / name, TASKS[name])
     assert len(model.members) == len(TASKS[name].members)
-    x = _face_views(astronaut)
+    x = _face_views(astronaut, SIZE[name])
     with torch.no_grad():
         ref = softmax(model(torch.from_numpy(x)).numpy())
     got = softmax(OnnxClassifier(MODEL_REPO).predict(name, x))

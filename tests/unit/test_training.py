@@ -48,7 +48,9 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
     assert meta["epochs"] == 2 and len(meta["members"]) == 1 and len(meta["members"][0]["history"]) == 2
     assert meta["export"]["precision"] == "int8" and meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
     clf = OnnxClassifier(tmp_path / "repo", models=("smile",))
-    assert clf.predict("smile", np.zeros((3, 1, 48, 48), np.float32)).shape == (3, 2)
+    side = clf.info("smile").size
+    assert side == TASKS["smile"].size
+    assert clf.predict("smile", np.zeros((3, 1, side, side), np.float32)).shape == (3, 2)
     # resuming a finished run trains nothing more and exports the same best epoch
     assert train_script.main(args) == 0
     again = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
