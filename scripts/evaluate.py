@@ -28,7 +28,9 @@ from emolens.inference.onnx import OnnxClassifier
 from emolens.settings import Settings
 from emolens.training import augment as aug
 from emolens.training.data import DatasetMissingError, Split, load_split
+from emolens.training.serving import photo_frames
 from emolens.training.tasks import TASKS
+from emolens.vision.align import place_on_canvas
 from emolens.vision.preprocess import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,23 +122,12 @@ def choose_preprocessing(clf: OnnxClassifier, model: str, split: Split, seed: in
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
 
 
-def backgrounds() -> list[np.ndarray]:
-    from skimage import data
-
-    out = []
-    for n in BACKGROUNDS:
-        im = getattr(data, n)()
-        im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else cv2.cvtColor(im, cv2.COLOR_RGB2BGR)
-        out.append(cv2.resize(im, (640, 480)))
-    return out
-
-
 def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, seed: int) -> dict[str, float]:
     """Paste each test face (upscaled) into a 640x480 frame over clutter and run the full pipeline."""
     from emolens.pipeline import Analyzer
 
     analyzer = Analyzer(settings)
-    bgs = backgrounds()
+    bgs = photo_frames(BACKGROUNDS)
     rng = np.random.default_rng(seed)
     found = correct = direct_correct = 0
     clf = analyzer.classifier
@@ -144,11 +135,9 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
         list(zip(split.images, split.labels, strict=True)), desc=f"pipeline {model}", file=sys.stderr
     ):
         side = im.shape[0] * upscale
-        frame = bgs[rng.integers(len(bgs))].copy()
+        canvas = bgs[rng.integers(len(bgs))]
         oy, ox = int(rng.integers(0, 480 - side)), int(rng.integers(0, 640 - side))
-        face = cv2.resize(im, (side, side), interpolation=cv2.INTER_CUBIC)
-        frame[oy : oy + side, ox : ox + side] = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
-        faces = analyzer.analyze(frame)
+        faces = analyzer.analyze(place_on_canvas(im, upscale, canvas, oy, ox))
         cx, cy = ox + side / 2, oy + side / 2
         hits = [f for f in faces if f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]]
         if hits:

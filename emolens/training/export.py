@@ -15,6 +15,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
+from emolens.inference.base import softmax
 from emolens.inference.repository import CROP_KEY
 from emolens.training.model import Ensemble, FaceNet
 from emolens.training.tasks import TaskSpec
@@ -77,11 +78,6 @@ class _Calibration(CalibrationDataReader):
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
@@ -149,7 +145,7 @@ def export(
                 ["logits"], {"image": x}
             )[0]
             agree = float((int8.argmax(1) == fp32.argmax(1)).mean())
-            prob_diff = float(np.abs(_softmax(int8) - _softmax(fp32)).max())
+            prob_diff = float(np.abs(softmax(int8) - softmax(fp32)).max())
             if agree < 0.97:
                 raise RuntimeError(f"int8 {spec.name} picks the fp32 class on only {agree:.1%} of the sample")
             checks.update(precision="int8", int8_top1_agreement=agree, int8_max_prob_diff=prob_diff)

@@ -33,12 +33,12 @@ FRAME = (480, 640)
 _CHUNK = 400
 
 
-def training_backgrounds() -> list[np.ndarray]:
-    """640x480 BGR frames made from ``TRAIN_BACKGROUNDS``."""
+def photo_frames(names: tuple[str, ...]) -> list[np.ndarray]:
+    """640x480 BGR frames made from photos scikit-image ships (gray, RGB or RGBA)."""
     from skimage import data
 
     out = []
-    for name in TRAIN_BACKGROUNDS:
+    for name in names:
         im = getattr(data, name)()
         if im.ndim == 3 and im.shape[2] == 4:
             im = im[..., :3]
@@ -52,7 +52,7 @@ def _views_chunk(args: tuple[np.ndarray, np.ndarray, int, int, str]) -> tuple[np
     from emolens.vision.detect import make_detector
 
     detector = make_detector(detector_name)
-    bgs = training_backgrounds()
+    bgs = photo_frames(TRAIN_BACKGROUNDS)
     rng = np.random.default_rng(seed)
     size = images.shape[1]
     side = size * upscale

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from emolens.cli import main
+from emolens.vision.align import place_on_canvas
 from tests.conftest import MODEL_REPO
 
 
@@ -21,8 +22,7 @@ def pasted(data_dir, tmp_path_factory):
     for i in idx:
         frame = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
         y, x = int(rng.integers(0, 480 - 192)), int(rng.integers(0, 640 - 192))
-        face = cv2.resize(d["x"][i], (192, 192), interpolation=cv2.INTER_CUBIC)
-        frame[y : y + 192, x : x + 192] = face[:, :, None]
+        frame = place_on_canvas(d["x"][i], 4, frame, y, x)
         name = f"fer_{i}.png"
         cv2.imwrite(str(folder / name), frame)
         truth[name] = (x + 96, y + 96, int(d["y"][i]))
