@@ -1,4 +1,5 @@
-"""Turning buckets into tables for people: the ``stats`` command's table, CSV and JSON."""
+"""Turning results into tables for people: the ``stats`` command's table, CSV and JSON, and the
+Markdown tables of the generated docs (model card, benchmarks)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,16 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table.
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)

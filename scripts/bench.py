@@ -16,15 +16,27 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
+from emolens.report import markdown_table
 from emolens.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_for(run: Callable[[], object], batch: int, seconds: float) -> tuple[int, float]:
+    """Call ``run`` (one batch of ``batch`` faces) for ``seconds``: (faces done, seconds spent)."""
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        run()
+        n += batch
+    return n, time.perf_counter() - t0
 
 
 def bench_onnx(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
@@ -39,11 +51,8 @@ def bench_onnx(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             x = rng.uniform(0, 255, (batch, 1, size, size)).astype(np.float32)
             for _ in range(3):
                 clf.predict(model, x)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                clf.predict(model, x)
-                n += batch
-            row[f"batch{batch}"] = n / (time.perf_counter() - t0)
+            n, spent = _run_for(partial(clf.predict, model, x), batch, seconds)
+            row[f"batch{batch}"] = n / spent
         out[model] = row
     return out
 
@@ -53,6 +62,7 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
     pytorch.pt; needs the train extra), batch 64, measured in alternating rounds."""
     import onnxruntime as ort
 
+    from emolens.inference.repository import load_model_info
     from emolens.training.export import export, load_pytorch
     from emolens.training.tasks import TASKS
 
@@ -62,7 +72,7 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
         for model in MODELS:
             spec = TASKS[model]
             sample = rng.integers(0, 256, (8, spec.size, spec.size), dtype=np.uint8)
-            crop_box = OnnxClassifier(repo).info(model).crop_box
+            crop_box = load_model_info(repo, model).crop_box
             export(load_pytorch(repo / model, spec), spec, Path(tmp), sample, crop_box, {}, sample, quantize=False)
             sessions = {
                 name: ort.InferenceSession(str(path / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -74,11 +84,9 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             for _ in range(3):
                 for name, session in sessions.items():
                     session.run(None, {"image": x})
-                    t0 = time.perf_counter()
-                    while time.perf_counter() - t0 < seconds / 3:
-                        session.run(None, {"image": x})
-                        counts[name] += 64
-                    spent[name] += time.perf_counter() - t0
+                    n, dt = _run_for(partial(session.run, None, {"image": x}), 64, seconds / 3)
+                    counts[name] += n
+                    spent[name] += dt
             row = {f"{name}_batch64": counts[name] / spent[name] for name in sessions}
             row["speedup"] = row["int8_batch64"] / row["fp32_batch64"]
             out[model] = row
@@ -343,24 +351,27 @@ def render(results: dict[str, object]) -> str:
             "",
             "Goal: >= 1500 faces/s per model at batch 64.",
             "",
-            "| model | batch 1 | batch 8 | batch 64 |",
-            "|---|---|---|---|",
+            markdown_table(
+                ["model", "batch 1", "batch 8", "batch 64"],
+                [[m, *(f"{row[f'batch{b}']:.0f}" for b in (1, 8, 64))] for m, row in onnx.items()],
+            ),
+            "",
         ]
-        for model, row in onnx.items():
-            lines.append(f"| {model} | {row['batch1']:.0f} | {row['batch8']:.0f} | {row['batch64']:.0f} |")
-        lines.append("")
     if "precision" in results:
         prec = results["precision"]
         assert isinstance(prec, dict)
         lines += [
             "## int8 against fp32 (same networks, batch 64, faces/s, alternating rounds)",
             "",
-            "| model | fp32 | int8 (shipped) | speed-up |",
-            "|---|---|---|---|",
+            markdown_table(
+                ["model", "fp32", "int8 (shipped)", "speed-up"],
+                [
+                    [m, f"{row['fp32_batch64']:.0f}", f"{row['int8_batch64']:.0f}", f"{row['speedup']:.2f}x"]
+                    for m, row in prec.items()
+                ],
+            ),
+            "",
         ]
-        for model, row in prec.items():
-            lines.append(f"| {model} | {row['fp32_batch64']:.0f} | {row['int8_batch64']:.0f} | {row['speedup']:.2f}x |")
-        lines.append("")
     if "analyze" in results:
         a = results["analyze"]
         assert isinstance(a, dict)
@@ -372,12 +383,9 @@ def render(results: dict[str, object]) -> str:
             "",
             f"**{a['frames_per_s']:.1f} frames/s** over {a['frames']} frames.",
             "",
-            "| stage | ms per frame |",
-            "|---|---|",
+            markdown_table(["stage", "ms per frame"], [[s, f"{ms:.2f}"] for s, ms in a["stage_ms_per_frame"].items()]),
+            "",
         ]
-        for stage, ms in a["stage_ms_per_frame"].items():
-            lines.append(f"| {stage} | {ms:.2f} |")
-        lines.append("")
     if "triton" in results:
         t = results["triton"]
         assert isinstance(t, dict)
@@ -387,10 +395,18 @@ def render(results: dict[str, object]) -> str:
             "One-face `emotion` requests: one at a time vs 64 in flight (async, one client thread).",
             "Goal: concurrent >= 4x sequential.",
             "",
-            "| sequential batch-1 req/s | 64 in flight req/s | speed-up | mean batch executed | max batch |",
-            "|---|---|---|---|---|",
-            f"| {t['sequential_batch1_per_s']:.0f} | {t['concurrent64_per_s']:.0f} | **{t['speedup']:.1f}x** | "
-            f"{t['mean_batch']:.1f} | {t['max_batch']} |",
+            markdown_table(
+                ["sequential batch-1 req/s", "64 in flight req/s", "speed-up", "mean batch executed", "max batch"],
+                [
+                    [
+                        f"{t['sequential_batch1_per_s']:.0f}",
+                        f"{t['concurrent64_per_s']:.0f}",
+                        f"**{t['speedup']:.1f}x**",
+                        f"{t['mean_batch']:.1f}",
+                        f"{t['max_batch']}",
+                    ]
+                ],
+            ),
             "",
         ]
     if "aggregator" in results:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from emolens.evaluation.metrics import class_report, confusion_matrix, roc_auc
 from emolens.inference import EMOTION, SMILE, softmax
 from emolens.inference.onnx import OnnxClassifier
+from emolens.report import markdown_table
 from emolens.settings import Settings
 from emolens.training import augment as aug
 from emolens.training.data import DatasetMissingError, Split, load_split
@@ -162,12 +163,6 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def section(model: str, classes: tuple[str, ...], res: DirectResult, robust: dict[str, float]) -> str:
     parts = []
     head = f"Accuracy **{_pct(res.accuracy)}**, macro-F1 {res.macro_f1:.3f}"
@@ -178,7 +173,7 @@ def section(model: str, classes: tuple[str, ...], res: DirectResult, robust: dic
     parts.append(head + f" (n={int(res.support.sum())}).")
     parts.append("\nPer class:\n")
     parts.append(
-        _table(
+        markdown_table(
             ["class", "precision", "recall", "F1", "support"],
             [
                 [c, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", str(int(s))]
@@ -188,13 +183,13 @@ def section(model: str, classes: tuple[str, ...], res: DirectResult, robust: dic
     )
     parts.append("\nConfusion matrix (rows: true, columns: predicted):\n")
     parts.append(
-        _table(
+        markdown_table(
             ["true \\ pred", *classes], [[c, *map(str, row)] for c, row in zip(classes, res.cm.tolist(), strict=True)]
         )
     )
     parts.append("\nRobustness (test split, each condition applied to every crop):\n")
     parts.append(
-        _table(
+        markdown_table(
             ["condition", "accuracy", "drop (points)"],
             [[k, _pct(v), f"{100 * (res.accuracy - v):.1f}"] for k, v in robust.items()],
         )
@@ -354,7 +349,7 @@ def render_card(
     for model, _res, _robust, prep in sections:
         lines.append(f"{model}: mean accuracy over clean + the robustness conditions, per mode:\n")
         lines.append(
-            _table(
+            markdown_table(
                 ["mode", "clean", "mean"], [[mode, _pct(row["clean"]), _pct(row["mean"])] for mode, row in prep.items()]
             )
         )
@@ -367,7 +362,7 @@ def render_card(
             "position into a 640x480 frame over a cluttered photo (scikit-image samples); the pipeline's detection",
             "whose box holds the paste centre is scored. Misses count as errors in `pipeline accuracy`.",
             "",
-            _table(
+            markdown_table(
                 [
                     "model",
                     "faces",

@@ -8,6 +8,7 @@ import pytest
 MODULES = [
     "emolens.bus.memory",
     "emolens.evaluation.metrics",
+    "emolens.report",
     "emolens.store.sql",
     "emolens.track",
     "emolens.vision.align",
