@@ -55,7 +55,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format emolens scripts tests services
 	$(BIN)/ruff check --fix emolens scripts tests services
 
-## Train both models on a 2-core CPU: smile about 40 min, emotion (two networks + re-cut crops)
+## Train both models on a 2-core CPU: smile about 35 min (40 epochs), emotion (two networks + re-cut crops)
 ## about 2 h; resumable: rerun to continue. Checkpoints live in ~/.cache/emolens/train.
 train: $(VENV)/.installed-dev
 	$(BIN)/python scripts/train.py --task smile

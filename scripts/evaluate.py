@@ -334,7 +334,8 @@ def render_card(
         "through the detector as the pipeline cuts them) averages their probabilities in one graph. The graph is",
         "quantised to int8 (QDQ, per-channel weights, calibrated on 512 training crops); everything below is",
         "measured on that int8 graph. Sizes were chosen for the throughput goal (>= 1500 faces/s per model at",
-        "batch 64 on 2 CPU cores).",
+        "batch 64 on 2 CPU cores). What else was tried, and what it measured on `val`: "
+        "[experiments.md](experiments.md).",
         "",
     ]
     for model, res, robust, _prep in sections:
