@@ -3,6 +3,8 @@
     python scripts/train.py --task smile
     python scripts/train.py --task emotion --workdir /tmp/emolens-train   # resumes if interrupted
     python scripts/train.py --task emotion --member 1                     # one network of the ensemble
+    python scripts/train.py --task emotion --member 0 --channels 48,64,128,256 --workdir /tmp/wide \
+        --repo /tmp/wide/repo                                             # another network shape
 
 A model is one network or an ensemble of networks (TaskSpec.members); each network keeps its
 checkpoints in WORKDIR/TASK (member 0) or WORKDIR/TASK-mK, and the export runs once every
@@ -13,6 +15,7 @@ best epoch; never the ``test`` split.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -32,6 +35,16 @@ from emolens.vision.detect import make_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
@@ -54,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository", help="where to export")
     parser.add_argument("--data-dir", type=Path, help="folder with the .npz files (default ../shared/data)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    parser.add_argument("--channels", type=_ints, help="override the widths per stage, e.g. 48,64,128,256")
+    parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
     parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     parser.add_argument("--limit", type=int, help="use only the first N training images (smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
@@ -69,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     spec = TASKS[args.task]
+    if args.channels or args.reps:
+        spec = dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
+        if len(spec.channels) != len(spec.reps):
+            print(f"error: {len(spec.channels)} widths but {len(spec.reps)} repeat counts", file=sys.stderr)
+            return 2
     if args.member is not None and not 0 <= args.member < len(spec.members):
         print(f"error: {spec.name} has members 0..{len(spec.members) - 1}, not {args.member}", file=sys.stderr)
         return 2
@@ -136,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         "task": spec.name,
         "crop_box_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
+        "channels": list(spec.channels),
+        "reps": list(spec.reps),
         "train_images": len(tr.images),
         "seed": args.seed,
         "val_accuracy": round(val_acc, 4),

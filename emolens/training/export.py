@@ -3,6 +3,7 @@ model contract, as an int8 graph by default."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -62,8 +63,15 @@ parameters {{
 
 
 def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
-    """The PyTorch twin of ``folder/1/model.onnx`` from ``folder/pytorch.pt``."""
+    """The PyTorch twin of ``folder/1/model.onnx`` from ``folder/pytorch.pt``.
+
+    The network shape comes from ``training.json`` where the run overrode the recipe's.
+    """
     state = torch.load(folder / "pytorch.pt")
+    meta_path = folder / "training.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if "channels" in meta:
+        spec = dataclasses.replace(spec, channels=tuple(meta["channels"]), reps=tuple(meta["reps"]))
     model = Ensemble([FaceNet(spec) for _ in state["members"]])
     for net, weights in zip(model.members, state["members"], strict=True):
         net.load_state_dict(weights)

@@ -15,13 +15,7 @@ from emolens.training.tasks import TASKS  # noqa: E402
 
 
 def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
-    import importlib.util
-
-    from tests.conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    train_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_script)
+    train_script = _train_script()
     args = [
         "--task",
         "smile",
@@ -55,6 +49,36 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
     assert train_script.main(args) == 0
     again = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
     assert again["members"] == meta["members"]
+
+
+def _train_script():
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+    return train_script
+
+
+def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path):
+    """--channels/--reps train another shape; training.json records it and load_pytorch rebuilds it."""
+    from emolens.training.export import load_pytorch
+
+    train_script = _train_script()
+    common = ["--task", "smile", "--epochs", "1", "--max-batches", "2", "--limit", "256", "--template-images", "30"]
+    common += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
+    repo = tmp_path / "repo"
+    assert train_script.main([*common, "--channels", "8,16", "--reps", "1,1", "--repo", str(repo)]) == 0
+    meta = json.loads((repo / "smile" / "training.json").read_text())
+    assert meta["channels"] == [8, 16] and meta["reps"] == [1, 1]
+    model = load_pytorch(repo / "smile", TASKS["smile"])
+    assert [m.out_channels for m in model.members[0].features if isinstance(m, torch.nn.Conv2d)] == [8, 16]
+    assert train_script.main([*common, "--channels", "8,16", "--reps", "1,1,1", "--repo", str(repo)]) == 2
+    with pytest.raises(SystemExit) as bad:
+        train_script.main([*common, "--channels", "8,x"])
+    assert bad.value.code == 2
 
 
 def test_lr_schedule_warms_up_then_decays():
