@@ -26,7 +26,7 @@ import torch
 
 from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.export import export
-from emolens.training.loop import TrainResult, predict_logits, train
+from emolens.training.loop import CheckpointShapeError, TrainResult, check_checkpoint_shape, predict_logits, train
 from emolens.training.model import Ensemble, FaceNet
 from emolens.training.serving import serving_views
 from emolens.training.tasks import TASKS, TaskSpec
@@ -52,9 +52,11 @@ def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
 
 
 def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
+    state = torch.load(workdir / "last.pt", weights_only=False)
+    check_checkpoint_shape(state, spec, workdir / "last.pt")
     model = FaceNet(spec)
     model.load_state_dict(torch.load(workdir / "best.pt"))
-    history = torch.load(workdir / "last.pt", weights_only=False)["history"]
+    history = state["history"]
     best = max(history, key=lambda r: r["val_acc"])
     return TrainResult(model.eval(), int(best["epoch"]), float(best["val_acc"]), history)
 
@@ -103,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         tr = Split(tr.images[: args.limit], tr.labels[: args.limit])
         va = Split(va.images[: args.limit], va.labels[: args.limit])
+    try:
+        return train_and_export(args, spec, root, tr, va)
+    except CheckpointShapeError as exc:
+        print(f"error: {exc}; pass that run's --channels/--reps, or use another --workdir", file=sys.stderr)
+        return 2
+
+
+def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
+    """Train the requested members (resuming their checkpoints) and export once all have one."""
     print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
     t0 = time.time()
     rng = np.random.default_rng(args.seed)

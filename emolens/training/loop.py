@@ -21,6 +21,30 @@ from emolens.training.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 
+class CheckpointShapeError(ValueError):
+    """A checkpoint holds a network of another shape than the recipe asks for."""
+
+
+def shape_of(spec: TaskSpec) -> dict[str, list[int]]:
+    return {"channels": list(spec.channels), "reps": list(spec.reps)}
+
+
+def _describe(shape: dict[str, list[int]]) -> str:
+    return " ".join(f"{key} {','.join(map(str, values))}" for key, values in shape.items())
+
+
+def check_checkpoint_shape(state: dict, spec: TaskSpec, path: Path) -> None:
+    """Refuse ``state`` (a ``last.pt``) when it was trained with another network shape.
+
+    Checkpoints written before the shape was recorded carry none and pass.
+    """
+    saved, wanted = state.get("shape"), shape_of(spec)
+    if saved is not None and saved != wanted:
+        raise CheckpointShapeError(
+            f"{path} was trained with {_describe(saved)}, but this run asks for {_describe(wanted)}"
+        )
+
+
 @dataclass
 class TrainResult:
     model: FaceNet
@@ -66,7 +90,8 @@ def train(
     """Train ``spec`` and return the model of the best validation epoch.
 
     Each epoch ends with a checkpoint in ``workdir``; a later call with the same arguments
-    resumes from it. Every epoch draws its shuffles and augmentations from
+    resumes from it, and one that asks for another network shape raises
+    :class:`CheckpointShapeError`. Every epoch draws its shuffles and augmentations from
     ``(seed, epoch)``, so a resumed run repeats what an unbroken run would have done.
     With ``views`` (the training crops re-cut as the pipeline would, same order), each image
     of a batch is replaced by its view with probability ``view_share``.
@@ -83,6 +108,7 @@ def train(
     start, best_acc, best_epoch, history = 0, -1.0, -1, []
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
+        check_checkpoint_shape(state, spec, state_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, best_acc, best_epoch, history = (
@@ -145,6 +171,7 @@ def train(
                 "best_acc": best_acc,
                 "best_epoch": best_epoch,
                 "history": history,
+                "shape": shape_of(spec),
             },
             state_path,
         )

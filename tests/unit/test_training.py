@@ -62,8 +62,9 @@ def _train_script():
     return train_script
 
 
-def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path):
-    """--channels/--reps train another shape; training.json records it and load_pytorch rebuilds it."""
+def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path, capsys):
+    """--channels/--reps train another shape; training.json records it and load_pytorch rebuilds it;
+    the checkpoints remember it, so resuming or exporting them as another shape is refused."""
     from emolens.training.export import load_pytorch
 
     train_script = _train_script()
@@ -75,6 +76,12 @@ def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path):
     assert meta["channels"] == [8, 16] and meta["reps"] == [1, 1]
     model = load_pytorch(repo / "smile", TASKS["smile"])
     assert [m.out_channels for m in model.members[0].features if isinstance(m, torch.nn.Conv2d)] == [8, 16]
+    capsys.readouterr()
+    assert train_script.main([*common, "--repo", str(repo)]) == 2
+    assert train_script.main([*common, "--export-only", "--repo", str(repo)]) == 2
+    refusals = capsys.readouterr().err.splitlines()
+    assert len(refusals) == 2
+    assert all("was trained with channels 8,16 reps 1,1, but this run asks for channels 32," in r for r in refusals)
     assert train_script.main([*common, "--channels", "8,16", "--reps", "1,1,1", "--repo", str(repo)]) == 2
     with pytest.raises(SystemExit) as bad:
         train_script.main([*common, "--channels", "8,x"])
