@@ -26,7 +26,14 @@ import torch
 
 from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.export import export
-from emolens.training.loop import CheckpointShapeError, TrainResult, check_checkpoint_shape, predict_logits, train
+from emolens.training.loop import (
+    CheckpointShapeError,
+    TrainResult,
+    check_checkpoint_shape,
+    predict_logits,
+    shape_of,
+    train,
+)
 from emolens.training.model import Ensemble, FaceNet
 from emolens.training.serving import serving_views
 from emolens.training.tasks import TASKS, TaskSpec
@@ -167,8 +174,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "task": spec.name,
         "crop_box_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
-        "channels": list(spec.channels),
-        "reps": list(spec.reps),
+        **shape_of(spec),  # the same record the checkpoints carry; load_pytorch rebuilds the shape from it
         "train_images": len(tr.images),
         "seed": args.seed,
         "val_accuracy": round(val_acc, 4),
