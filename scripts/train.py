@@ -5,6 +5,12 @@
     python scripts/train.py --task emotion --member 1                     # one network of the ensemble
     python scripts/train.py --task emotion --member 0 --channels 48,64,128,256 --workdir /tmp/wide \
         --repo /tmp/wide/repo                                             # another network shape
+    python scripts/train.py --task emotion --teacher                     # the long-trained teacher
+    python scripts/train.py --task emotion --teacher --device cuda       # the same on a GPU
+
+A teacher (TEACHERS) is never exported: each epoch rewrites its committed snapshot
+(emolens/training/teachers/TASK.pt, weights and history, no optimizer state), and a run on a
+machine without its checkpoints warm-starts from that snapshot, so training spans sessions.
 
 A model is one network or an ensemble of networks (TaskSpec.members); each network keeps its
 checkpoints in WORKDIR/TASK (member 0) or WORKDIR/TASK-mK, and the export runs once every
@@ -34,13 +40,14 @@ from emolens.training.loop import (
     shape_of,
     train,
 )
-from emolens.training.model import Ensemble, FaceNet
+from emolens.training.model import Ensemble, build_network
 from emolens.training.serving import serving_views
-from emolens.training.tasks import TASKS, TaskSpec
+from emolens.training.tasks import TASKS, TEACHERS, TaskSpec
 from emolens.vision.align import measure_crop_box
 from emolens.vision.detect import make_detector
 
 ROOT = Path(__file__).resolve().parents[1]
+TEACHER_SNAPSHOTS = ROOT / "emolens" / "training" / "teachers"
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
 
 
@@ -61,7 +68,7 @@ def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
 def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
     state = torch.load(workdir / "last.pt", weights_only=False)
     check_checkpoint_shape(state, spec, workdir / "last.pt")
-    model = FaceNet(spec)
+    model = build_network(spec)
     model.load_state_dict(torch.load(workdir / "best.pt"))
     history = state["history"]
     best = max(history, key=lambda r: r["val_acc"])
@@ -80,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
     parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     parser.add_argument("--limit", type=int, help="use only the first N training images (smoke runs)")
+    parser.add_argument("--teacher", action="store_true", help="train the task's teacher (TEACHERS) instead")
+    parser.add_argument("--snapshot", type=Path, help="teacher snapshot to warm-start from and rewrite each epoch")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32")
@@ -92,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    spec = TASKS[args.task]
+    if args.teacher and args.task not in TEACHERS:
+        print(f"error: no teacher recipe for {args.task}; teachers exist for {', '.join(sorted(TEACHERS))}")
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device} asked for, but this torch build sees no CUDA device", file=sys.stderr)
+        return 2
+    spec = TEACHERS[args.task] if args.teacher else TASKS[args.task]
     if args.channels or args.reps:
         spec = dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
         if len(spec.channels) != len(spec.reps):
@@ -113,10 +129,34 @@ def main(argv: list[str] | None = None) -> int:
         tr = Split(tr.images[: args.limit], tr.labels[: args.limit])
         va = Split(va.images[: args.limit], va.labels[: args.limit])
     try:
+        if args.teacher:
+            return train_teacher(args, spec, root, tr, va)
         return train_and_export(args, spec, root, tr, va)
     except CheckpointShapeError as exc:
         print(f"error: {exc}; pass that run's --channels/--reps, or use another --workdir", file=sys.stderr)
         return 2
+
+
+def train_teacher(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
+    """Train (or continue) the task's teacher; it stays in its checkpoint and snapshot."""
+    snapshot = args.snapshot or TEACHER_SNAPSHOTS / f"{spec.name}.pt"
+    workdir = root / f"{spec.name}-teacher"
+    print(f"{spec.name} teacher: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {workdir}")
+    result = train(
+        spec,
+        tr,
+        va,
+        workdir,
+        epochs=args.epochs,
+        max_batches=args.max_batches,
+        seed=args.seed,
+        bf16=not args.no_bf16,
+        progress=not args.no_progress,
+        snapshot=snapshot,
+        device=args.device,
+    )
+    print(f"{spec.name} teacher: best val {result.best_val_accuracy:.4f} at epoch {result.best_epoch}; {snapshot}")
+    return 0
 
 
 def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
@@ -159,6 +199,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 progress=not args.no_progress,
                 views=views,
                 view_share=member.serving_view_share,
+                device=args.device,
             )
     missing = [k for k in range(len(spec.members)) if not (member_dir(root, spec, k) / "best.pt").exists()]
     if missing:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from emolens.training.augment import augment_batch
 from emolens.training.data import Split
-from emolens.training.model import FaceNet
+from emolens.training.model import build_network
 from emolens.training.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,15 @@ class CheckpointShapeError(ValueError):
     """A checkpoint holds a network of another shape than the recipe asks for."""
 
 
-def shape_of(spec: TaskSpec) -> dict[str, list[int]]:
-    return {"channels": list(spec.channels), "reps": list(spec.reps)}
+def shape_of(spec: TaskSpec) -> dict[str, list[int] | str]:
+    shape: dict[str, list[int] | str] = {"channels": list(spec.channels), "reps": list(spec.reps)}
+    if spec.arch != "vgg":  # checkpoints from before architectures were named are all vgg
+        shape["arch"] = spec.arch
+    return shape
 
 
-def _describe(shape: dict[str, list[int]]) -> str:
-    return " ".join(f"{key} {','.join(map(str, values))}" for key, values in shape.items())
+def _describe(shape: dict) -> str:
+    return " ".join(f"{key} {v if isinstance(v, str) else ','.join(map(str, v))}" for key, v in shape.items())
 
 
 def check_checkpoint_shape(state: dict, spec: TaskSpec, path: Path) -> None:
@@ -45,9 +48,33 @@ def check_checkpoint_shape(state: dict, spec: TaskSpec, path: Path) -> None:
         )
 
 
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _full(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def write_snapshot(state_path: Path, best_path: Path, snapshot: Path) -> None:
+    """Pack a run's ``last.pt`` and ``best.pt`` into one small file meant to be committed.
+
+    Weights are stored in fp16 (half the size; training runs in bf16 autocast anyway) and the
+    optimizer's momentum is left out: a warm start rebuilds it within a few hundred steps.
+    """
+    state = torch.load(state_path, weights_only=False)
+    packed = {key: state[key] for key in ("epoch", "best_acc", "best_epoch", "history", "shape")}
+    packed["model"] = _half(state["model"])
+    packed["best_model"] = _half(torch.load(best_path))
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = snapshot.with_suffix(".tmp")
+    torch.save(packed, tmp)
+    tmp.replace(snapshot)  # never leave a half-written file for git to pick up
+
+
 @dataclass
 class TrainResult:
-    model: FaceNet
+    model: nn.Module
     best_epoch: int
     best_val_accuracy: float
     history: list[dict[str, float]]
@@ -64,12 +91,13 @@ def _lr_at(spec: TaskSpec, epoch: int, step: int, steps: int, epochs: int) -> fl
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Logits for uint8 [N, H, W] images, no augmentation."""
+    """Logits for uint8 [N, H, W] images, no augmentation (on the device the model is on)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i : i + batch_size].astype(np.float32)[:, None])
-        out.append(model(x).float().numpy())
+        x = torch.from_numpy(images[i : i + batch_size].astype(np.float32)[:, None]).to(device)
+        out.append(model(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -86,6 +114,8 @@ def train(
     progress: bool = True,
     views: np.ndarray | None = None,
     view_share: float = 0.0,
+    snapshot: Path | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train ``spec`` and return the model of the best validation epoch.
 
@@ -93,13 +123,16 @@ def train(
     resumes from it, and one that asks for another network shape raises
     :class:`CheckpointShapeError`. Every epoch draws its shuffles and augmentations from
     ``(seed, epoch)``, so a resumed run repeats what an unbroken run would have done.
+    With ``snapshot`` (a committed file, see :func:`write_snapshot`), a run without a checkpoint
+    in ``workdir`` warm-starts from it (weights, epoch, history; fresh momentum), and every
+    epoch rewrites it, so that a new machine continues where the last one stopped.
     With ``views`` (the training crops re-cut as the pipeline would, same order), each image
     of a batch is replaced by its view with probability ``view_share``.
     """
     epochs = epochs or spec.epochs
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = FaceNet(spec)
+    model = build_network(spec)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay
     )
@@ -118,7 +151,22 @@ def train(
             state["history"],
         )
         log.info("event=resume task=%s epoch=%d best_val_acc=%.4f", spec.name, start, best_acc)
+    elif snapshot is not None and snapshot.exists():
+        state = torch.load(snapshot, weights_only=False)
+        check_checkpoint_shape(state, spec, snapshot)
+        model.load_state_dict(_full(state["model"]))
+        torch.save(_full(state["best_model"]), best_path)
+        start, best_acc, best_epoch, history = (
+            state["epoch"] + 1,
+            state["best_acc"],
+            state["best_epoch"],
+            state["history"],
+        )
+        log.info("event=warm_start task=%s from=%s epoch=%d best_val_acc=%.4f", spec.name, snapshot, start, best_acc)
 
+    model.to(device)
+    if start > 0:  # the optimizer's state was loaded for CPU tensors
+        optimizer.load_state_dict(optimizer.state_dict())
     n = len(train_split.images)
     steps = n // spec.batch_size
     if max_batches is not None:
@@ -136,11 +184,11 @@ def train(
             if views is not None and view_share > 0:
                 use = rng.random(len(idx)) < view_share
                 source = np.where(use[:, None, None], views[idx], source)
-            x = torch.from_numpy(augment_batch(source, rng))
-            y = torch.from_numpy(train_split.labels[idx])
+            x = torch.from_numpy(augment_batch(source, rng)).to(device)
+            y = torch.from_numpy(train_split.labels[idx]).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(spec, epoch, step, steps, epochs)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
@@ -162,10 +210,10 @@ def train(
         history.append(row)
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch + 1
-            torch.save(model.state_dict(), best_path)
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, best_path)
         torch.save(
             {
-                "model": model.state_dict(),
+                "model": {k: v.cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
                 "best_acc": best_acc,
@@ -175,6 +223,8 @@ def train(
             },
             state_path,
         )
+        if snapshot is not None:
+            write_snapshot(state_path, best_path, snapshot)
         msg = (
             f"{spec.name} epoch {epoch + 1}/{epochs} loss={row['train_loss']:.4f} "
             f"train_acc={row['train_acc']:.4f} val_acc={val_acc:.4f} best={best_acc:.4f}@{best_epoch} "
@@ -182,5 +232,5 @@ def train(
         )
         tqdm.write(msg) if progress else log.info(msg)
     model.load_state_dict(torch.load(best_path))
-    model.eval()
+    model.cpu().eval()
     return TrainResult(model=model, best_epoch=best_epoch, best_val_accuracy=best_acc, history=history)

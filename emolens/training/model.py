@@ -51,6 +51,62 @@ class FaceNet(nn.Module):
         return self.head(self.features(self.norm(image)))
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut, as in ResNet-18."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class ResFaceNet(nn.Module):
+    """[N, 1, H, W] raw pixels -> [N, C] logits with residual stages (the teacher networks).
+
+    A 3x3 stem at full resolution, then ``reps[i]`` basic blocks of ``channels[i]`` per stage,
+    the first block of every stage after the first halving the resolution.
+    """
+
+    def __init__(self, spec: TaskSpec) -> None:
+        super().__init__()
+        self.norm = Standardize()
+        stem = spec.channels[0]
+        layers: list[nn.Module] = [nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(True)]
+        cin = stem
+        for i, (cout, reps) in enumerate(zip(spec.channels, spec.reps, strict=True)):
+            for r in range(reps):
+                layers.append(BasicBlock(cin, cout, 2 if (i > 0 and r == 0) else 1))
+                cin = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(cin, len(spec.classes))
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.norm(image)))
+
+
+def build_network(spec: TaskSpec) -> nn.Module:
+    """The network ``spec.arch`` names, untrained."""
+    if spec.arch == "vgg":
+        return FaceNet(spec)
+    if spec.arch == "resnet":
+        return ResFaceNet(spec)
+    raise ValueError(f"unknown network architecture {spec.arch!r}: expected 'vgg' or 'resnet'")
+
+
 class Ensemble(nn.Module):
     """Networks of one task as one graph: the mean of their class probabilities.
 
@@ -58,7 +114,7 @@ class Ensemble(nn.Module):
     it gives that mean back. One network passes through unchanged.
     """
 
-    def __init__(self, members: list[FaceNet]) -> None:
+    def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one network")

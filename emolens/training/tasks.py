@@ -31,6 +31,9 @@ class TaskSpec:
     dropout: float = 0.3
     # The exported model averages the probabilities of these networks in one ONNX graph.
     members: tuple[Member, ...] = (Member(),)
+    # "vgg": plain 3x3 convolutions then max-pool per stage (the serving networks);
+    # "resnet": residual basic blocks, strided downsampling (the teachers).
+    arch: str = "vgg"
 
 
 EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -66,5 +69,25 @@ TASKS: dict[str, TaskSpec] = {
         # half re-cut crops (emolens.training.serving), which closes most of the accuracy lost
         # between direct crops and the detect -> crop pipeline. int8 export pays for the pair.
         members=(Member(0, 0.0), Member(1, 0.5)),
+    ),
+}
+
+
+# Teachers are trained once, long, and never served: their soft targets train the serving
+# networks (knowledge distillation). Their checkpoints are committed under
+# emolens/training/teachers/ so that each session's training adds to the last one's.
+TEACHERS: dict[str, TaskSpec] = {
+    "emotion": TaskSpec(
+        name="emotion",
+        classes=EMOTION_CLASSES,
+        dataset="fer2013.npz",
+        size=48,
+        # A ResNet-style network of about 265 M multiply-adds and 2.8 M parameters: ~5x a
+        # serving network, which is what 2 CPU cores can train for 60 epochs in a few sittings.
+        channels=(32, 64, 128, 256),
+        reps=(1, 2, 2, 2),
+        epochs=60,
+        lr=0.1,
+        arch="resnet",
     ),
 }

@@ -184,3 +184,32 @@ def test_training_swaps_in_serving_views_at_the_given_share(monkeypatch, tmp_pat
         from_views = np.concatenate([(b.min(axis=(1, 2)) >= 128) for b in seen])
         assert len(from_views) == 2 * spec.batch_size
         assert from_views.mean() == pytest.approx(share, abs=0.1)
+
+
+def test_teacher_warm_starts_from_its_committed_snapshot_on_a_new_machine(tmp_path):
+    """A run whose checkpoint folder is gone continues from the snapshot, not from epoch 1."""
+    import dataclasses
+
+    from emolens.training.data import Split
+    from emolens.training.loop import CheckpointShapeError, train
+    from emolens.training.tasks import TEACHERS
+
+    spec = dataclasses.replace(TEACHERS["emotion"], channels=(8, 16), reps=(1, 1), batch_size=16)
+    rng = np.random.default_rng(0)
+    data = Split(rng.integers(0, 256, (64, 48, 48), dtype=np.uint8), rng.integers(0, 7, 64).astype(np.int64))
+    snapshot = tmp_path / "teachers" / "emotion.pt"
+    first = train(spec, data, data, tmp_path / "machine-a", epochs=3, max_batches=2, progress=False, snapshot=snapshot)
+    assert snapshot.exists() and len(first.history) == 3
+    packed = torch.load(snapshot, weights_only=False)
+    assert packed["epoch"] == 2 and "optimizer" not in packed
+    assert all(v.dtype == torch.float16 for v in packed["model"].values() if v.is_floating_point())
+
+    # "machine B": no checkpoint folder, a longer schedule; the first 3 epochs are not redone
+    second = train(spec, data, data, tmp_path / "machine-b", epochs=5, max_batches=2, progress=False, snapshot=snapshot)
+    assert [row["epoch"] for row in second.history] == [1, 2, 3, 4, 5]
+    assert second.history[:3] == first.history
+    assert torch.load(snapshot, weights_only=False)["epoch"] == 4
+
+    other = dataclasses.replace(spec, channels=(8, 32))
+    with pytest.raises(CheckpointShapeError, match="arch resnet"):
+        train(other, data, data, tmp_path / "machine-c", epochs=5, max_batches=2, progress=False, snapshot=snapshot)
