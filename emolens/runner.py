@@ -6,38 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from emolens.bus import MemoryBus
-from emolens.errors import InputError
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
-from emolens.media import Frame, folder_images, iter_video, read_image, source_kind
+from emolens.media import source_kind
 from emolens.settings import Settings
+from emolens.stages import Aggregator, Detector, Ingest
 from emolens.store import Camera, Store
 
 log = logging.getLogger(__name__)
-
-
-def iter_source(source: str, fps: float, max_pixels: int) -> Iterator[Frame]:
-    """Frames of any source kind; a folder or image becomes a sequence at ``fps``."""
-    kind = source_kind(source)
-    if kind in ("video", "stream", "webcam"):
-        yield from iter_video(source, fps)
-        return
-    paths = [Path(source)] if kind == "image" else folder_images(Path(source))
-    if not paths:
-        raise InputError(f"{source}: folder holds no images")
-    for i, path in enumerate(paths):
-        try:
-            image = read_image(path, max_pixels)
-        except InputError as exc:
-            log.warning("event=skip_input reason=%r", str(exc))
-            continue
-        yield Frame(index=i, timestamp=i / fps, image=image)
 
 
 @dataclass
@@ -63,8 +43,6 @@ def run_embedded(
     Ingest runs in a thread; detector and aggregator step in this one until ingest has
     finished and both have drained the bus. Errors of the source (missing, corrupt) raise.
     """
-    from emolens.stages import Aggregator, Detector, Ingest
-
     source_kind(source)  # fail fast on a missing path or unknown type
     bus = MemoryBus()
     store.ensure_camera(camera)

@@ -6,20 +6,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from emolens.errors import ConfigError
 
 
-def _default_inference() -> str:
-    from emolens.inference.onnx import default_repository
-
-    return f"onnx://{default_repository()}"
-
-
 @dataclass(frozen=True)
 class Settings:
-    inference: str = ""  # onnx://PATH | triton://HOST:PORT; empty = this checkout's model_repository
+    inference: str = "onnx://"  # onnx://PATH | triton://HOST:PORT; onnx:// alone = the models in the package
     detector: str = "auto"  # blazeface | blazeface-full | blazeface-short | haar | auto
     min_detection_score: float = 0.5
     quality_threshold: float = 0.35
@@ -35,8 +30,6 @@ class Settings:
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
 
     def __post_init__(self) -> None:
-        if not self.inference:
-            object.__setattr__(self, "inference", _default_inference())
         if self.fps <= 0:
             raise ConfigError(f"fps must be positive, got {self.fps}")
         if not 0.0 <= self.smoothing < 1.0:
@@ -67,3 +60,14 @@ class Settings:
     @staticmethod
     def env_names() -> list[str]:
         return [f"EMOLENS_{f.name.upper()}" for f in fields(Settings)]
+
+
+def parse_start(text: str | None) -> datetime | None:
+    """``--start``: an ISO time; without a zone it is UTC."""
+    if not text:
+        return None
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"--start {text!r} is not an ISO time such as 2026-01-01T12:00:00") from exc
+    return start if start.tzinfo else start.replace(tzinfo=UTC)

@@ -19,7 +19,7 @@ import numpy as np
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus
 from emolens.inference import Classifier
 from emolens.live import LiveState
-from emolens.media import is_stream, source_kind
+from emolens.media import is_stream, iter_source, source_kind
 from emolens.observations import FrameObservations
 from emolens.pipeline import Analyzer
 from emolens.settings import Settings
@@ -46,8 +46,6 @@ class Ingest:
     def run(self, source: str, start: datetime | None = None) -> int:
         """Publish every sampled frame of ``source``; returns how many. Files get times
         ``start`` + offset; live sources get the wall clock."""
-        from emolens.runner import iter_source
-
         live = is_stream(source) or source_kind(source) == "webcam"
         start = (start or datetime.now(UTC)).astimezone(UTC)
         n = 0

@@ -62,7 +62,7 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
     pytorch.pt; needs the train extra), batch 64, measured in alternating rounds."""
     import onnxruntime as ort
 
-    from emolens.inference.repository import load_model_info
+    from emolens.contract import load_model_info
     from emolens.training.export import export, load_pytorch
     from emolens.training.tasks import TASKS
 

@@ -1,7 +1,8 @@
 """Inference adapters behind one ``Classifier`` seam, chosen from a URL.
 
 ``onnx://PATH`` runs ONNX Runtime in-process on the model repository at PATH (relative paths
-are resolved against the working directory); ``triton://HOST:PORT`` calls a Triton server.
+are resolved against the working directory; ``onnx://`` alone is the repository shipped in the
+package); ``triton://HOST:PORT`` calls a Triton server.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
+from emolens.contract import EMOTION, MODELS, SMILE, ModelInfo, default_repository
 from emolens.errors import ConfigError
-from emolens.inference.base import EMOTION, MODELS, SMILE, Classifier, predict_many, softmax
-from emolens.inference.repository import ModelInfo
+from emolens.inference.base import Classifier, predict_many, softmax
 
 __all__ = ["EMOTION", "MODELS", "SMILE", "Classifier", "ModelInfo", "make_classifier", "predict_many", "softmax"]
 
 
 def make_classifier(url: str, threads: int = 0) -> Classifier:
     if url.startswith("onnx://"):
-        from emolens.inference.onnx import OnnxClassifier, default_repository
+        from emolens.inference.onnx import OnnxClassifier
 
         path = url[len("onnx://") :]
         return OnnxClassifier(Path(path) if path else default_repository(), threads=threads)

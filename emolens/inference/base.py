@@ -6,11 +6,9 @@ from typing import Protocol
 
 import numpy as np
 
-from emolens.inference.repository import ModelInfo
+from emolens.contract import EMOTION, MODELS, SMILE, ModelInfo
 
-SMILE = "smile"
-EMOTION = "emotion"
-MODELS = (SMILE, EMOTION)
+__all__ = ["EMOTION", "MODELS", "SMILE", "Classifier", "ModelInfo", "predict_many", "softmax"]
 
 
 class Classifier(Protocol):

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from emolens.contract import MODELS, ModelInfo, load_model_info
 from emolens.errors import ModelError
-from emolens.inference.base import MODELS
-from emolens.inference.repository import ModelInfo, load_model_info
 
 
 class OnnxClassifier:
@@ -45,8 +44,3 @@ class OnnxClassifier:
             return np.zeros((0, len(self._info[model].labels)), np.float32)
         out = self._sessions[model].run(["logits"], {"image": np.ascontiguousarray(images, np.float32)})[0]
         return np.asarray(out, np.float32)
-
-
-def default_repository() -> Path:
-    """``model_repository/`` of this checkout (the package lives beside it)."""
-    return Path(__file__).resolve().parents[2] / "model_repository"

@@ -16,15 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from emolens.contract import INPUT_NAME, MODELS, OUTPUT_NAME, ModelInfo, model_info, parse_config_json
 from emolens.errors import ModelError
-from emolens.inference.base import MODELS
-from emolens.inference.repository import CROP_KEY, ModelInfo, parse_crop_box
-from emolens.results import EMOTIONS
 
 log = logging.getLogger(__name__)
 
-# The model contract fixes the label order; Triton does not serve labels.txt to clients.
-CONTRACT_LABELS = {"smile": ("no_smile", "smile"), "emotion": EMOTIONS}
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
 
 
@@ -40,7 +36,7 @@ class TritonClassifier:
         self._info: dict[str, ModelInfo] = {}
         for name in MODELS:
             config = self._call(partial(self.client.get_model_config, name, as_json=True, client_timeout=timeout_s))
-            self._info[name] = _info_from_config(name, config["config"])
+            self._info[name] = model_info(parse_config_json(config["config"], name), name)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from tritonclient.utils import InferenceServerException
@@ -65,11 +61,11 @@ class TritonClassifier:
         if len(images) == 0:
             return np.zeros((0, len(self._info[model].labels)), np.float32)
         x = np.ascontiguousarray(images, np.float32)
-        inp = self._grpc.InferInput("image", list(x.shape), "FP32")
+        inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
-        out = self._grpc.InferRequestedOutput("logits")
+        out = self._grpc.InferRequestedOutput(OUTPUT_NAME)
         result = self._call(lambda: self.client.infer(model, [inp], outputs=[out], client_timeout=self.timeout_s))
-        return np.asarray(result.as_numpy("logits"), np.float32)
+        return np.asarray(result.as_numpy(OUTPUT_NAME), np.float32)
 
     def predict_many(self, batches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Send one request per model at once (async) and wait for all: the smile and emotion
@@ -88,13 +84,13 @@ class TritonClassifier:
 
         for model, x in batches.items():
             x = np.ascontiguousarray(x, np.float32)
-            inp = self._grpc.InferInput("image", list(x.shape), "FP32")
+            inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
             inp.set_data_from_numpy(x)
             self.client.async_infer(
                 model,
                 [inp],
                 partial(callback, model),
-                outputs=[self._grpc.InferRequestedOutput("logits")],
+                outputs=[self._grpc.InferRequestedOutput(OUTPUT_NAME)],
                 client_timeout=self.timeout_s,
             )
         if not done.wait(self.timeout_s + 1):
@@ -105,21 +101,10 @@ class TritonClassifier:
                 # one failed: fall back to the synchronous path, which retries with backoff
                 out[model] = self.predict(model, batches[model])
             else:
-                out[model] = np.asarray(result.as_numpy("logits"), np.float32)
+                out[model] = np.asarray(result.as_numpy(OUTPUT_NAME), np.float32)
         return out
 
     def statistics(self, model: str) -> dict[str, Any]:
         """Triton's own inference statistics for ``model`` (batch sizes it executed, counts)."""
         stats = self.client.get_inference_statistics(model, as_json=True)
         return dict(json.loads(json.dumps(stats)))
-
-
-def _info_from_config(name: str, config: dict[str, Any]) -> ModelInfo:
-    try:
-        dims = [int(d) for d in config["input"][0]["dims"]]
-        crop = config["parameters"][CROP_KEY]["string_value"]
-    except (KeyError, IndexError) as exc:
-        raise ModelError(f"triton model {name!r} config lacks input dims or {CROP_KEY}") from exc
-    if len(dims) != 3 or dims[0] != 1 or dims[1] != dims[2]:
-        raise ModelError(f"triton model {name!r} input dims {dims} break the contract [1, H, H]")
-    return ModelInfo(name=name, labels=CONTRACT_LABELS[name], size=dims[1], crop_box=parse_crop_box(crop, name))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emolens.contract import EMOTION, INPUT_SIZES, LABELS, SMILE
+
 
 @dataclass(frozen=True)
 class Member:
@@ -36,8 +38,8 @@ class TaskSpec:
     arch: str = "vgg"
 
 
-EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-SMILE_CLASSES = ("no_smile", "smile")
+EMOTION_CLASSES = LABELS[EMOTION]
+SMILE_CLASSES = LABELS[SMILE]
 
 # Sizes are set by the throughput goal (>= 1500 faces/s per model at batch 64 with ONNX
 # Runtime on a 2-core CPU): about 55 M multiply-adds per face is what fits in fp32; the int8
@@ -50,7 +52,7 @@ TASKS: dict[str, TaskSpec] = {
         # SMILEsmileD's native 64 px: the mouth keeps detail that 48 px loses. At 48 px the
         # recipe plateaued at 94.45% on val after 35 epochs; 64 px costs ~1.8x the compute,
         # which the int8 export pays for.
-        size=64,
+        size=INPUT_SIZES[SMILE],
         # 40 epochs: at 25 the val curve was still rising (94.60% -> 94.90% int8 on val).
         # A first run with (24, 48, 96, 192) x (1, 1, 2, 2) for 30 epochs plateaued at 94.1% on val.
         channels=(32, 48, 96, 192),
@@ -61,7 +63,7 @@ TASKS: dict[str, TaskSpec] = {
         name="emotion",
         classes=EMOTION_CLASSES,
         dataset="fer2013.npz",
-        size=48,
+        size=INPUT_SIZES[EMOTION],
         channels=(32, 48, 96, 192),
         reps=(1, 2, 2, 2),
         epochs=45,
@@ -81,7 +83,7 @@ TEACHERS: dict[str, TaskSpec] = {
         name="emotion",
         classes=EMOTION_CLASSES,
         dataset="fer2013.npz",
-        size=48,
+        size=INPUT_SIZES[EMOTION],
         # A ResNet-style network of about 265 M multiply-adds and 2.8 M parameters: ~5x a
         # serving network, which is what 2 CPU cores can train for 60 epochs in a few sittings.
         channels=(32, 64, 128, 256),

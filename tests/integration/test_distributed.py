@@ -88,9 +88,9 @@ def test_query_stats_over_grpc_returns_the_buckets(postgres_url, triton_url):
     """The gateway on the distributed stack answers from the PostgreSQL buckets written above."""
     import grpc
 
+    from emolens.services.gateway import AnalyticsService, build_server
     from emolens.settings import Settings
     from emolens.v1 import analytics_pb2, analytics_pb2_grpc
-    from services.gateway.server import AnalyticsService, build_server
 
     store = SqlStore(postgres_url)
     expected = store.buckets(camera_id="cam-e2e")

@@ -54,10 +54,10 @@ def test_gateway_analyze_image_through_triton(triton_url, astronaut, tmp_path):
     import cv2
     import grpc
 
+    from emolens.services.gateway import AnalyticsService, build_server
     from emolens.settings import Settings
     from emolens.store import SqlStore
     from emolens.v1 import analytics_pb2, analytics_pb2_grpc
-    from services.gateway.server import AnalyticsService, build_server
 
     settings = Settings.from_env(inference=triton_url)
     store = SqlStore(f"sqlite:///{tmp_path / 'g.db'}")

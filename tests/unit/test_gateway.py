@@ -12,11 +12,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from emolens.live import MemoryLiveState
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
+from emolens.services.gateway import SERVICE_NAME, AnalyticsService, build_server
 from emolens.settings import Settings
 from emolens.store import Camera, SqlStore
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from emolens.wire import face_from_pb, to_timestamp
-from services.gateway.server import SERVICE_NAME, AnalyticsService, build_server
 from tests.conftest import MODEL_REPO
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from emolens.contract import load_model_info, parse_config_text
 from emolens.inference.onnx import OnnxClassifier
-from emolens.inference.repository import load_model_info
 from emolens.results import EMOTIONS
 from tests.conftest import MODEL_REPO
 
@@ -30,8 +30,11 @@ def test_layout_labels_and_config(name):
     assert "dynamic_batching" in config
     assert "KIND_GPU" in config
     side = SIZE[name]
-    assert re.search(rf'name: "image"\s*data_type: TYPE_FP32\s*dims: \[ 1, {side}, {side} \]', config)
-    assert re.search(rf'name: "logits"\s*data_type: TYPE_FP32\s*dims: \[ {len(EXPECTED[name])} \]', config)
+    parsed = parse_config_text(config, name)
+    (inp,), (out,) = parsed.input, parsed.output
+    assert (inp.name, inp.data_type, list(inp.dims)) == ("image", 11, [1, side, side])  # 11: TYPE_FP32
+    assert (out.name, out.data_type, list(out.dims)) == ("logits", 11, [len(EXPECTED[name])])
+    assert re.search(rf"data_type: TYPE_FP32\s*dims: 1\s*dims: {side}\s*dims: {side}", config)
     # the crop box: the detector's box is centred in the crop and fills most of it
     cx, cy, width = info.crop_box
     assert abs(cx - info.size / 2) < 4 and abs(cy - info.size / 2) < 6

@@ -1,7 +1,7 @@
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.loop import health_server
+from emolens.services.loop import health_server
 from tests.integration.conftest import devservices
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from emolens.track import Tracker, iou
+from emolens.geometry import iou
+from emolens.track import Tracker
 
 
 def test_iou():

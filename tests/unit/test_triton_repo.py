@@ -1,4 +1,5 @@
-from emolens.inference.triton_repo import cpu_config, write_cpu_repository
+from emolens.contract import config_text, cpu_config, parse_config_text
+from emolens.inference.triton_repo import write_cpu_repository
 from tests.conftest import MODEL_REPO
 
 
@@ -7,7 +8,7 @@ def test_cpu_repository_keeps_batching_and_contract(tmp_path):
     for name in ("smile", "emotion"):
         production = (MODEL_REPO / name / "config.pbtxt").read_text()
         cpu = (repo / name / "config.pbtxt").read_text()
-        assert cpu == cpu_config(production)
+        assert cpu == config_text(cpu_config(parse_config_text(production, name)))
         assert 'backend: "python"' in cpu and "onnxruntime_onnx" not in cpu
         assert "KIND_CPU" in cpu and "KIND_GPU" not in cpu
         assert "dynamic_batching" in cpu and "max_batch_size: 128" in cpu

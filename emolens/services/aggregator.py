@@ -6,10 +6,10 @@ import argparse
 
 from emolens.bus import make_bus
 from emolens.live import make_live_state
+from emolens.services.loop import run_stage
 from emolens.settings import Settings
 from emolens.stages import Aggregator
 from emolens.store import make_store
-from services.loop import run_stage
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

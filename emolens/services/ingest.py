@@ -6,11 +6,10 @@ import argparse
 import sys
 
 from emolens.bus import make_bus
-from emolens.cli import parse_start
-from emolens.settings import Settings
+from emolens.services.loop import health_server
+from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
 from emolens.store import Camera
-from services.loop import health_server
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,9 +6,9 @@ import argparse
 
 from emolens.bus import make_bus
 from emolens.inference import make_classifier
+from emolens.services.loop import run_stage
 from emolens.settings import Settings
 from emolens.stages import Detector
-from services.loop import run_stage
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,45 @@
+"""Boxes and how much they overlap: the one home of box geometry for detection and tracking.
+
+A box is ``(x0, y0, x1, y1)`` in pixels.
+
+>>> round(iou((0, 0, 10, 10), (5, 0, 15, 10)), 3)
+0.333
+>>> overlap_of_smaller((0, 0, 10, 10), (2, 2, 6, 6))
+1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def overlaps(box: Sequence[float], boxes: np.ndarray, of: str = "union") -> np.ndarray:
+    """Intersection of ``box`` with each row of ``boxes`` [N, 4], divided by the union
+    (``of="union"``: IoU) or by the smaller of the two areas (``of="smaller"``)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
+    h = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)
+    inter = w * h
+    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    own = (box[2] - box[0]) * (box[3] - box[1])
+    if of == "union":
+        denom = areas + own - inter
+    elif of == "smaller":
+        denom = np.minimum(areas, own)
+    else:
+        raise ValueError(f"overlap of {of!r}: expected 'union' or 'smaller'")
+    return np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes."""
+    return float(overlaps(a, np.asarray([b]), "union")[0])
+
+
+def overlap_of_smaller(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over the smaller box's area: 1.0 when one box holds the other."""
+    return float(overlaps(a, np.asarray([b]), "smaller")[0])

@@ -1,1 +1,0 @@
-"""The platform's services: thin main loops that wire library pieces to gRPC and the bus."""
