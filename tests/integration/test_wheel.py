@@ -1,0 +1,148 @@
+"""The package as a user installs it: a wheel built from this checkout, installed with its
+``platform`` extra into a fresh virtualenv outside the checkout, runs ``emolens analyze`` on a
+photo and serves ``AnalyzeImage`` from ``emolens gateway`` with no file of the checkout on the
+path (the models, the detector's weights and the gRPC code all come from the wheel)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import grpc
+import pytest
+
+from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+from tests.conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without anything pointing into the checkout or its virtualenv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMOLENS_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if str(ROOT) not in p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(virtualenv, working folder) with the wheel installed as ``emolens[platform]``."""
+    work = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools leaves build/ in the source tree, and a stale build/ of the
+    # checkout could put deleted modules into the wheel.
+    source = work / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".tools", ".run", "demo", "__pycache__"),
+    )
+    dist = work / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("emolens-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for shipped in (
+        "emolens/model_repository/emotion/1/model.onnx",
+        "emolens/model_repository/smile/config.pbtxt",
+        "emolens/vision/blazeface/face_detection_full_range.tflite",
+        "emolens/v1/analytics_pb2_grpc.py",
+        "emolens/store/migrations/versions/0001_initial.py",
+    ):
+        assert shipped in names, f"{shipped} missing from {wheel.name}"
+    assert not [n for n in names if n.endswith((".pt", ".npz"))], "training artefacts do not belong in the wheel"
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", f"{wheel}[platform]"],
+        check=True,
+        timeout=900,
+        cwd=work,
+        env=_clean_env(),
+    )
+    return venv, work
+
+
+def test_installed_package_imports_from_its_own_site_packages(installed):
+    venv, work = installed
+    out = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import emolens, emolens.contract as c; print(emolens.__file__); print(c.default_repository())",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=_clean_env(),
+        timeout=120,
+    ).stdout.split()
+    assert all(str(venv) in line and str(ROOT) not in line for line in out), out
+
+
+def test_installed_analyze_finds_the_face_in_a_photo(installed, astronaut):
+    venv, work = installed
+    photo = work / "astronaut.jpg"
+    cv2.imwrite(str(photo), astronaut)
+    result = subprocess.run(
+        [str(venv / "bin" / "emolens"), "analyze", str(photo)],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=_clean_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and '"emotions"' in lines[0] and '"smile"' in lines[0], result.stdout
+
+
+def test_installed_gateway_answers_analyze_image(installed, astronaut):
+    venv, work = installed
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(venv / "bin" / "emolens"), "gateway", "--port", str(port), "--db", f"sqlite:///{work / 'gw.db'}"],
+        cwd=work,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=120)
+        stub = analytics_pb2_grpc.AnalyticsStub(channel)
+        image = cv2.imencode(".jpg", astronaut)[1].tobytes()
+        deadline = time.monotonic() + 60
+        while True:  # the port opens before the servicer has loaded its models
+            try:
+                response = stub.AnalyzeImage(analytics_pb2.AnalyzeImageRequest(image=image), timeout=60)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert len(response.faces) == 1
+        assert sum(response.faces[0].emotions) == pytest.approx(1.0, abs=1e-3)
+        channel.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
