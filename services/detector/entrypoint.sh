@@ -1,0 +1,9 @@
+#!/bin/sh
+# Container entry of the detector service: the chart's detector pods run this (image: Dockerfile target
+# services, copied to /opt/emolens/services/). defaults.env sets what the pod's environment
+# leaves unset; extra arguments go to `emolens detect`.
+set -eu
+set -a  # export what defaults.env sets
+. "$(dirname "$0")/defaults.env"
+set +a
+exec emolens detect "$@"
