@@ -1,11 +1,30 @@
-"""Typed errors raised at the library's boundaries; the CLI and gRPC map them to messages."""
+"""Every error emolens raises on purpose, in one tree; the CLI turns them into one-line messages
+and ``emolens.services.grpc_errors`` into gRPC status codes, each in one place.
+
+Where a caller would reasonably catch a builtin, the error is that builtin too, so
+``except ValueError`` still catches a bad input and ``except ConnectionError`` an outage:
+
+>>> issubclass(InputError, ValueError), issubclass(Unavailable, ConnectionError)
+(True, True)
+
+| error | also a | gRPC status | meaning |
+| --- | --- | --- | --- |
+| ``InputError`` | ``ValueError`` | INVALID_ARGUMENT | the caller's input cannot be analysed |
+| ``ImageTooLargeError`` | ``ValueError`` | INVALID_ARGUMENT | an image over the pixel limit |
+| ``NotFound`` | ``LookupError`` | NOT_FOUND | a named thing (camera, ...) does not exist |
+| ``ResourceExhausted`` | | RESOURCE_EXHAUSTED | too large or too many for this server now |
+| ``Unavailable`` | ``ConnectionError`` | UNAVAILABLE | a dependency (Triton, PostgreSQL, Redis, Kafka) is down |
+| ``DeadlineExceeded`` | ``TimeoutError`` | DEADLINE_EXCEEDED | a dependency did not answer in time |
+| ``ConfigError`` | ``ValueError`` | INTERNAL | a setting or URL is invalid (the operator's to fix) |
+| ``ModelError`` | ``RuntimeError`` | INTERNAL | a model is missing or breaks the model contract |
+"""
 
 
 class EmolensError(Exception):
-    """Base class: a problem the user can fix, reported in one line without a traceback."""
+    """Base class: a problem reported in one line without a traceback."""
 
 
-class InputError(EmolensError):
+class InputError(EmolensError, ValueError):
     """An input could not be read or is not something emolens can analyse."""
 
 
@@ -13,9 +32,25 @@ class ImageTooLargeError(InputError):
     """An image has more pixels than the configured limit."""
 
 
-class ModelError(EmolensError):
-    """A model is missing, malformed or does not honour the model contract."""
-
-
-class ConfigError(EmolensError):
+class ConfigError(EmolensError, ValueError):
     """A setting or URL is invalid."""
+
+
+class NotFound(EmolensError, LookupError):
+    """A thing the caller named (a camera, a model) does not exist."""
+
+
+class ResourceExhausted(EmolensError):
+    """A request is too large, or there are too many at once, for this server now."""
+
+
+class Unavailable(EmolensError, ConnectionError):
+    """A dependency (Triton, PostgreSQL, Redis, Kafka) cannot be reached, after retries."""
+
+
+class DeadlineExceeded(EmolensError, TimeoutError):
+    """A dependency did not answer within its deadline, after retries."""
+
+
+class ModelError(EmolensError, RuntimeError):
+    """A model is missing, malformed or does not honour the model contract."""

@@ -11,15 +11,21 @@ A box is ``(x0, y0, x1, y1)`` in pixels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 Box = tuple[float, float, float, float]
+OverlapOf = Literal["union", "smaller"]
 
 
-def overlaps(box: Sequence[float], boxes: np.ndarray, of: str = "union") -> np.ndarray:
+def overlaps(box: Sequence[float], boxes: np.ndarray, of: OverlapOf = "union") -> np.ndarray:
     """Intersection of ``box`` with each row of ``boxes`` [N, 4], divided by the union
-    (``of="union"``: IoU) or by the smaller of the two areas (``of="smaller"``)."""
+    (``of="union"``: IoU) or by the smaller of the two areas (``of="smaller"``).
+
+    A bad ``of`` stays a plain ``ValueError``, not an ``EmolensError``: no setting or input ever
+    reaches it, only code, so it is a programming error (mypy rejects it through the
+    ``Literal``), and the gRPC boundary reports it as INTERNAL like any other bug."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     w = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
     h = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from emolens.errors import InputError
+from emolens.errors import InputError, ModelError
 from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, predict_many, softmax
 from emolens.results import EMOTIONS, FaceResult
 from emolens.settings import Settings
@@ -89,7 +89,7 @@ class Analyzer:
         self.smile_info = self.classifier.info(SMILE)
         self.emotion_info = self.classifier.info(EMOTION)
         if tuple(self.emotion_info.labels) != EMOTIONS:
-            raise InputError(f"emotion model labels {self.emotion_info.labels} differ from {EMOTIONS}")
+            raise ModelError(f"emotion model labels {self.emotion_info.labels} differ from {EMOTIONS}")
         self.track = track
         self.tracker = Tracker(smoothing=self.settings.smoothing) if track else None
         self.times = StageTimes()

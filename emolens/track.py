@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emolens.errors import ConfigError
 from emolens.geometry import Box, iou
 
 
@@ -39,7 +40,7 @@ class Tracker:
 
     def __init__(self, min_iou: float = 0.3, max_missed: int = 10, smoothing: float = 0.6) -> None:
         if not 0.0 <= smoothing < 1.0:
-            raise ValueError("smoothing must be in [0, 1)")
+            raise ConfigError(f"smoothing must be in [0, 1), got {smoothing}")
         self.min_iou = min_iou
         self.max_missed = max_missed
         self.smoothing = smoothing

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
 from emolens.contract import MODELS, ModelInfo, load_model_info
 from emolens.errors import ModelError
@@ -37,10 +38,16 @@ class OnnxClassifier:
             self._info[name], self._sessions[name] = info, session
 
     def info(self, model: str) -> ModelInfo:
+        if model not in self._info:
+            raise ModelError(f"unknown model {model!r}: this repository serves {', '.join(self._info)}")
         return self._info[model]
 
     def predict(self, model: str, images: np.ndarray) -> np.ndarray:
+        info = self.info(model)
         if len(images) == 0:
-            return np.zeros((0, len(self._info[model].labels)), np.float32)
-        out = self._sessions[model].run(["logits"], {"image": np.ascontiguousarray(images, np.float32)})[0]
+            return np.zeros((0, len(info.labels)), np.float32)
+        try:
+            out = self._sessions[model].run(["logits"], {"image": np.ascontiguousarray(images, np.float32)})[0]
+        except (Fail, InvalidArgument, RuntimeException) as exc:  # e.g. crops of the wrong shape
+            raise ModelError(f"model {model!r}: ONNX Runtime refused the batch {images.shape}: {exc}") from exc
         return np.asarray(out, np.float32)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from emolens.errors import InputError, ModelError
 from emolens.vision.detect import Detection, FaceDetector
 
 Box = tuple[float, float, float, float]
@@ -36,7 +37,7 @@ def crop_transform(box: Box | Sequence[float], crop_box: np.ndarray) -> np.ndarr
     x0, y0, x1, y1 = (float(v) for v in box)
     width = x1 - x0
     if width <= 0 or y1 <= y0:
-        raise ValueError(f"empty face box {box}")
+        raise InputError(f"empty face box {box}")
     scale = float(crop_box[2]) / width
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     return np.array(
@@ -98,5 +99,5 @@ def measure_crop_box(
             x0, y0, x1, y1 = det.box
             found.append([((x0 + x1) / 2 - ox) / upscale, ((y0 + y1) / 2 - oy) / upscale, (x1 - x0) / upscale])
     if not found:
-        raise RuntimeError("the detector found no face in any training crop")
+        raise ModelError(f"{detector.name} found no face in any of {len(crops)} training crops")
     return np.median(np.array(found), axis=0).astype(np.float32), len(found) / len(crops)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from emolens.errors import ConfigError
 from emolens.geometry import iou
 from emolens.track import Tracker
 
@@ -42,5 +43,5 @@ def test_tracks_expire_after_max_missed():
 
 
 def test_bad_smoothing_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="smoothing"):
         Tracker(smoothing=1.0)

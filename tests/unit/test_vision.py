@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+from emolens.errors import InputError
 from emolens.vision.align import align_face, crop_transform, detection_at, measure_crop_box
 from emolens.vision.detect import BlazeFaceDetector, HaarFaceDetector, TiledDetector, make_detector
 from emolens.vision.preprocess import noise_sigma, preprocess
@@ -93,7 +94,7 @@ def test_crop_transform_puts_the_box_where_the_crop_box_says():
     np.testing.assert_allclose(centre, [24.0, 27.5], atol=1e-4)
     np.testing.assert_allclose(right[0] - left[0], 40.0, atol=1e-4)  # box width 120 px -> 40 crop px
     assert m[0, 1] == 0 and m[1, 0] == 0  # no rotation: the training crops keep the head's roll
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="empty face box"):
         crop_transform((10, 10, 10, 40), crop_box)
 
 
