@@ -1,7 +1,12 @@
 """Remote inference on NVIDIA Triton over gRPC (dynamic batching happens server-side).
 
-Every call has a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried with exponential
-backoff, other errors are raised at once as ModelError.
+Every call has a deadline. UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED are retried
+with exponential backoff; once the retries are spent an outage (or an overloaded server) is
+raised as ``Unavailable`` and a missed deadline as ``DeadlineExceeded``. Any other status is
+the server refusing what we sent, i.e. the model contract is broken: ``ModelError`` at once.
+
+Nothing is fetched when the client is made: the models' configs are read on first use, so a
+service can start while Triton is still coming up and answers UNAVAILABLE until it is there.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from typing import Any
 import numpy as np
 
 from emolens.contract import INPUT_NAME, MODELS, OUTPUT_NAME, ModelInfo, model_info, parse_config_json
-from emolens.errors import ModelError
+from emolens.errors import DeadlineExceeded, ModelError, Unavailable
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
+_DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+# RESOURCE_EXHAUSTED is Triton's full queue: the server is there but cannot serve now.
+_OUTAGE = ("StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED")
 
 
 class TritonClassifier:
@@ -32,13 +39,11 @@ class TritonClassifier:
             raise ModelError("triton:// needs tritonclient: pip install 'emolens[platform]'") from exc
         self._grpc = grpcclient
         self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
-        self.client = grpcclient.InferenceServerClient(url)
+        self.client = grpcclient.InferenceServerClient(url)  # connects on the first call, not here
         self._info: dict[str, ModelInfo] = {}
-        for name in MODELS:
-            config = self._call(partial(self.client.get_model_config, name, as_json=True, client_timeout=timeout_s))
-            self._info[name] = model_info(parse_config_json(config["config"], name), name)
+        self._info_lock = threading.Lock()
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         from tritonclient.utils import InferenceServerException
 
         delay = self.backoff_s
@@ -46,30 +51,58 @@ class TritonClassifier:
             try:
                 return fn()
             except InferenceServerException as exc:
-                retryable = any(code in str(exc.status()) for code in _RETRYABLE)
-                if not retryable or attempt == self.retries:
-                    raise ModelError(f"triton at {self.url}: {exc.message()}") from exc
-                log.warning("event=triton_retry attempt=%d status=%s delay_s=%.2f", attempt + 1, exc.status(), delay)
+                status = str(exc.status())
+                if status != _DEADLINE and status not in _OUTAGE:
+                    raise ModelError(f"triton at {self.url}: {what}: {exc.message()}") from exc
+                if attempt == self.retries:
+                    tries = self.retries + 1
+                    if status == _DEADLINE:
+                        raise DeadlineExceeded(
+                            f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
+                        ) from exc
+                    raise Unavailable(f"triton at {self.url}: {what}: {status} after {tries} tries") from exc
+                log.warning(
+                    "event=triton_retry what=%s attempt=%d status=%s delay_s=%.2f", what, attempt + 1, status, delay
+                )
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _check(model: str) -> None:
+        # Triton answers UNAVAILABLE for a model it does not serve; asking for a model outside
+        # the contract is our mistake, not an outage.
+        if model not in MODELS:
+            raise ModelError(f"unknown model {model!r}: the contract has {', '.join(MODELS)}")
+
     def info(self, model: str) -> ModelInfo:
-        return self._info[model]
+        """Input size, labels and crop box of ``model``, read from the server once."""
+        self._check(model)
+        with self._info_lock:
+            if model not in self._info:
+                fetch = partial(self.client.get_model_config, model, as_json=True, client_timeout=self.timeout_s)
+                config = self._call(f"config of {model}", fetch)
+                self._info[model] = model_info(parse_config_json(config["config"], model), model)
+            return self._info[model]
 
     def predict(self, model: str, images: np.ndarray) -> np.ndarray:
+        self._check(model)
         if len(images) == 0:
-            return np.zeros((0, len(self._info[model].labels)), np.float32)
+            return np.zeros((0, len(self.info(model).labels)), np.float32)
         x = np.ascontiguousarray(images, np.float32)
         inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         out = self._grpc.InferRequestedOutput(OUTPUT_NAME)
-        result = self._call(lambda: self.client.infer(model, [inp], outputs=[out], client_timeout=self.timeout_s))
+        result = self._call(
+            f"infer {model}", lambda: self.client.infer(model, [inp], outputs=[out], client_timeout=self.timeout_s)
+        )
         return np.asarray(result.as_numpy(OUTPUT_NAME), np.float32)
 
     def predict_many(self, batches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Send one request per model at once (async) and wait for all: the smile and emotion
         calls of a frame overlap instead of queueing behind each other."""
+        for model in batches:
+            self._check(model)
         if len(batches) < 2 or any(len(x) == 0 for x in batches.values()):
             return {m: self.predict(m, x) for m, x in batches.items()}
         done = threading.Event()
@@ -94,7 +127,7 @@ class TritonClassifier:
                 client_timeout=self.timeout_s,
             )
         if not done.wait(self.timeout_s + 1):
-            raise ModelError(f"triton at {self.url}: no answer within {self.timeout_s} s")
+            raise DeadlineExceeded(f"triton at {self.url}: no answer within {self.timeout_s} s")
         out = {}
         for model, result in results.items():
             if not hasattr(result, "as_numpy"):
@@ -106,5 +139,6 @@ class TritonClassifier:
 
     def statistics(self, model: str) -> dict[str, Any]:
         """Triton's own inference statistics for ``model`` (batch sizes it executed, counts)."""
-        stats = self.client.get_inference_statistics(model, as_json=True)
+        fetch = partial(self.client.get_inference_statistics, model, as_json=True, client_timeout=self.timeout_s)
+        stats = self._call(f"statistics of {model}", fetch)
         return dict(json.loads(json.dumps(stats)))
