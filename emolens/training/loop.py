@@ -72,6 +72,39 @@ def write_snapshot(state_path: Path, best_path: Path, snapshot: Path) -> None:
     tmp.replace(snapshot)  # never leave a half-written file for git to pick up
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation: the loss mixes the hard labels with a teacher's soft targets.
+
+    ``loss = (1 - weight) * CE(student, label) + weight * T^2 * KL(teacher_T || student_T)``,
+    where ``_T`` is a softmax at temperature ``temperature`` (Hinton et al., 2015). The teacher
+    sees exactly the augmented batch the student sees.
+    """
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    weight: float = 0.7
+
+    def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        soft = nn.functional.kl_div(
+            nn.functional.log_softmax(student_logits / t, dim=1),
+            nn.functional.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return (1 - self.weight) * hard + self.weight * t * t * soft
+
+
+def load_teacher(snapshot: Path, spec: TaskSpec, best: bool = True) -> nn.Module:
+    """The teacher network of a committed snapshot (its best epoch by default), in eval mode."""
+    state = torch.load(snapshot, weights_only=False)
+    check_checkpoint_shape(state, spec, snapshot)
+    model = build_network(spec)
+    model.load_state_dict(_full(state["best_model" if best else "model"]))
+    return model.eval()
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -116,6 +149,7 @@ def train(
     view_share: float = 0.0,
     snapshot: Path | None = None,
     device: str = "cpu",
+    distill: Distillation | None = None,
 ) -> TrainResult:
     """Train ``spec`` and return the model of the best validation epoch.
 
@@ -127,7 +161,8 @@ def train(
     in ``workdir`` warm-starts from it (weights, epoch, history; fresh momentum), and every
     epoch rewrites it, so that a new machine continues where the last one stopped.
     With ``views`` (the training crops re-cut as the pipeline would, same order), each image
-    of a batch is replaced by its view with probability ``view_share``.
+    of a batch is replaced by its view with probability ``view_share``. With ``distill`` the
+    loss also follows a teacher's soft targets (see :class:`Distillation`).
     """
     epochs = epochs or spec.epochs
     workdir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +200,8 @@ def train(
         log.info("event=warm_start task=%s from=%s epoch=%d best_val_acc=%.4f", spec.name, snapshot, start, best_acc)
 
     model.to(device)
+    if distill is not None:
+        distill.teacher.to(device).eval()
     if start > 0:  # the optimizer's state was loaded for CPU tensors
         optimizer.load_state_dict(optimizer.state_dict())
     n = len(train_split.images)
@@ -191,6 +228,10 @@ def train(
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
+                if distill is not None:
+                    with torch.no_grad():
+                        teacher_logits = distill.teacher(x).float()
+                    loss = distill.loss(logits.float(), teacher_logits, loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -11,11 +11,11 @@ torch = pytest.importorskip("torch")
 from emolens.inference.onnx import OnnxClassifier  # noqa: E402
 from emolens.training import augment  # noqa: E402
 from emolens.training.loop import _lr_at  # noqa: E402
+from emolens.training.run import main as train_main  # noqa: E402
 from emolens.training.tasks import TASKS  # noqa: E402
 
 
 def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
-    train_script = _train_script()
     args = [
         "--task",
         "smile",
@@ -37,7 +37,7 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
         "--threads",
         "1",
     ]
-    assert train_script.main(args) == 0
+    assert train_main(args) == 0
     meta = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
     assert meta["epochs"] == 2 and len(meta["members"]) == 1 and len(meta["members"][0]["history"]) == 2
     assert meta["export"]["precision"] == "int8" and meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
@@ -46,20 +46,9 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
     assert side == TASKS["smile"].size
     assert clf.predict("smile", np.zeros((3, 1, side, side), np.float32)).shape == (3, 2)
     # resuming a finished run trains nothing more and exports the same best epoch
-    assert train_script.main(args) == 0
+    assert train_main(args) == 0
     again = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
     assert again["members"] == meta["members"]
-
-
-def _train_script():
-    import importlib.util
-
-    from tests.conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    train_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_script)
-    return train_script
 
 
 def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path, capsys):
@@ -67,24 +56,23 @@ def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path, cap
     the checkpoints remember it, so resuming or exporting them as another shape is refused."""
     from emolens.training.export import load_pytorch
 
-    train_script = _train_script()
     common = ["--task", "smile", "--epochs", "1", "--max-batches", "2", "--limit", "256", "--template-images", "30"]
     common += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
     repo = tmp_path / "repo"
-    assert train_script.main([*common, "--channels", "8,16", "--reps", "1,1", "--repo", str(repo)]) == 0
+    assert train_main([*common, "--channels", "8,16", "--reps", "1,1", "--repo", str(repo)]) == 0
     meta = json.loads((repo / "smile" / "training.json").read_text())
     assert meta["channels"] == [8, 16] and meta["reps"] == [1, 1]
     model = load_pytorch(repo / "smile", TASKS["smile"])
     assert [m.out_channels for m in model.members[0].features if isinstance(m, torch.nn.Conv2d)] == [8, 16]
     capsys.readouterr()
-    assert train_script.main([*common, "--repo", str(repo)]) == 2
-    assert train_script.main([*common, "--export-only", "--repo", str(repo)]) == 2
+    assert train_main([*common, "--repo", str(repo)]) == 2
+    assert train_main([*common, "--export-only", "--repo", str(repo)]) == 2
     refusals = capsys.readouterr().err.splitlines()
     assert len(refusals) == 2
     assert all("was trained with channels 8,16 reps 1,1, but this run asks for channels 32," in r for r in refusals)
-    assert train_script.main([*common, "--channels", "8,16", "--reps", "1,1,1", "--repo", str(repo)]) == 2
+    assert train_main([*common, "--channels", "8,16", "--reps", "1,1,1", "--repo", str(repo)]) == 2
     with pytest.raises(SystemExit) as bad:
-        train_script.main([*common, "--channels", "8,x"])
+        train_main([*common, "--channels", "8,x"])
     assert bad.value.code == 2
 
 
@@ -135,16 +123,11 @@ def test_ensemble_averages_probabilities():
 def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
     """Real training crops re-cut through detector + crop box: mostly found, close to but not
     the same as the dataset crop, cached, and never on the evaluation's backgrounds."""
-    import sys
-
+    from emolens.evaluation.run import BACKGROUNDS
     from emolens.training.data import load_split
     from emolens.training.serving import TRAIN_BACKGROUNDS, serving_views
-    from tests.conftest import ROOT
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import evaluate
-
-    assert not set(TRAIN_BACKGROUNDS) & set(evaluate.BACKGROUNDS)
+    assert not set(TRAIN_BACKGROUNDS) & set(BACKGROUNDS)
     images = load_split(TASKS["emotion"], "train", data_dir).images[:40]
     crop_box = np.float32([24.0, 28.0, 40.0])
     cache = tmp_path / "views.npz"
@@ -213,3 +196,45 @@ def test_teacher_warm_starts_from_its_committed_snapshot_on_a_new_machine(tmp_pa
     other = dataclasses.replace(spec, channels=(8, 32))
     with pytest.raises(CheckpointShapeError, match="arch resnet"):
         train(other, data, data, tmp_path / "machine-c", epochs=5, max_batches=2, progress=False, snapshot=snapshot)
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
+    """With the soft targets only (weight 1), the student learns the teacher's answers even
+    where the hard labels say otherwise. The teacher answers for the augmented view the student
+    sees (a flip swaps left and right), which the fixed hard labels cannot: without the teacher
+    the student stays near chance on this rule."""
+    import dataclasses
+
+    from emolens.training.data import Split
+    from emolens.training.loop import Distillation, predict_logits, train
+    from emolens.training.model import build_network
+
+    spec = dataclasses.replace(TASKS["smile"], size=16, channels=(8, 16), reps=(1, 1), batch_size=32, lr=0.05)
+
+    class LeftOrRight(torch.nn.Module):
+        """A teacher with a learnable rule: is the left half brighter than the right half?"""
+
+        def forward(self, x):
+            d = (x[..., :8].mean(dim=(1, 2, 3)) - x[..., 8:].mean(dim=(1, 2, 3))) / 8
+            return torch.stack([-d, d], dim=1)
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (512, 16, 16), dtype=np.uint8)
+    images[:256, :, :8] //= 2  # half the images are darker on the left, half on the right
+    images[256:, :, 8:] //= 2
+    teacher = LeftOrRight()
+    with torch.no_grad():
+        teacher_says = teacher(torch.from_numpy(images.astype(np.float32)[:, None])).argmax(1).numpy()
+    assert 0.3 < teacher_says.mean() < 0.7
+    data = Split(images, (1 - teacher_says).astype(np.int64))  # the hard labels contradict the teacher
+
+    def agreement(distill):
+        workdir = tmp_path / str(distill is not None)
+        train(spec, data, data, workdir, epochs=6, progress=False, bf16=False, distill=distill)
+        student = build_network(spec)
+        student.load_state_dict(torch.load(workdir / "last.pt", weights_only=False)["model"])
+        return float((predict_logits(student, images).argmax(1) == teacher_says).mean())
+
+    with_teacher = agreement(Distillation(teacher, temperature=2.0, weight=1.0))
+    without = agreement(None)
+    assert with_teacher > 0.9 and with_teacher - without > 0.3, (with_teacher, without)
