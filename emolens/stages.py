@@ -137,9 +137,9 @@ class Aggregator:
                 self.store.ensure_camera(Camera(msg.camera_id, msg.zone, msg.site))
                 self._cameras.add(msg.camera_id)
             frames.append(observations_from_pb(msg))
-        self.store.apply(frames)  # one transaction; redelivered frames are skipped inside
-        if self.live is not None:
-            self.live.add(frames)
+        new_frames = self.store.apply(frames)  # one transaction; redelivered frames are skipped inside
+        if self.live is not None and new_frames:
+            self.live.add(new_frames)
         self.consumer.commit()  # only after the database commit
         return len(messages)
 

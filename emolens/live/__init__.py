@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, DeadlineExceeded, Unavailable
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS
 
@@ -84,8 +85,23 @@ class RedisLiveState:
         import redis
 
         self._r = redis.Redis.from_url(url, decode_responses=True)
+        self._errors = redis.exceptions
+
+    @contextmanager
+    def _outage(self) -> Iterator[None]:
+        """Redis down is ``Unavailable``, a Redis too slow ``DeadlineExceeded`` (no host in either)."""
+        try:
+            yield
+        except self._errors.TimeoutError as exc:
+            raise DeadlineExceeded("redis did not answer in time") from exc
+        except self._errors.ConnectionError as exc:
+            raise Unavailable("redis is unavailable") from exc
 
     def add(self, frames: Sequence[FrameObservations]) -> None:
+        with self._outage():
+            self._add(frames)
+
+    def _add(self, frames: Sequence[FrameObservations]) -> None:
         now = datetime.now(UTC).isoformat()
         pipe = self._r.pipeline(transaction=True)
         for cam, d in _deltas(frames).items():
@@ -100,7 +116,8 @@ class RedisLiveState:
         pipe.execute()
 
     def get(self, camera_id: str) -> LiveCounters:
-        raw: dict[str, str] = self._r.hgetall(self.PREFIX + camera_id)  # type: ignore[assignment]
+        with self._outage():
+            raw: dict[str, str] = self._r.hgetall(self.PREFIX + camera_id)  # type: ignore[assignment]
         if not raw:
             return LiveCounters(camera_id)
         return LiveCounters(
@@ -113,7 +130,8 @@ class RedisLiveState:
         )
 
     def cameras(self) -> list[str]:
-        return sorted(k[len(self.PREFIX) :] for k in self._r.scan_iter(self.PREFIX + "*"))
+        with self._outage():
+            return sorted(k[len(self.PREFIX) :] for k in self._r.scan_iter(self.PREFIX + "*"))
 
 
 def make_live_state(url: str) -> LiveState:

@@ -47,9 +47,10 @@ class Camera:
 class Store(Protocol):
     def ensure_camera(self, camera: Camera) -> None: ...
 
-    def apply(self, frames: Sequence[FrameObservations]) -> int:
+    def apply(self, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
         """Add frames to their buckets in one transaction; frames seen before are skipped.
-        Returns how many frames were new."""
+        Returns the frames that were new (each once, in delivery order): the only ones the
+        live counters may count, so a redelivery cannot inflate them."""
         ...
 
     def buckets(

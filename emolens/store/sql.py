@@ -7,7 +7,8 @@ Tables: ``cameras``; ``minute_buckets`` (one row per camera-minute); ``frames_se
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, Unavailable
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS
 from emolens.store.base import Bucket, Camera, fold
@@ -134,21 +136,31 @@ class SqlStore:
         if create:
             from emolens.store.migrate import upgrade
 
-            upgrade(self.engine)
+            with self._outage():
+                upgrade(self.engine)
+
+    @contextmanager
+    def _outage(self) -> Iterator[None]:
+        """A database that cannot be reached (or is locked, or dropped the connection) is an
+        outage: ``Unavailable``, whose message names neither the host nor the SQL."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            raise Unavailable(f"the {self.engine.dialect.name} database is unavailable") from exc
 
     def ensure_camera(self, camera: Camera) -> None:
         stmt = self._dialect.insert(cameras).values(camera_id=camera.camera_id, zone=camera.zone, site=camera.site)
         stmt = stmt.on_conflict_do_update(index_elements=["camera_id"], set_={"zone": camera.zone, "site": camera.site})
-        with self.engine.begin() as conn:
+        with self._outage(), self.engine.begin() as conn:
             conn.execute(stmt)
 
-    def apply(self, frames: Sequence[FrameObservations]) -> int:
+    def apply(self, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
         if not frames:
-            return 0
-        with self.engine.begin() as conn:
+            return []
+        with self._outage(), self.engine.begin() as conn:
             return self.apply_in(conn, frames)
 
-    def apply_in(self, conn: Connection, frames: Sequence[FrameObservations]) -> int:
+    def apply_in(self, conn: Connection, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
         """``apply`` inside a caller's transaction (the aggregator commits offsets after it)."""
         unique = {(f.camera_id, f.frame_seq): f for f in frames}
         self._ensure_cameras(conn, {f.camera_id for f in unique.values()})
@@ -158,9 +170,10 @@ class SqlStore:
             .on_conflict_do_nothing()
             .returning(frames_seen.c.camera_id, frames_seen.c.frame_seq)
         ).all()
-        new = [unique[(r[0], r[1])] for r in inserted]
+        accepted = {(r[0], r[1]) for r in inserted}
+        new = [f for key, f in unique.items() if key in accepted]  # in delivery order
         if not new:
-            return 0
+            return []
         buckets = fold(new)
         track_rows = {
             (f.camera_id, f.minute(), face.track_id)
@@ -190,7 +203,7 @@ class SqlStore:
             },
         )
         conn.execute(stmt)
-        return len(new)
+        return new
 
     def _ensure_cameras(self, conn: Connection, ids: set[str]) -> None:
         conn.execute(
@@ -219,11 +232,11 @@ class SqlStore:
         if until:
             q = q.where(minute_buckets.c.minute < until)
         q = q.order_by(minute_buckets.c.camera_id, minute_buckets.c.minute)
-        with self.engine.connect() as conn:
+        with self._outage(), self.engine.connect() as conn:
             return [_row_bucket(r) for r in conn.execute(q)]
 
     def cameras(self) -> list[Camera]:
-        with self.engine.connect() as conn:
+        with self._outage(), self.engine.connect() as conn:
             rows = conn.execute(select(cameras).order_by(cameras.c.camera_id)).all()
         return [Camera(r.camera_id, r.zone, r.site) for r in rows]
 

@@ -12,6 +12,7 @@ from emolens.stages import Aggregator, Detector, Ingest, drain
 from emolens.store import Camera, SqlStore
 from emolens.v1 import frames_pb2, observations_pb2
 from tests.conftest import MODEL_REPO
+from tests.redelivery import redeliver
 
 
 def test_memory_bus_groups_commit_and_redeliver():
@@ -72,3 +73,11 @@ def test_stages_over_the_memory_bus(demo_clip, tmp_path):
     assert live.get("cam-x").frames == 20
     # a restarted aggregator with the offsets committed has nothing left to do
     assert Aggregator(bus, store, live).step(0.1) == 0
+
+
+def test_redelivered_observations_count_once_in_store_and_live(tmp_path):
+    """Live counters only see the frames the store accepted as new: after redeliveries (a whole
+    batch again, duplicates within one batch, a partly overlapping batch) both say the same."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
+    stored, live = redeliver(store, MemoryLiveState(), "cam-r")
+    assert stored == live == (10, 20, 10)

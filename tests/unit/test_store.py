@@ -1,8 +1,10 @@
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, Unavailable
+from emolens.live import RedisLiveState
 from emolens.observations import FrameObservations
 from emolens.report import bucket_summary
 from emolens.results import EMOTIONS, FaceResult
@@ -38,7 +40,7 @@ def store(tmp_path):
 
 
 def test_per_minute_buckets(store):
-    assert store.apply(frames()) == 4
+    assert store.apply(frames()) == frames()  # all new, in delivery order
     b = {(x.camera_id, x.minute.minute): x for x in store.buckets()}
     first = b[("cam-1", 0)]
     assert (first.frames, first.faces, first.low_quality, first.tracks, first.smiles) == (2, 3, 1, 2, 2)
@@ -53,9 +55,15 @@ def test_per_minute_buckets(store):
 def test_redelivered_frames_count_once(store):
     store.apply(frames())
     before = [(b.faces, b.tracks, b.smile_sum) for b in store.buckets()]
-    assert store.apply(frames()) == 0
-    assert store.apply(frames()[:2] + frames()[:2]) == 0
+    assert store.apply(frames()) == []
+    assert store.apply(frames()[:2] + frames()[:2]) == []
     assert [(b.faces, b.tracks, b.smile_sum) for b in store.buckets()] == before
+
+
+def test_apply_returns_each_new_frame_once(store):
+    first, second, third, other = frames()
+    assert store.apply([second, first]) == [second, first]
+    assert store.apply([third, first, third, other, second]) == [third, other]
 
 
 def test_batches_in_any_split_give_the_same_buckets(tmp_path, store):
@@ -97,3 +105,14 @@ def test_no_face_pixels_in_the_schema(store):
 def test_bad_url():
     with pytest.raises(ConfigError):
         SqlStore("mysql://x")
+
+
+def test_unreachable_database_and_redis_are_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    with pytest.raises(Unavailable) as err:
+        SqlStore(f"postgresql+psycopg://emolens@127.0.0.1:{port}/emolens")
+    with pytest.raises(ConnectionError):  # Unavailable's builtin base
+        RedisLiveState(f"redis://127.0.0.1:{port}/0").get("cam-1")
+    assert f":{port}" not in str(err.value) and "SELECT" not in str(err.value)
