@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import ImageTooLargeError, InputError
+from emolens.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,61 @@ def iter_video(source: str, fps: float | None = None) -> Iterator[Frame]:
         cap.release()
 
 
+def iter_stream(
+    source: str,
+    fps: float | None = None,
+    *,
+    backoff: Backoff | None = None,
+    stop: threading.Event | None = None,
+    on_reconnect: Callable[[int, str], None] | None = None,
+) -> Iterator[Frame]:
+    """Frames of a live source (``rtsp://``, ``http://`` MJPEG, a webcam index) that never
+    ends on a dropped connection: it reopens the source with exponential backoff, calling
+    ``on_reconnect(attempt, reason)`` before each try, until ``stop`` is set.
+
+    Frame indices keep counting across reconnects; timestamps are seconds since the first
+    frame (by the wall clock: a live source has no position to replay).
+    """
+    backoff = backoff or Backoff()
+    stop = stop or threading.Event()
+    index, t0 = 0, None
+    attempt = 0
+    while not stop.is_set():
+        cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+        try:
+            if not cap.isOpened():
+                reason = "open failed"
+            else:
+                native = cap.get(cv2.CAP_PROP_FPS)
+                native = native if native and 0 < native < 1000 else 30.0
+                min_gap = 1.0 / fps if fps else 0.0
+                last = -1e9
+                reason = "stream ended"
+                while not stop.is_set():
+                    ok, image = cap.read()
+                    if not ok:
+                        break
+                    backoff.reset()
+                    attempt = 0
+                    now = time.monotonic()
+                    if t0 is None:
+                        t0 = now
+                    if now - last + 1e-6 >= min_gap:
+                        last = now
+                        yield Frame(index=index, timestamp=now - t0, image=image)
+                        index += 1
+        finally:
+            cap.release()
+        if stop.is_set():
+            return
+        attempt += 1
+        log.warning("event=stream_reconnect attempt=%d reason=%r", attempt, reason)
+        if on_reconnect is not None:
+            on_reconnect(attempt, reason)
+        if not backoff.wait(stop):
+            return
+
+
 def video_frame_count(source: str) -> int:
     cap = cv2.VideoCapture(source)
     try:
@@ -154,10 +212,21 @@ def video_frame_count(source: str) -> int:
         cap.release()
 
 
-def iter_source(source: str, fps: float, max_pixels: int) -> Iterator[Frame]:
-    """Frames of any source kind; a folder or image becomes a sequence at ``fps``."""
+def iter_source(
+    source: str,
+    fps: float,
+    max_pixels: int,
+    *,
+    stop: threading.Event | None = None,
+    on_reconnect: Callable[[int, str], None] | None = None,
+) -> Iterator[Frame]:
+    """Frames of any source kind; a folder or image becomes a sequence at ``fps``; a stream or
+    webcam is reopened with backoff when it drops (:func:`iter_stream`) until ``stop``."""
     kind = source_kind(source)
-    if kind in ("video", "stream", "webcam"):
+    if kind in ("stream", "webcam"):
+        yield from iter_stream(source, fps, stop=stop, on_reconnect=on_reconnect)
+        return
+    if kind == "video":
         yield from iter_video(source, fps)
         return
     paths = [Path(source)] if kind == "image" else folder_images(Path(source))
