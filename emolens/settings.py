@@ -11,29 +11,77 @@ from typing import Any
 
 from emolens.errors import ConfigError
 
+DETECTORS = ("auto", "blazeface", "blazeface-full", "blazeface-short", "haar")  # see vision.detect
+PREPROCESS_MODES = ("none", "auto", "clahe")  # see vision.preprocess
+# The smallest k any report or QueryStats may use. k = 1 shows every bucket that holds a face
+# (the demo and single-camera tests need it); below 1 the rule would hide nothing at all, so a
+# negative or zero k is refused instead of silently turning suppression off. The Helm schema
+# has the same minimum.
+MIN_K_ANONYMITY = 1
+
+
+def _host_port(text: str) -> bool:
+    """``HOST:PORT`` with the port in 1..65535."""
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and "," not in host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _host_ports(text: str) -> bool:
+    """``HOST:PORT[,HOST:PORT...]`` (a Kafka bootstrap list)."""
+    return all(_host_port(part) for part in text.split(","))
+
+
+def _refuse(name: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{name} (EMOLENS_{name.upper()}) is {value!r}: {allowed}")
+
 
 @dataclass(frozen=True)
 class Settings:
     inference: str = "onnx://"  # onnx://PATH | triton://HOST:PORT; onnx:// alone = the models in the package
-    detector: str = "auto"  # blazeface | blazeface-full | blazeface-short | haar | auto
+    detector: str = "auto"  # one of DETECTORS
     min_detection_score: float = 0.5
     quality_threshold: float = 0.35
     smoothing: float = 0.6  # weight of the past in per-track smoothing
-    preprocess: str = "none"  # none | auto | clahe (see docs/model-card.md)
+    preprocess: str = "none"  # one of PREPROCESS_MODES (see docs/model-card.md)
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
     db: str = "sqlite:///emolens.db"
     bus: str = "memory://"
     live: str = "memory://"
     fps: float = 5.0  # frames per second sampled from a source
-    k_anonymity: int = 5  # buckets with fewer distinct faces are suppressed in reports
+    k_anonymity: int = 5  # buckets with fewer distinct faces are suppressed; >= MIN_K_ANONYMITY
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
 
     def __post_init__(self) -> None:
+        """Refuse a setting outside its allowed values when it is loaded, naming both, rather
+        than when a service first uses it (or never, as a negative k would)."""
         if self.fps <= 0:
-            raise ConfigError(f"fps must be positive, got {self.fps}")
+            raise _refuse("fps", self.fps, "must be positive")
         if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
+            raise _refuse("smoothing", self.smoothing, "must be in [0, 1)")
+        if self.detector not in DETECTORS:
+            raise _refuse("detector", self.detector, f"choose one of {', '.join(DETECTORS)}")
+        if self.preprocess not in PREPROCESS_MODES:
+            raise _refuse("preprocess", self.preprocess, f"choose one of {', '.join(PREPROCESS_MODES)}")
+        if not (
+            self.inference.startswith("onnx://")
+            or (self.inference.startswith("triton://") and _host_port(self.inference[len("triton://") :]))
+        ):
+            raise _refuse("inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT")
+        if not (
+            self.bus == "memory://" or (self.bus.startswith("kafka://") and _host_ports(self.bus[len("kafka://") :]))
+        ):
+            raise _refuse("bus", self.bus, "use memory:// or kafka://HOST:PORT[,HOST:PORT...]")
+        if not (self.live == "memory://" or self.live.startswith("redis://")):
+            raise _refuse("live", self.live, "use memory:// or redis://HOST:PORT/DB")
+        if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+")):
+            raise _refuse("db", self.db, "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB")
+        if self.k_anonymity < MIN_K_ANONYMITY:
+            raise _refuse("k_anonymity", self.k_anonymity, f"must be at least {MIN_K_ANONYMITY}")
+        if self.threads < 0:
+            raise _refuse("threads", self.threads, "must be 0 (the runtime's default) or more")
+        if self.max_pixels <= 0:
+            raise _refuse("max_pixels", self.max_pixels, "must be positive")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -20,6 +20,7 @@ import numpy as np
 
 from emolens.errors import ConfigError, ModelError
 from emolens.geometry import overlap_of_smaller, overlaps
+from emolens.settings import DETECTORS
 
 log = logging.getLogger(__name__)
 
@@ -272,4 +273,4 @@ def make_detector(name: str = "auto", min_score: float = 0.5) -> FaceDetector:
         except ModelError as exc:
             log.warning("event=detector_fallback reason=%r fallback=haar", str(exc))
             return HaarFaceDetector()
-    raise ConfigError(f"unknown detector {name!r}; choose blazeface, blazeface-short, haar or auto")
+    raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import ConfigError
-
-MODES = ("none", "auto", "clahe")
+from emolens.settings import PREPROCESS_MODES as MODES
 
 _CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
 

@@ -7,7 +7,7 @@ import pytest
 
 from emolens.errors import ConfigError, ImageTooLargeError, InputError
 from emolens.media import header_size, read_image, source_kind
-from emolens.settings import Settings
+from emolens.settings import DETECTORS, MIN_K_ANONYMITY, PREPROCESS_MODES, Settings
 
 
 def test_settings_from_env_and_overrides():
@@ -19,6 +19,57 @@ def test_settings_from_env_and_overrides():
         Settings.from_env({"EMOLENS_FPS": "fast"})
     with pytest.raises(ConfigError):
         Settings(fps=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("detector", "yolo", ", ".join(DETECTORS)),
+        ("preprocess", "sharpen", ", ".join(PREPROCESS_MODES)),
+        ("inference", "http://triton:8000", "onnx://[PATH] or triton://HOST:PORT"),
+        ("inference", "triton://triton", "triton://HOST:PORT"),
+        ("inference", "triton://triton:port", "triton://HOST:PORT"),
+        ("bus", "kafka://", "kafka://HOST:PORT"),
+        ("bus", "amqp://rabbit:5672", "memory:// or kafka://HOST:PORT"),
+        ("bus", "kafka://a:9092,b", "kafka://HOST:PORT"),
+        ("live", "memcached://cache:11211", "memory:// or redis://HOST:PORT/DB"),
+        ("db", "mysql://db/emolens", "sqlite:///FILE or postgresql"),
+        ("k_anonymity", -5, f"at least {MIN_K_ANONYMITY}"),
+        ("k_anonymity", 0, f"at least {MIN_K_ANONYMITY}"),
+        ("threads", -1, "0 (the runtime's default) or more"),
+        ("max_pixels", 0, "must be positive"),
+        ("fps", -2.0, "must be positive"),
+        ("smoothing", 1.0, "[0, 1)"),
+    ],
+)
+def test_settings_refuse_values_outside_their_choices(field, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        Settings(**{field: value})
+    message = str(err.value)
+    assert f"EMOLENS_{field.upper()}" in message and repr(value) in message and allowed in message
+
+
+def test_settings_accept_what_the_chart_and_the_dev_servers_use():
+    s = Settings(
+        inference="triton://emolens-triton:8001",
+        bus="kafka://kafka-0:9092,kafka-1:9092",
+        live="redis://redis:6379/0",
+        db="postgresql+psycopg://emolens@db:5432/emolens",
+        detector="blazeface-short",
+        preprocess="auto",
+        k_anonymity=MIN_K_ANONYMITY,
+    )
+    assert s.with_(db="sqlite://", inference="onnx://").db == "sqlite://"
+
+
+def test_a_negative_k_does_not_turn_suppression_off(tmp_path, capsys):
+    from emolens.cli import main
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["stats", "--db", db, "--camera-id", "c1", "--k", "-5"]) == 2
+    assert "k_anonymity" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        Settings.from_env({"EMOLENS_K_ANONYMITY": "-5"})
 
 
 def test_header_size_png_and_jpeg(tmp_path):
