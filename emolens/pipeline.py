@@ -22,7 +22,7 @@ from emolens.errors import InputError, ModelError
 from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, predict_many, softmax
 from emolens.results import EMOTIONS, FaceResult
 from emolens.settings import Settings
-from emolens.track import Tracker
+from emolens.track import Tracker, unique_first_id
 from emolens.vision.align import align_face
 from emolens.vision.detect import Detection, FaceDetector, make_detector
 from emolens.vision.preprocess import preprocess
@@ -82,6 +82,7 @@ class Analyzer:
         classifier: Classifier | None = None,
         detector: FaceDetector | None = None,
         track: bool = False,
+        unique_track_ids: bool = False,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.classifier = classifier or make_classifier(self.settings.inference, threads=self.settings.threads)
@@ -91,12 +92,17 @@ class Analyzer:
         if tuple(self.emotion_info.labels) != EMOTIONS:
             raise ModelError(f"emotion model labels {self.emotion_info.labels} differ from {EMOTIONS}")
         self.track = track
-        self.tracker = Tracker(smoothing=self.settings.smoothing) if track else None
+        self.unique_track_ids = unique_track_ids
+        self.tracker = self._new_tracker() if track else None
         self.times = StageTimes()
+
+    def _new_tracker(self) -> Tracker:
+        first = unique_first_id() if self.unique_track_ids else 1
+        return Tracker(smoothing=self.settings.smoothing, first_id=first)
 
     def reset(self) -> None:
         if self.tracker is not None:
-            self.tracker = Tracker(smoothing=self.settings.smoothing)
+            self.tracker = self._new_tracker()
 
     def analyze(self, image: np.ndarray) -> list[FaceResult]:
         """Faces of one image or video frame (gray, BGR or BGRA)."""

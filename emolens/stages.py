@@ -83,7 +83,10 @@ class Detector:
     def _analyzer(self, camera_id: str) -> Analyzer:
         a = self._analyzers.get(camera_id)
         if a is None:
-            a = Analyzer(self.settings, classifier=self.classifier, detector=self.detector, track=True)
+            # Track ids unique across restarts and rebalances: distinct visitors rest on them.
+            a = Analyzer(
+                self.settings, classifier=self.classifier, detector=self.detector, track=True, unique_track_ids=True
+            )
             self.detector = a.detector  # share one detector across cameras
             self._analyzers[camera_id] = a
         return a

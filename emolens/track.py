@@ -13,6 +13,8 @@ exponential moving average per track so a label does not flicker frame to frame.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +33,17 @@ class _Track:
     hits: int = 1
 
 
+def unique_first_id() -> int:
+    """A first track id no other tracker of any process is likely to reach: the wall clock in
+    microseconds, shifted left 10 bits, plus 10 random bits (about 2^61, inside int64).
+
+    Distinct visitors are counted from track ids per camera, so a restarted or rebalanced
+    detector must not number its tracks from 1 again and reuse ids already stored. A tracker
+    started one second later begins about 10^9 ids higher.
+    """
+    return (time.time_ns() // 1000) << 10 | secrets.randbelow(1024)
+
+
 class Tracker:
     """Assigns stable ids to faces of one camera and smooths their probability vectors.
 
@@ -38,14 +51,14 @@ class Tracker:
     for more than ``max_missed`` frames ends.
     """
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 10, smoothing: float = 0.6) -> None:
+    def __init__(self, min_iou: float = 0.3, max_missed: int = 10, smoothing: float = 0.6, first_id: int = 1) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"smoothing must be in [0, 1), got {smoothing}")
         self.min_iou = min_iou
         self.max_missed = max_missed
         self.smoothing = smoothing
         self._tracks: dict[int, _Track] = {}
-        self._next_id = 1
+        self._next_id = first_id
 
     def update(self, boxes: Sequence[Box], features: np.ndarray) -> list[int]:
         """Match this frame's faces to tracks; returns a track id per face, in input order."""

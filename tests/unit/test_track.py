@@ -45,3 +45,19 @@ def test_tracks_expire_after_max_missed():
 def test_bad_smoothing_rejected():
     with pytest.raises(ConfigError, match="smoothing"):
         Tracker(smoothing=1.0)
+
+
+def test_restarted_trackers_never_reuse_track_ids():
+    """A detector restarted for the same camera must not hand out ids already stored: the
+    distinct-visitor count (tracks per minute) rests on them."""
+    import numpy as np
+
+    from emolens.track import unique_first_id
+
+    boxes = [(0, 0, 10, 10), (50, 0, 60, 10), (100, 0, 110, 10)]
+    feats = np.eye(3)
+    first = Tracker(first_id=unique_first_id()).update(boxes, feats)
+    restarted = Tracker(first_id=unique_first_id()).update(boxes, feats)
+    assert len(set(first) | set(restarted)) == 6
+    assert all(0 < i < 2**63 for i in first + restarted)  # fits the int64 column and proto field
+    assert Tracker().update(boxes, feats) == [1, 2, 3]  # local numbering stays the default (analyze)
