@@ -36,7 +36,7 @@ demo: $(STAMP)
 
 ## The README's second command: every test (CI runs exactly this through .ci/run).
 test: $(VENV)/.installed-dev
-	$(BIN)/python scripts/devservices.py install
+	$(BIN)/emolens dev install
 	./scripts/install-helm.sh >/dev/null
 	$(BIN)/python -m pytest -q -ra
 
@@ -59,11 +59,12 @@ train: $(VENV)/.installed-dev
 	$(BIN)/python scripts/train.py --task smile
 	$(BIN)/python scripts/train.py --task emotion
 
+## The model card (docs/model-card.md, docs/evaluation.json) and the benchmarks (docs/benchmarks.md, .json).
 evaluate: $(VENV)/.installed-dev
-	$(BIN)/python scripts/evaluate.py
+	$(BIN)/emolens evaluate
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python scripts/bench.py
+	$(BIN)/emolens bench
 
 ## The chart: lint, render with default and production values, validate against Kubernetes 1.30 and 1.33.
 HELM = .tools/bin/helm
@@ -82,10 +83,10 @@ helm-check: $(VENV)/.installed-dev
 ## Start / stop the real servers on loopback (PIDs recorded in .run/, stopped by PID).
 up: $(VENV)/.installed-dev
 	$(BIN)/python -c "from pathlib import Path; from emolens.demo import write_demo_clip; write_demo_clip(Path('demo/demo.mp4'))"
-	$(BIN)/python scripts/devservices.py up --source demo/demo.mp4
+	$(BIN)/emolens dev up --workdir .run --source demo/demo.mp4
 
 down:
-	$(BIN)/python scripts/devservices.py down
+	$(BIN)/emolens dev down --workdir .run
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
-"""``emolens`` command line: analyze, run, stats, demo.
+"""``emolens`` command line: analyze, run, stats, demo, the services, and the developer tools
+(``bench``, ``evaluate``, ``dev``) whose own flags follow their verb.
 
 Every user mistake ends in one line on stderr (``error: ...``) and a non-zero exit, never a
-traceback.
+traceback. Each command imports what it needs when it runs, so ``emolens --help`` stays fast and
+the runtime verbs never load the training stack.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from emolens.errors import EmolensError, InputError
+from emolens.errors import ConfigError, EmolensError, InputError
 from emolens.settings import Settings, parse_start
 
 log = logging.getLogger("emolens")
@@ -274,6 +276,50 @@ def cmd_service(args: argparse.Namespace) -> int:
     return int(module.main(args, _settings(args)))
 
 
+# ---------------------------------------------------------------- developer tools
+# Each is a module with its own main(argv); the verb hands it the arguments that follow it.
+
+
+def _needs(verb: str, exc: ModuleNotFoundError) -> None:
+    """A third-party module a tool needs is not installed: one line that says which and how.
+    A missing emolens module is our bug, not the user's, and keeps its traceback."""
+    if exc.name and exc.name.split(".")[0] != "emolens":
+        raise ConfigError(
+            f"`emolens {verb}` needs {exc.name!r}, which is not installed here; "
+            "install the extras (`make install-dev`, or pip install 'emolens[train,platform]')"
+        ) from exc
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from emolens.bench import main as bench
+
+        return int(bench(args.rest))
+    except ModuleNotFoundError as exc:
+        _needs("bench", exc)
+        raise
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from emolens.evaluation.run import main as evaluate
+
+        return int(evaluate(args.rest))
+    except ModuleNotFoundError as exc:
+        _needs("evaluate", exc)
+        raise
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    try:
+        from emolens.dev import main as dev
+
+        return int(dev(args.rest))
+    except ModuleNotFoundError as exc:
+        _needs("dev", exc)
+        raise
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -358,11 +404,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build a demo clip, run it end to end, print the statistics")
     p.add_argument("--out", default="demo", help="folder for the clip, faces.jsonl, annotated video and database")
     p.set_defaults(func=cmd_demo)
+
+    # Developer tools: every argument after the verb (--help included) goes to the tool's own parser.
+    for name, func, text in (
+        ("bench", cmd_bench, "developer tool: benchmarks -> docs/benchmarks.md (`emolens bench --help`)"),
+        ("evaluate", cmd_evaluate, "developer tool: evaluate the models -> docs/model-card.md (needs the train extra)"),
+        ("dev", cmd_dev, "developer tool: install|up|down the real servers on loopback (`emolens dev --help`)"),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.set_defaults(func=func, passthrough=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",

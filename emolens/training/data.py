@@ -17,11 +17,15 @@ class DatasetMissingError(FileNotFoundError):
 
 
 def data_dir() -> Path:
-    """``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the repository."""
+    """Where the shared datasets live: ``$EMOLENS_DATA_DIR``, else ``shared/data`` beside the git
+    checkout the current directory is in (``<top level>/../shared/data``), else ``../shared/data``
+    from the current directory. Never relative to where the package is installed."""
     env = os.environ.get("EMOLENS_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    here = Path.cwd()
+    top = next((p for p in (here, *here.parents) if (p / ".git").exists()), here)
+    return top.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ model about 3 points. Training on a share of such re-cut crops teaches the model
 
 Each training crop is upscaled, pasted at a random place over one of several photos that
 scikit-image ships, found by the production detector, and cut by ``align_face``. The photos
-are disjoint from the ones ``scripts/evaluate.py`` pastes test faces on.
+are disjoint from the ones ``emolens evaluate`` (emolens/evaluation/run.py) pastes test faces on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from emolens.vision.align import align_face, detection_at, place_on_canvas
 
 log = logging.getLogger(__name__)
 
-# Never the backgrounds of scripts/evaluate.py (coffee, chelsea, rocket, hubble_deep_field,
+# Never the backgrounds of emolens/evaluation/run.py (coffee, chelsea, rocket, hubble_deep_field,
 # immunohistochemistry, coins, brick, gravel) and never a photo with a face in it.
 TRAIN_BACKGROUNDS = ("camera", "moon", "text", "page", "grass", "clock", "cell", "retina", "colorwheel")
 FRAME = (480, 640)

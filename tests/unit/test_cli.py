@@ -146,6 +146,13 @@ def test_run_then_stats(demo_clip, tmp_path, capsys):
     assert cells[:2] == ["c1", "2026-03-01T10:00"] and set(cells[2:]) == {"-"}
     assert main(["stats", "--db", db, "--camera-id", "nope"]) == 2
     assert "unknown camera" in capsys.readouterr().err
+    # the same recording run again (another start time, as after a crash) counts nothing twice
+    again = ["run", "--source", str(demo_clip), "--camera-id", "c1", "--db", db, "--fps", "5", *INF]
+    assert main([*again, "--start", "2026-03-01T10:00:30"]) == 0
+    assert main([*again, "--start", "2026-03-01T11:00:00"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--db", db, "--camera-id", "c1", "--k", "1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
 
 
 def test_run_bad_source(tmp_path, capsys):
@@ -211,3 +218,44 @@ def test_bad_start_time_is_a_one_line_error(demo_clip, tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 's.db'}"
     assert main(["run", "--source", str(demo_clip), "--camera-id", "c", "--db", db, "--start", "noon", *INF]) == 2
     assert capsys.readouterr().err.startswith("error: --start 'noon'")
+
+
+def test_help_loads_no_tool_and_no_training_stack():
+    """`emolens --help` stays fast: the developer tools and torch load only inside their verbs."""
+    probe = (
+        "import sys\nfrom emolens.cli import build_parser\nbuild_parser()\n"
+        "heavy = ('torch', 'emolens.training', 'emolens.bench', 'emolens.dev', 'emolens.evaluation')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_tool_verbs_pass_their_arguments_on(tmp_path, capsys):
+    """bench, evaluate and dev hand every argument after the verb to their module's own parser."""
+    assert main(["evaluate", "--data-dir", str(tmp_path), "--skip-pipeline", "--out", str(tmp_path / "c.md")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {tmp_path / 'smiles.npz'} not found: set EMOLENS_DATA_DIR to the folder holding smiles.npz"]
+    assert not (tmp_path / "c.md").exists()
+    assert main(["dev", "down", "--workdir", str(tmp_path / "never-up")]) == 0  # nothing recorded, nothing to stop
+    with pytest.raises(SystemExit) as bad:
+        main(["bench", "--only", "nonsense"])
+    assert bad.value.code == 2 and "emolens bench: error: argument --only: invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as helped:
+        main(["dev", "--help"])
+    assert helped.value.code == 0 and "usage: emolens dev" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as unknown:
+        main(["stats", "--bogus"])  # other verbs still refuse what they do not know
+    assert unknown.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_a_tool_without_its_extra_is_a_one_line_error(monkeypatch, capsys):
+    import emolens.bench
+
+    def needs_torch(argv):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(emolens.bench, "main", needs_torch)
+    assert main(["bench", "--only", "precision"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: `emolens bench` needs 'torch', which is not installed here;")

@@ -1,14 +1,14 @@
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from emolens.dev import free_port
 from emolens.services.loop import health_server
-from tests.integration.conftest import devservices
 
 
 def test_health_server_reports_serving_then_not_serving():
     import gc
 
-    port = devservices.free_port()
+    port = free_port()
     set_serving = health_server(port, "emolens.detector")
     assert set_serving is not None
     gc.collect()  # the server must survive a collection: only the setter is kept

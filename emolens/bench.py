@@ -1,0 +1,470 @@
+"""Benchmarks (never timed tests): throughput measured side by side in one run.
+
+    emolens bench                 # every benchmark (starts the servers the last three need)
+    emolens bench --only onnx     # one of: onnx, precision, analyze, triton, aggregator, e2e
+
+Writes docs/benchmarks.md and docs/benchmarks.json under the current directory (``--out``
+chooses another place). Measures the models in the package unless ``--repo`` names another
+repository; the precision bench needs the ``train`` extra, the last three the ``platform``
+extra and the servers of :mod:`emolens.dev`. Absolute numbers on shared machines are noisy:
+compare rows of the same run, and rerun before drawing conclusions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emolens import dev
+from emolens.contract import default_repository
+from emolens.inference import MODELS
+from emolens.inference.onnx import OnnxClassifier
+from emolens.report import markdown_table
+from emolens.settings import Settings
+
+if TYPE_CHECKING:  # both need extras the other benchmarks do without
+    from emolens.inference.triton import TritonClassifier
+    from emolens.observations import FrameObservations
+
+
+def _run_for(run: Callable[[], object], batch: int, seconds: float) -> tuple[int, float]:
+    """Call ``run`` (one batch of ``batch`` faces) for ``seconds``: (faces done, seconds spent)."""
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        run()
+        n += batch
+    return n, time.perf_counter() - t0
+
+
+def bench_onnx(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
+    """Faces/s per model for batch sizes 1, 8, 64 (ONNX Runtime, default threads)."""
+    clf = OnnxClassifier(repo)
+    rng = np.random.default_rng(0)
+    out: dict[str, dict[str, float]] = {}
+    for model in MODELS:
+        size = clf.info(model).size
+        row = {}
+        for batch in (1, 8, 64):
+            x = rng.uniform(0, 255, (batch, 1, size, size)).astype(np.float32)
+            for _ in range(3):
+                clf.predict(model, x)
+            n, spent = _run_for(partial(clf.predict, model, x), batch, seconds)
+            row[f"batch{batch}"] = n / spent
+        out[model] = row
+    return out
+
+
+def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
+    """The shipped int8 graph against the fp32 graph of the same networks (re-exported from
+    pytorch.pt; needs the train extra), batch 64, measured in alternating rounds."""
+    import onnxruntime as ort
+
+    from emolens.contract import load_model_info
+    from emolens.training.export import export, load_pytorch
+    from emolens.training.tasks import TASKS
+
+    rng = np.random.default_rng(0)
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in MODELS:
+            spec = TASKS[model]
+            sample = rng.integers(0, 256, (8, spec.size, spec.size), dtype=np.uint8)
+            crop_box = load_model_info(repo, model).crop_box
+            export(load_pytorch(repo / model, spec), spec, Path(tmp), sample, crop_box, {}, sample, quantize=False)
+            sessions = {
+                name: ort.InferenceSession(str(path / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+                for name, path in (("int8", repo), ("fp32", Path(tmp)))
+            }
+            x = rng.uniform(0, 255, (64, 1, spec.size, spec.size)).astype(np.float32)
+            counts = {name: 0.0 for name in sessions}
+            spent = {name: 0.0 for name in sessions}
+            for _ in range(3):
+                for name, session in sessions.items():
+                    session.run(None, {"image": x})
+                    n, dt = _run_for(partial(session.run, None, {"image": x}), 64, seconds / 3)
+                    counts[name] += n
+                    spent[name] += dt
+            row = {f"{name}_batch64": counts[name] / spent[name] for name in sessions}
+            row["speedup"] = row["int8_batch64"] / row["fp32_batch64"]
+            out[model] = row
+    return out
+
+
+def bench_analyze(repo: Path, seconds_of_video: float) -> dict[str, object]:
+    """`emolens analyze`'s per-frame work on the 640x480 demo clip (1-3 faces a frame):
+    decode + detect + align + classify + track, frames/s and per-stage ms."""
+    from emolens.demo import write_demo_clip
+    from emolens.media import iter_video
+    from emolens.pipeline import Analyzer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_demo_clip(Path(tmp) / "bench.mp4", seconds=seconds_of_video, fps=15)
+        analyzer = Analyzer(Settings.from_env(inference=f"onnx://{repo}"), track=True)
+        warm = next(iter(iter_video(str(clip))))
+        analyzer.analyze(warm.image)
+        analyzer.times = type(analyzer.times)()
+        frames = faces = 0
+        t_decode = 0.0
+        t0 = time.perf_counter()
+        t_last = t0
+        for frame in iter_video(str(clip)):
+            t_decode += time.perf_counter() - t_last
+            faces += len(analyzer.analyze(frame.image))
+            frames += 1
+            t_last = time.perf_counter()
+        wall = time.perf_counter() - t0
+    stages = analyzer.times.per_frame_ms()
+    stages["video decode"] = 1000 * t_decode / frames
+    return {
+        "frames": frames,
+        "faces_per_frame": faces / frames,
+        "frames_per_s": frames / wall,
+        "stage_ms_per_frame": stages,
+        "detector": analyzer.detector.name,
+    }
+
+
+def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int) -> float:
+    """Requests/s with ``in_flight`` one-face requests outstanding at all times, sent with the
+    client's async_infer from one thread (64 Python threads would measure the GIL, not Triton)."""
+    import threading
+
+    grpc = clf._grpc
+    slots = threading.Semaphore(in_flight)
+    finished = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def done(result: object, error: object) -> None:
+        if error is not None:
+            raise RuntimeError(error)
+        slots.release()
+        with lock:
+            count[0] += 1
+            if count[0] == total:
+                finished.set()
+
+    inp = grpc.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    out = grpc.InferRequestedOutput("logits")
+    t0 = time.perf_counter()
+    for _ in range(total):
+        slots.acquire()
+        clf.client.async_infer("emotion", [inp], done, outputs=[out])
+    finished.wait(300)
+    return total / (time.perf_counter() - t0)
+
+
+def bench_triton(repo: Path, workdir: Path, requests: int = 768) -> dict[str, float]:
+    """One-face requests to Triton: sequential batch-1 calls vs 64 requests in flight (the
+    server's dynamic batcher merges them). Same server, same model, same run."""
+    from emolens.inference.triton import TritonClassifier
+    from emolens.inference.triton_repo import write_cpu_repository
+
+    svc = dev.start_triton(
+        workdir / "triton", write_cpu_repository(repo, workdir / "triton-repo"), dev.install_triton()
+    )
+    try:
+        clf = TritonClassifier(svc.url.removeprefix("triton://"))
+        x = np.random.default_rng(0).uniform(0, 255, (1, 1, 48, 48)).astype(np.float32)
+        for _ in range(20):
+            clf.predict("emotion", x)
+        t0 = time.perf_counter()
+        for _ in range(requests):
+            clf.predict("emotion", x)
+        sequential = requests / (time.perf_counter() - t0)
+        _async_rate(clf, x, total=256, in_flight=64)  # warm the batcher and the backend's buffers
+        before = clf.statistics("emotion")["model_stats"][0]
+        concurrent = _async_rate(clf, x, total=requests * 6, in_flight=64)
+        after = clf.statistics("emotion")["model_stats"][0]
+        old = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in before.get("batch_stats", [])}
+        new = {
+            int(b["batch_size"]): int(b["compute_infer"]["count"]) - old.get(int(b["batch_size"]), 0)
+            for b in after.get("batch_stats", [])
+        }
+        executions = sum(new.values())
+        return {
+            "sequential_batch1_per_s": sequential,
+            "concurrent64_per_s": concurrent,
+            "speedup": concurrent / sequential,
+            "mean_batch": sum(k * v for k, v in new.items()) / max(executions, 1),
+            "max_batch": max((k for k, v in new.items() if v), default=0),
+        }
+    finally:
+        dev.stop(svc)
+
+
+def _synthetic_frames(n_frames: int, faces: int, camera: str, seq0: int) -> list[FrameObservations]:
+    from datetime import UTC, datetime, timedelta
+
+    from emolens.observations import FrameObservations
+    from emolens.results import EMOTIONS, FaceResult
+
+    rng = np.random.default_rng(0)
+    t0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    out = []
+    for i in range(n_frames):
+        fs = []
+        for j in range(faces):
+            p = rng.dirichlet(np.ones(len(EMOTIONS)))
+            fs.append(
+                FaceResult(
+                    (0, 0, 50, 50),
+                    [(0.0, 0.0)] * 6,
+                    0.9,
+                    0.8,
+                    False,
+                    float(rng.uniform()),
+                    dict(zip(EMOTIONS, p.tolist(), strict=True)),
+                    track_id=j + 1,
+                )
+            )
+        out.append(FrameObservations(camera, seq0 + i, t0 + timedelta(seconds=i / 5), fs))
+    return out
+
+
+def bench_aggregator(workdir: Path, n_frames: int = 4000, faces: int = 5) -> dict[str, float]:
+    """The aggregator's loop (protobuf decode, one PostgreSQL transaction per batch, commit)
+    over pre-published observations on the in-process bus, into a real PostgreSQL."""
+    from emolens.bus import OBSERVATIONS_TOPIC, MemoryBus
+    from emolens.stages import Aggregator, drain
+    from emolens.store import SqlStore
+    from emolens.wire import observations_to_pb
+
+    svc = dev.start_postgres(workdir / "pg")
+    try:
+        store = SqlStore(svc.url)
+        bus = MemoryBus()
+        for fr in _synthetic_frames(n_frames, faces, "bench-cam", 1):
+            bus.publish(OBSERVATIONS_TOPIC, fr.camera_id, observations_to_pb(fr).SerializeToString())
+        agg = Aggregator(bus, store, None)
+        t0 = time.perf_counter()
+        handled = drain(agg, idle_s=0.2, timeout_s=0.05)
+        seconds = time.perf_counter() - t0 - 0.2  # the idle wait that ends the drain is not work
+        stored = sum(b.faces for b in store.buckets(camera_id="bench-cam"))
+        store.close()
+        assert handled == n_frames and stored == n_frames * faces
+        return {
+            "frames": n_frames,
+            "faces_per_frame": faces,
+            "frames_per_s": n_frames / seconds,
+            "observations_per_s": n_frames * faces / seconds,
+        }
+    finally:
+        dev.stop(svc)
+
+
+def bench_e2e(repo: Path, workdir: Path, seconds_of_video: float = 12.0) -> dict[str, float]:
+    """ingest -> Kafka -> detect (Triton) -> Kafka -> aggregate (PostgreSQL, Redis), all real
+    servers on loopback, the three stages in this process's threads; frames/s from the first
+    published frame to the last committed bucket."""
+    import threading
+    from datetime import UTC, datetime
+
+    from emolens.bus import make_bus
+    from emolens.demo import write_demo_clip
+    from emolens.inference.triton import TritonClassifier
+    from emolens.inference.triton_repo import write_cpu_repository
+    from emolens.live import make_live_state
+    from emolens.stages import Aggregator, Detector, Ingest
+    from emolens.store import Camera, SqlStore
+
+    services: list[dev.Service] = []
+    try:
+        pg = dev.start_postgres(workdir / "pg-e2e")
+        services.append(pg)
+        redis = dev.start_redis(workdir / "redis")
+        services.append(redis)
+        kafka = dev.start_kafka(workdir / "kafka")
+        services.append(kafka)
+        triton = dev.start_triton(
+            workdir / "triton-e2e", write_cpu_repository(repo, workdir / "tr"), dev.install_triton()
+        )
+        services.append(triton)
+        clip = write_demo_clip(workdir / "e2e.mp4", seconds=seconds_of_video, fps=15)
+        settings = Settings.from_env(fps=15, bus=kafka.url, db=pg.url, live=redis.url, inference=triton.url)
+        bus = make_bus(kafka.url)
+        store = SqlStore(pg.url)
+        detector = Detector(bus, settings, TritonClassifier(triton.url.removeprefix("triton://")))
+        aggregator = Aggregator(bus, store, make_live_state(redis.url))
+        done = threading.Event()
+        published: list[int] = []
+
+        def run_ingest() -> None:
+            published.append(Ingest(bus, Camera("e2e"), settings, 1).run(str(clip), datetime(2026, 6, 1, tzinfo=UTC)))
+
+        def run_aggregator() -> None:
+            while not done.is_set():
+                aggregator.step(0.2)
+
+        agg_thread = threading.Thread(target=run_aggregator)
+        agg_thread.start()
+        t0 = time.perf_counter()
+        ingest_thread = threading.Thread(target=run_ingest)
+        ingest_thread.start()
+        expected = int(seconds_of_video * 15)
+        while sum(b.frames for b in store.buckets(camera_id="e2e")) < expected and time.perf_counter() - t0 < 600:
+            detector.step(0.2)
+        wall = time.perf_counter() - t0
+        done.set()
+        agg_thread.join()
+        ingest_thread.join()
+        frames = sum(b.frames for b in store.buckets(camera_id="e2e"))
+        store.close()
+        bus.close()
+        return {"frames": frames, "frames_per_s": frames / wall, "seconds": wall}
+    finally:
+        for svc in reversed(services):
+            dev.stop(svc)
+
+
+def render(results: dict[str, object]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "_Generated by `emolens bench`; the numbers below are one run on the machine described._",
+        "",
+        f"Machine: {results['machine']}",
+        "",
+    ]
+    if "onnx" in results:
+        onnx = results["onnx"]
+        assert isinstance(onnx, dict)
+        lines += [
+            "## ONNX Runtime throughput per model (faces/s, CPU)",
+            "",
+            "Goal: >= 1500 faces/s per model at batch 64.",
+            "",
+            markdown_table(
+                ["model", "batch 1", "batch 8", "batch 64"],
+                [[m, *(f"{row[f'batch{b}']:.0f}" for b in (1, 8, 64))] for m, row in onnx.items()],
+            ),
+            "",
+        ]
+    if "precision" in results:
+        prec = results["precision"]
+        assert isinstance(prec, dict)
+        lines += [
+            "## int8 against fp32 (same networks, batch 64, faces/s, alternating rounds)",
+            "",
+            markdown_table(
+                ["model", "fp32", "int8 (shipped)", "speed-up"],
+                [
+                    [m, f"{row['fp32_batch64']:.0f}", f"{row['int8_batch64']:.0f}", f"{row['speedup']:.2f}x"]
+                    for m, row in prec.items()
+                ],
+            ),
+            "",
+        ]
+    if "analyze" in results:
+        a = results["analyze"]
+        assert isinstance(a, dict)
+        lines += [
+            "## `emolens analyze` on a 640x480 video",
+            "",
+            f"Demo clip (astronaut photo, 1-3 faces a frame, {a['faces_per_frame']:.2f} on average), every frame,",
+            f"detector `{a['detector']}`, tracking on. Goal: >= 30 frames/s.",
+            "",
+            f"**{a['frames_per_s']:.1f} frames/s** over {a['frames']} frames.",
+            "",
+            markdown_table(["stage", "ms per frame"], [[s, f"{ms:.2f}"] for s, ms in a["stage_ms_per_frame"].items()]),
+            "",
+        ]
+    if "triton" in results:
+        t = results["triton"]
+        assert isinstance(t, dict)
+        lines += [
+            "## Triton dynamic batching (CPU build, python backend running the same ONNX model)",
+            "",
+            "One-face `emotion` requests: one at a time vs 64 in flight (async, one client thread).",
+            "Goal: concurrent >= 4x sequential.",
+            "",
+            markdown_table(
+                ["sequential batch-1 req/s", "64 in flight req/s", "speed-up", "mean batch executed", "max batch"],
+                [
+                    [
+                        f"{t['sequential_batch1_per_s']:.0f}",
+                        f"{t['concurrent64_per_s']:.0f}",
+                        f"**{t['speedup']:.1f}x**",
+                        f"{t['mean_batch']:.1f}",
+                        f"{t['max_batch']}",
+                    ]
+                ],
+            ),
+            "",
+        ]
+    if "aggregator" in results:
+        g = results["aggregator"]
+        assert isinstance(g, dict)
+        lines += [
+            "## Aggregator into PostgreSQL",
+            "",
+            f"{g['frames']} frames x {g['faces_per_frame']} faces, pre-published; protobuf decode + one transaction",
+            "per batch (idempotency keys, per-minute upserts) + offset commit. Goal: >= 10,000 observations/s.",
+            "",
+            f"**{g['observations_per_s']:.0f} face observations/s** ({g['frames_per_s']:.0f} frames/s).",
+            "",
+        ]
+    if "e2e" in results:
+        e = results["e2e"]
+        assert isinstance(e, dict)
+        lines += [
+            "## End to end through the distributed stack",
+            "",
+            "ingest -> Kafka (Tansu) -> detect (Triton) -> Kafka -> aggregate (PostgreSQL, Redis), the 640x480 demo",
+            "clip at 15 fps, all on this machine's CPUs (Triton shares them with the detector).",
+            "",
+            f"**{e['frames_per_s']:.1f} frames/s** ({e['frames']} frames in {e['seconds']:.1f} s).",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="emolens bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repo", type=Path, default=default_repository(), help="model repository to measure")
+    parser.add_argument("--only", choices=["onnx", "precision", "analyze", "triton", "aggregator", "e2e"])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per ONNX measurement")
+    parser.add_argument("--out", type=Path, default=Path("docs", "benchmarks.md"), help="Markdown report (+ .json)")
+    args = parser.parse_args(argv)
+    cpu = platform.processor() or platform.machine()
+    results: dict[str, object] = {"machine": f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+    if args.only in (None, "onnx"):
+        results["onnx"] = bench_onnx(args.repo, args.seconds)
+        print(json.dumps(results["onnx"], indent=1), file=sys.stderr)
+    if args.only in (None, "precision"):
+        results["precision"] = bench_precision(args.repo, args.seconds)
+        print(json.dumps(results["precision"], indent=1), file=sys.stderr)
+    if args.only in (None, "analyze"):
+        results["analyze"] = bench_analyze(args.repo, 12.0)
+        print(json.dumps(results["analyze"], indent=1), file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)  # the postgres user must reach its data folder
+        if args.only in (None, "triton"):
+            results["triton"] = bench_triton(args.repo, work)
+            print(json.dumps(results["triton"], indent=1), file=sys.stderr)
+        if args.only in (None, "aggregator"):
+            results["aggregator"] = bench_aggregator(work)
+            print(json.dumps(results["aggregator"], indent=1), file=sys.stderr)
+        if args.only in (None, "e2e"):
+            results["e2e"] = bench_e2e(args.repo, work)
+            print(json.dumps(results["e2e"], indent=1), file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(results))
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,253 @@
+"""Train one model on the shared data and export it to the model repository (by default the
+one in the package, emolens/model_repository/; ``--repo`` for another).
+
+    python scripts/train.py --task smile
+    python scripts/train.py --task emotion --workdir /tmp/emolens-train   # resumes if interrupted
+    python scripts/train.py --task emotion --member 1                     # one network of the ensemble
+    python scripts/train.py --task emotion --member 0 --channels 48,64,128,256 --workdir /tmp/wide \
+        --repo /tmp/wide/repo                                             # another network shape
+    python scripts/train.py --task emotion --teacher                     # the long-trained teacher
+    python scripts/train.py --task emotion --teacher --device cuda       # the same on a GPU
+
+A teacher (TEACHERS) is never exported: each epoch rewrites its committed snapshot
+(emolens/training/teachers/TASK.pt, weights and history, no optimizer state), and a run on a
+machine without its checkpoints warm-starts from that snapshot, so training spans sessions.
+
+A model is one network or an ensemble of networks (TaskSpec.members); each network keeps its
+checkpoints in WORKDIR/TASK (member 0) or WORKDIR/TASK-mK, and the export runs once every
+member has a best checkpoint. Uses the ``train`` split to fit and the ``val`` split to pick the
+best epoch; never the ``test`` split. The data comes from ``--data-dir``, else
+:func:`emolens.training.data.data_dir` (``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the
+checkout the current directory is in). ``python -m emolens.training.run`` runs the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emolens.contract import default_repository
+from emolens.training.data import DatasetMissingError, Split, load_split
+from emolens.training.export import export
+from emolens.training.loop import (
+    CheckpointShapeError,
+    TrainResult,
+    check_checkpoint_shape,
+    predict_logits,
+    shape_of,
+    train,
+)
+from emolens.training.model import Ensemble, build_network
+from emolens.training.serving import serving_views
+from emolens.training.tasks import TASKS, TEACHERS, TaskSpec
+from emolens.vision.align import measure_crop_box
+from emolens.vision.detect import make_detector
+
+# The committed teacher snapshots travel with the package source (not the wheel).
+TEACHER_SNAPSHOTS = Path(str(files("emolens.training") / "teachers"))
+UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
+    return root / (spec.name if k == 0 else f"{spec.name}-m{k}")
+
+
+def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
+    state = torch.load(workdir / "last.pt", weights_only=False)
+    check_checkpoint_shape(state, spec, workdir / "last.pt")
+    model = build_network(spec)
+    model.load_state_dict(torch.load(workdir / "best.pt"))
+    history = state["history"]
+    best = max(history, key=lambda r: r["val_acc"])
+    return TrainResult(model.eval(), int(best["epoch"]), float(best["val_acc"]), history)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--workdir", type=Path, help="checkpoint root (default ~/.cache/emolens/train)")
+    parser.add_argument("--member", type=int, help="train only this network of the ensemble (default: all)")
+    parser.add_argument(
+        "--repo", type=Path, default=default_repository(), help="where to export (default: the package's models)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="folder with the .npz files (default $EMOLENS_DATA_DIR, else ../shared/data)"
+    )
+    parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    parser.add_argument("--channels", type=_ints, help="override the widths per stage, e.g. 48,64,128,256")
+    parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
+    parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
+    parser.add_argument("--limit", type=int, help="use only the first N training images (smoke runs)")
+    parser.add_argument("--teacher", action="store_true", help="train the task's teacher (TEACHERS) instead")
+    parser.add_argument("--snapshot", type=Path, help="teacher snapshot to warm-start from and rewrite each epoch")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fp32", action="store_true", help="export the fp32 graph instead of int8")
+    parser.add_argument(
+        "--export-only", action="store_true", help="export the best checkpoints in --workdir without training"
+    )
+    parser.add_argument("--template-images", type=int, default=600, help="training crops used to measure the crop box")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    if args.teacher and args.task not in TEACHERS:
+        teachers = ", ".join(sorted(TEACHERS))
+        print(f"error: no teacher recipe for {args.task}; teachers exist for {teachers}", file=sys.stderr)
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device} asked for, but this torch build sees no CUDA device", file=sys.stderr)
+        return 2
+    spec = TEACHERS[args.task] if args.teacher else TASKS[args.task]
+    if args.channels or args.reps:
+        spec = dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
+        if len(spec.channels) != len(spec.reps):
+            print(f"error: {len(spec.channels)} widths but {len(spec.reps)} repeat counts", file=sys.stderr)
+            return 2
+    if args.member is not None and not 0 <= args.member < len(spec.members):
+        print(f"error: {spec.name} has members 0..{len(spec.members) - 1}, not {args.member}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    root = args.workdir or Path.home() / ".cache" / "emolens" / "train"
+    try:
+        tr = load_split(spec, "train", args.data_dir)
+        va = load_split(spec, "val", args.data_dir)
+    except DatasetMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.limit:
+        tr = Split(tr.images[: args.limit], tr.labels[: args.limit])
+        va = Split(va.images[: args.limit], va.labels[: args.limit])
+    try:
+        if args.teacher:
+            return train_teacher(args, spec, root, tr, va)
+        return train_and_export(args, spec, root, tr, va)
+    except CheckpointShapeError as exc:
+        print(f"error: {exc}; pass that run's --channels/--reps, or use another --workdir", file=sys.stderr)
+        return 2
+
+
+def train_teacher(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
+    """Train (or continue) the task's teacher; it stays in its checkpoint and snapshot."""
+    snapshot = args.snapshot or TEACHER_SNAPSHOTS / f"{spec.name}.pt"
+    workdir = root / f"{spec.name}-teacher"
+    print(f"{spec.name} teacher: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {workdir}")
+    result = train(
+        spec,
+        tr,
+        va,
+        workdir,
+        epochs=args.epochs,
+        max_batches=args.max_batches,
+        seed=args.seed,
+        bf16=not args.no_bf16,
+        progress=not args.no_progress,
+        snapshot=snapshot,
+        device=args.device,
+    )
+    print(f"{spec.name} teacher: best val {result.best_val_accuracy:.4f} at epoch {result.best_epoch}; {snapshot}")
+    return 0
+
+
+def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
+    """Train the requested members (resuming their checkpoints) and export once all have one."""
+    print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
+    t0 = time.time()
+    rng = np.random.default_rng(args.seed)
+    crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
+    upscale = UPSCALE_TO // spec.size
+    crop_box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
+    print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {crop_box.round(2).tolist()}")
+
+    todo = [args.member] if args.member is not None else list(range(len(spec.members)))
+    results: dict[int, TrainResult] = {}
+    if not args.export_only:
+        for k in todo:
+            member = spec.members[k]
+            workdir = member_dir(root, spec, k)
+            views = None
+            if member.serving_view_share > 0:
+                views, hit = serving_views(
+                    tr.images,
+                    crop_box,
+                    upscale,
+                    seed=args.seed + member.seed_offset,
+                    cache=workdir / "serving_views.npz",
+                    workers=args.threads,
+                    progress=not args.no_progress,
+                )
+                print(f"member {k}: serving views of {len(views)} training crops (face found in {hit.mean():.1%})")
+            results[k] = train(
+                spec,
+                tr,
+                va,
+                workdir,
+                epochs=args.epochs,
+                max_batches=args.max_batches,
+                seed=args.seed + member.seed_offset,
+                bf16=not args.no_bf16,
+                progress=not args.no_progress,
+                views=views,
+                view_share=member.serving_view_share,
+                device=args.device,
+            )
+    missing = [k for k in range(len(spec.members)) if not (member_dir(root, spec, k) / "best.pt").exists()]
+    if missing:
+        print(f"not exported yet: train member(s) {missing} first (--member K), then rerun with --export-only")
+        return 0 if not args.export_only else 2
+    for k in range(len(spec.members)):
+        if k not in results:
+            results[k] = load_member(member_dir(root, spec, k), spec)
+    model = Ensemble([results[k].model for k in range(len(spec.members))]).eval()
+    with torch.no_grad():
+        val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
+    meta = {
+        "task": spec.name,
+        "crop_box_found_fraction": round(found, 3),
+        "epochs": args.epochs or spec.epochs,
+        **shape_of(spec),  # the same record the checkpoints carry; load_pytorch rebuilds the shape from it
+        "train_images": len(tr.images),
+        "seed": args.seed,
+        "val_accuracy": round(val_acc, 4),
+        "members": [
+            {
+                "seed": args.seed + spec.members[k].seed_offset,
+                "serving_view_share": spec.members[k].serving_view_share,
+                "best_epoch": results[k].best_epoch,
+                "best_val_accuracy": round(results[k].best_val_accuracy, 4),
+                "history": results[k].history,
+            }
+            for k in range(len(spec.members))
+        ],
+    }
+    calibration = tr.images[np.random.default_rng(args.seed + 1).choice(len(tr.images), min(512, len(tr.images)))]
+    check = export(model, spec, args.repo, va.images[:512], crop_box, meta, calibration, quantize=not args.fp32)
+    print(
+        f"exported {args.repo / spec.name}: {len(spec.members)} network(s), val acc {val_acc:.4f} (fp32), "
+        f"{check} in {time.time() - t0:.0f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
