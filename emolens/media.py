@@ -5,6 +5,7 @@ Every failure is an ``InputError`` with a one-line message naming the input.
 
 from __future__ import annotations
 
+import io
 import logging
 import struct
 import threading
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -33,34 +36,69 @@ class Frame:
     image: np.ndarray  # BGR uint8
 
 
-def header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding; None for other formats."""
-    with path.open("rb") as fh:
-        head = fh.read(32)
-        if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-            w, h = struct.unpack(">II", head[16:24])
-            return int(w), int(h)
-        if not head.startswith(b"\xff\xd8"):
+def header_size(source: Path | bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header (a file, or encoded bytes) without decoding;
+    None for other formats."""
+    if isinstance(source, bytes):
+        return _header_size(io.BytesIO(source))
+    with source.open("rb") as fh:
+        return _header_size(fh)
+
+
+def _header_size(fh: BinaryIO) -> tuple[int, int] | None:
+    head = fh.read(32)
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return int(w), int(h)
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    fh.seek(2)
+    while True:
+        marker = fh.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
             return None
-        fh.seek(2)
-        while True:
-            marker = fh.read(2)
-            if len(marker) < 2 or marker[0] != 0xFF:
+        kind = marker[1]
+        if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
+            continue
+        length_bytes = fh.read(2)
+        if len(length_bytes) < 2:
+            return None
+        (length,) = struct.unpack(">H", length_bytes)
+        if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            data = fh.read(5)
+            if len(data) < 5:
                 return None
-            kind = marker[1]
-            if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
-                continue
-            length_bytes = fh.read(2)
-            if len(length_bytes) < 2:
-                return None
-            (length,) = struct.unpack(">H", length_bytes)
-            if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                data = fh.read(5)
-                if len(data) < 5:
-                    return None
-                h, w = struct.unpack(">HH", data[1:5])
-                return int(w), int(h)
-            fh.seek(length - 2, 1)
+            h, w = struct.unpack(">HH", data[1:5])
+            return int(w), int(h)
+        fh.seek(length - 2, 1)
+
+
+def _too_large(name: str, size: tuple[int, int], max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"{name}: {size[0]}x{size[1]} image exceeds the {max_pixels:,}-pixel limit (EMOLENS_MAX_PIXELS)"
+    )
+
+
+def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
+    """Decode encoded image bytes as stored (gray, BGR, BGRA; 8 or 16 bit). A PNG or JPEG over
+    ``max_pixels`` is refused from its header, before any pixel is decoded.
+
+    >>> decode_image(b"not an image", 10**6)
+    Traceback (most recent call last):
+    ...
+    emolens.errors.InputError: image: not a readable image (corrupt or unsupported format)
+    """
+    if not data:
+        raise InputError(f"{name}: empty")
+    size = header_size(data)
+    if size and size[0] * size[1] > max_pixels:
+        raise _too_large(name, size, max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise InputError(f"{name}: not a readable image (corrupt or unsupported format)")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise _too_large(name, (image.shape[1], image.shape[0]), max_pixels)
+    return image
 
 
 def read_image(path: Path, max_pixels: int) -> np.ndarray:
@@ -71,24 +109,26 @@ def read_image(path: Path, max_pixels: int) -> np.ndarray:
         raise InputError(f"{path}: is a folder, not an image")
     size = header_size(path)
     if size and size[0] * size[1] > max_pixels:
-        raise ImageTooLargeError(
-            f"{path}: {size[0]}x{size[1]} image exceeds the {max_pixels:,}-pixel limit (EMOLENS_MAX_PIXELS)"
-        )
-    data = np.fromfile(str(path), np.uint8)
-    if data.size == 0:
+        raise _too_large(str(path), size, max_pixels)  # before reading the whole file
+    data = path.read_bytes()
+    if not data:
         raise InputError(f"{path}: empty file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageTooLargeError(
-            f"{path}: {image.shape[1]}x{image.shape[0]} image exceeds the {max_pixels:,}-pixel limit"
-        )
-    return image
+    return decode_image(data, max_pixels, str(path))
 
 
 def is_stream(source: str) -> bool:
     return source.startswith(STREAM_SCHEMES)
+
+
+def is_live(source: str) -> bool:
+    """A camera's live feed (reconnected when it drops, stamped by the wall clock), as opposed
+    to a recording: RTSP/RTMP URLs, webcams, and HTTP URLs that do not name a video file
+    (an ``http://.../clip.mp4`` is a recording served over HTTP)."""
+    if source.isdigit() or source.startswith(("rtsp://", "rtsps://", "rtmp://")):
+        return True
+    if source.startswith(("http://", "https://")):
+        return Path(urlparse(source).path).suffix.lower() not in VIDEO_EXTS
+    return False
 
 
 def source_kind(source: str) -> str:
@@ -220,13 +260,13 @@ def iter_source(
     stop: threading.Event | None = None,
     on_reconnect: Callable[[int, str], None] | None = None,
 ) -> Iterator[Frame]:
-    """Frames of any source kind; a folder or image becomes a sequence at ``fps``; a stream or
-    webcam is reopened with backoff when it drops (:func:`iter_stream`) until ``stop``."""
+    """Frames of any source kind; a folder or image becomes a sequence at ``fps``; a live source
+    (:func:`is_live`) is reopened with backoff when it drops (:func:`iter_stream`) until ``stop``."""
     kind = source_kind(source)
-    if kind in ("stream", "webcam"):
+    if is_live(source):
         yield from iter_stream(source, fps, stop=stop, on_reconnect=on_reconnect)
         return
-    if kind == "video":
+    if kind in ("video", "stream"):
         yield from iter_video(source, fps)
         return
     paths = [Path(source)] if kind == "image" else folder_images(Path(source))

@@ -8,18 +8,22 @@ aggregator: observations -> one SQL transaction per batch -> live counters -> co
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus
+from emolens.errors import InputError
 from emolens.inference import Classifier
 from emolens.live import LiveState
-from emolens.media import is_stream, iter_source, source_kind
+from emolens.media import is_live, iter_source
 from emolens.observations import FrameObservations
 from emolens.pipeline import Analyzer
 from emolens.settings import Settings
@@ -33,40 +37,99 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
 
 
+MAX_FRAME_BYTES = 900_000  # under Kafka's default 1 MB message limit, with room for the envelope
+POSITION_BITS = 40  # frame_seq = source id << 40 | position in the source
+
+
 def default_seq_start() -> int:
-    """Microseconds since the epoch: a restarted ingest keeps numbering above its last run."""
+    """Microseconds since the epoch: where a live source (no replayable position) numbers from."""
     return int(time.time() * 1_000_000)
 
 
+def source_id(source: str) -> int:
+    """A 23-bit id of a recorded source that is the same on every replay: its name, size and
+    first 64 KiB (a copy of the recording elsewhere is the same source; a different
+    recording of the same camera is not). Folders are identified by their path."""
+    h = hashlib.blake2b(digest_size=4)
+    path = Path(source)
+    h.update(path.name.encode())
+    if path.is_file():
+        h.update(str(path.stat().st_size).encode())
+        with path.open("rb") as f:
+            h.update(f.read(65536))
+    elif path.is_dir():
+        h.update(str(path.resolve()).encode())
+    else:  # a recording served over HTTP: its URL
+        h.update(source.encode())
+    return int.from_bytes(h.digest(), "big") >> 9
+
+
+def frame_seq(source: str, position: int) -> int:
+    """The identity of a recorded frame: (source, position), never the wall clock, so that a
+    restarted or repeated ingest of one recording sends the same frame_seq and the store
+    counts each frame once."""
+    if not 0 <= position < 1 << POSITION_BITS:
+        raise InputError(f"{source}: frame position {position} out of range")
+    return source_id(source) << POSITION_BITS | position
+
+
+def encode_frame(image: np.ndarray, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
+    """JPEG of ``image`` within ``max_bytes``: lower quality first, then halve the size."""
+    quality = JPEG_QUALITY
+    while True:
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise InputError(f"frame of {image.shape[1]}x{image.shape[0]} could not be JPEG-encoded")
+        if jpeg.size <= max_bytes:
+            return jpeg.tobytes()
+        if quality > 60:
+            quality -= 15
+        else:
+            image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            quality = JPEG_QUALITY
+
+
 class Ingest:
+    """Publishes a source's sampled frames. Recorded sources (files, folders) number frames by
+    (source, position), live ones by the wall clock; ``seq_start`` overrides both."""
+
     def __init__(self, bus: Bus, camera: Camera, settings: Settings, seq_start: int | None = None) -> None:
         self.bus, self.camera, self.settings = bus, camera, settings
-        self.seq = default_seq_start() if seq_start is None else seq_start
+        self.seq_start = seq_start
+        self.reconnects = 0
 
-    def run(self, source: str, start: datetime | None = None) -> int:
-        """Publish every sampled frame of ``source``; returns how many. Files get times
+    def _on_reconnect(self, attempt: int, reason: str) -> None:
+        self.reconnects += 1
+        log.warning("event=source_reconnect camera=%s attempt=%d reason=%r", self.camera.camera_id, attempt, reason)
+
+    def run(self, source: str, start: datetime | None = None, stop: threading.Event | None = None) -> int:
+        """Publish every sampled frame of ``source`` until it ends (a live source only ends
+        when ``stop`` is set: drops are reconnected); returns how many. Files get times
         ``start`` + offset; live sources get the wall clock."""
-        live = is_stream(source) or source_kind(source) == "webcam"
+        live = is_live(source)
         start = (start or datetime.now(UTC)).astimezone(UTC)
+        live_seq = default_seq_start() if self.seq_start is None else self.seq_start
         n = 0
-        for frame in iter_source(source, self.settings.fps, self.settings.max_pixels):
-            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if not ok:
-                log.warning("event=jpeg_failed camera=%s index=%d", self.camera.camera_id, frame.index)
-                continue
+        frames = iter_source(
+            source, self.settings.fps, self.settings.max_pixels, stop=stop, on_reconnect=self._on_reconnect
+        )
+        for frame in frames:
+            if self.seq_start is not None:
+                seq = self.seq_start + frame.index
+            else:
+                seq = live_seq + frame.index if live else frame_seq(source, frame.index)
             stamp = datetime.now(UTC) if live else start + timedelta(seconds=frame.timestamp)
             msg = frames_pb2.Frame(
                 camera_id=self.camera.camera_id,
-                frame_seq=self.seq,
+                frame_seq=seq,
                 captured_at=to_timestamp(stamp),
-                jpeg=jpeg.tobytes(),
+                jpeg=encode_frame(frame.image),
                 width=frame.image.shape[1],
                 height=frame.image.shape[0],
                 zone=self.camera.zone,
                 site=self.camera.site,
             )
             self.bus.publish(FRAMES_TOPIC, self.camera.camera_id, msg.SerializeToString())
-            self.seq += 1
             n += 1
         self.bus.flush()
         return n

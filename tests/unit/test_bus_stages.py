@@ -81,3 +81,56 @@ def test_redelivered_observations_count_once_in_store_and_live(tmp_path):
     store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
     stored, live = redeliver(store, MemoryLiveState(), "cam-r")
     assert stored == live == (10, 20, 10)
+
+
+def _frames(bus: MemoryBus, group: str) -> list[frames_pb2.Frame]:
+    out = []
+    for m in bus.consumer([FRAMES_TOPIC], group).poll(0.1, 10_000):
+        f = frames_pb2.Frame()
+        f.ParseFromString(m.value)
+        out.append(f)
+    return out
+
+
+def test_a_recording_has_the_same_frame_ids_on_every_replay(demo_clip, tmp_path):
+    """Frame identity is (camera, source, position), never the wall clock: a restarted or
+    repeated ingest of one recording sends the same frame_seq values; another recording of the
+    same camera does not collide with them."""
+    import shutil
+
+    from emolens.stages import POSITION_BITS
+
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    cam = Camera("cam-id")
+    first, second = MemoryBus(), MemoryBus()
+    Ingest(first, cam, settings).run(str(demo_clip))
+    Ingest(second, cam, settings).run(str(demo_clip), datetime(2030, 1, 1, tzinfo=UTC))
+    a, b = _frames(first, "a"), _frames(second, "b")
+    assert [f.frame_seq for f in a] == [f.frame_seq for f in b] and len(a) == 20
+    positions = [f.frame_seq & ((1 << POSITION_BITS) - 1) for f in a]
+    assert positions == sorted(positions) and positions[0] == 0  # the position in the source
+    moved = tmp_path / "elsewhere" / demo_clip.name
+    moved.parent.mkdir()
+    shutil.copy(demo_clip, moved)
+    copied = MemoryBus()
+    Ingest(copied, cam, settings).run(str(moved))
+    assert [f.frame_seq for f in _frames(copied, "c")] == [f.frame_seq for f in a]  # same recording
+    other = tmp_path / "other.mp4"
+    other.write_bytes(demo_clip.read_bytes()[:-10] + b"0123456789")
+    different = MemoryBus()
+    Ingest(different, cam, settings).run(str(other))
+    assert not {f.frame_seq for f in _frames(different, "d")} & {f.frame_seq for f in a}
+
+
+def test_oversized_frames_are_shrunk_under_the_message_limit():
+    """A 4K frame of noise (a multi-megabyte JPEG at quality 90) still fits one bus message."""
+    import cv2
+    import numpy as np
+
+    from emolens.stages import MAX_FRAME_BYTES, encode_frame
+
+    noise = np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
+    assert cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].size > 2 * MAX_FRAME_BYTES
+    jpeg = encode_frame(noise)
+    assert len(jpeg) <= MAX_FRAME_BYTES
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None

@@ -181,7 +181,7 @@ def test_service_pods_run_the_entrypoints_of_services_folder(manifests):
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY --chmod=0755 services/ /opt/emolens/services/" in dockerfile
     seen = set()
-    for _, name, spec in pod_specs(manifests):
+    for _, _name, spec in pod_specs(manifests):
         for c in spec["containers"]:
             command = c.get("command") or []
             if not command or not command[0].startswith("/opt/emolens/services/"):

@@ -4,6 +4,7 @@ mid-stream and goes away for a while; the frames keep coming after it returns.""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -83,7 +84,7 @@ def test_dropped_mjpeg_stream_is_reconnected_with_backoff():
     backoff = Backoff(initial_s=0.1, maximum_s=0.4, jitter=0.0)
     for frame in iter_stream(f"http://127.0.0.1:{server.port}/", backoff=backoff, stop=stop, on_reconnect=on_reconnect):
         frames.append(frame)
-        if server.connections >= 2 and len(frames) >= server.frames_per_connection + 5 or time.monotonic() > deadline:
+        if (server.connections >= 2 and len(frames) >= server.frames_per_connection + 5) or time.monotonic() > deadline:
             stop.set()
     server.stop()
     assert server.connections >= 2, "the source was not reopened"
@@ -92,7 +93,7 @@ def test_dropped_mjpeg_stream_is_reconnected_with_backoff():
     assert reconnects[1] == (2, "open failed")  # backing off while the server is down
     assert len(frames) >= server.frames_per_connection + 5  # frames from after the outage
     assert [f.index for f in frames] == list(range(len(frames)))  # indices keep counting
-    assert all(b.timestamp >= a.timestamp for a, b in zip(frames, frames[1:], strict=False))
+    assert all(b.timestamp >= a.timestamp for a, b in itertools.pairwise(frames))
 
 
 def test_stop_ends_a_stream_that_never_comes_up():
