@@ -21,7 +21,15 @@ Where a caller would reasonably catch a builtin, the error is that builtin too, 
 
 
 class EmolensError(Exception):
-    """Base class: a problem reported in one line without a traceback."""
+    """Base class: a problem reported in one line without a traceback.
+
+    ``public``, where given, is what a remote caller may read instead of the message (which
+    may name hosts or files for the operator's log); see ``emolens.services.grpc_errors``.
+    """
+
+    def __init__(self, message: str = "", *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public
 
 
 class InputError(EmolensError, ValueError):

@@ -2,6 +2,9 @@
 server reflection.
 
     emolens gateway --port 50051 --db postgresql+psycopg://... --live redis://...
+
+The servicer raises typed errors (``emolens.errors``); ``grpc_errors.ErrorInterceptor`` turns
+them into status codes for every method, so no method maps errors itself.
 """
 
 from __future__ import annotations
@@ -11,19 +14,19 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from typing import NoReturn
 
-import cv2
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from emolens.errors import EmolensError
+from emolens.errors import InputError, NotFound, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
+from emolens.media import decode_image
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
+from emolens.services.grpc_errors import ErrorInterceptor
 from emolens.settings import Settings
 from emolens.store import Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
@@ -34,9 +37,12 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "emolens.v1.Analytics"
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("unreachable: abort raises")
+def max_request_bytes(max_pixels: int) -> int:
+    """The largest request the gateway reads. An encoded image needs at most about 4 bytes per
+    pixel (raw BGRA), so every image within ``max_pixels`` fits and reaches the pixel check
+    (INVALID_ARGUMENT); a request larger than this is refused by gRPC as RESOURCE_EXHAUSTED.
+    gRPC's own default, 4 MiB, would refuse a 40 MP photo's JPEG before it was looked at."""
+    return 4 * max_pixels + (1 << 20)
 
 
 class _LockedDetector:
@@ -61,32 +67,15 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
     def _analyzer(self, track: bool) -> Analyzer:
         return Analyzer(self.settings, classifier=self.classifier, detector=self.detector, track=track)
 
-    def _decode(self, data: bytes, context: grpc.ServicerContext) -> np.ndarray:
-        if not data:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty image")
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None or image.size == 0:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "image bytes are not a decodable image")
-        if image.shape[0] * image.shape[1] > self.settings.max_pixels:
-            _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{image.shape[1]}x{image.shape[0]} image exceeds {self.settings.max_pixels} pixels",
-            )
-        return image
-
     def AnalyzeImage(self, request, context):
-        image = self._decode(request.image, context)
-        try:
-            faces = self._analyzer(track=False).analyze(image)
-        except EmolensError as exc:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        image = decode_image(request.image, self.settings.max_pixels)
+        faces = self._analyzer(track=False).analyze(image)
         return analytics_pb2.AnalyzeImageResponse(faces=[face_to_pb(f) for f in faces])
 
     def AnalyzeStream(self, request_iterator, context):
         analyzer = self._analyzer(track=True)
         for frame in request_iterator:
-            image = self._decode(frame.image, context)
+            image = decode_image(frame.image, self.settings.max_pixels, f"frame {frame.frame_seq}")
             faces = analyzer.analyze(image)
             yield analytics_pb2.StreamResult(frame_seq=frame.frame_seq, faces=[face_to_pb(f) for f in faces])
 
@@ -98,11 +87,11 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
 
     def QueryStats(self, request, context):
         if request.camera_id and not self._known(request.camera_id):
-            _abort(context, grpc.StatusCode.NOT_FOUND, f"unknown camera {request.camera_id!r}")
+            raise NotFound(f"unknown camera {request.camera_id!r}")
         since = from_timestamp(request.since).replace(tzinfo=None) if request.HasField("since") else None
         until = from_timestamp(request.until).replace(tzinfo=None) if request.HasField("until") else None
         if since and until and since >= until:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "since must be before until")
+            raise InputError("since must be before until")
         buckets = self.store.buckets(
             camera_id=request.camera_id or None,
             zone=request.zone or None,
@@ -116,11 +105,12 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
     def WatchLive(self, request, context) -> Iterator[analytics_pb2.LiveCounters]:
         live = self.live
         if live is None:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, "this gateway has no live state (start it with --live)")
+            message = "this gateway has no live state (start it with --live)"
+            raise Unavailable(message, public=message)
         if not request.camera_id:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "camera_id is required")
+            raise InputError("camera_id is required")
         if not self._known(request.camera_id):
-            _abort(context, grpc.StatusCode.NOT_FOUND, f"unknown camera {request.camera_id!r}")
+            raise NotFound(f"unknown camera {request.camera_id!r}")
         last = None
         while context.is_active():
             c = live.get(request.camera_id)
@@ -141,8 +131,13 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
 
 
 def build_server(service: AnalyticsService, address: str, workers: int = 8) -> tuple[grpc.Server, int]:
-    """A started-ready server (call ``start()``) with health and reflection; returns the bound port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    """A started-ready server (call ``start()``) with health and reflection; returns the bound port.
+    Every method's errors go through ``ErrorInterceptor``."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        interceptors=[ErrorInterceptor()],
+        options=[("grpc.max_receive_message_length", max_request_bytes(service.settings.max_pixels))],
+    )
     analytics_pb2_grpc.add_AnalyticsServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -9,6 +9,7 @@ MODULES = [
     "emolens.bus.memory",
     "emolens.evaluation.metrics",
     "emolens.report",
+    "emolens.services.grpc_errors",
     "emolens.store.sql",
     "emolens.track",
     "emolens.vision.align",

@@ -1,0 +1,129 @@
+"""The one place where errors become gRPC status codes: a server interceptor around every
+method (unary and streaming), so servicers just raise ``EmolensError`` subclasses.
+
+| raised | status | details sent to the caller |
+| --- | --- | --- |
+| ``InputError`` (``ImageTooLargeError`` too) | INVALID_ARGUMENT | the error's message |
+| ``NotFound`` | NOT_FOUND | the error's message |
+| ``ResourceExhausted`` | RESOURCE_EXHAUSTED | the error's message |
+| ``Unavailable`` | UNAVAILABLE | its ``public`` text, else a fixed sentence |
+| ``DeadlineExceeded`` | DEADLINE_EXCEEDED | its ``public`` text, else a fixed sentence |
+| anything else (``ModelError``, ``ConfigError``, bugs) | INTERNAL | a fixed sentence and a reference |
+
+The caller's own mistakes come back in words written for the caller. An outage's message is for
+the operator (it may name a host and port), and an unexpected exception may carry SQL, paths or
+hosts, so those are logged here, with the traceback and a reference id, and never sent.
+
+>>> status_of(NotFound("unknown camera 'x'"))
+(<StatusCode.NOT_FOUND: (5, 'not found')>, "unknown camera 'x'")
+>>> status_of(Unavailable("triton at 10.0.0.7:8001: StatusCode.UNAVAILABLE after 4 tries"))[1]
+'a service this call needs is unavailable; retry later'
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import grpc
+
+from emolens.errors import DeadlineExceeded, EmolensError, InputError, NotFound, ResourceExhausted, Unavailable
+
+log = logging.getLogger(__name__)
+
+# The caller's side of the contract: their message is written for them.
+_CALLER: tuple[tuple[type[EmolensError], grpc.StatusCode], ...] = (
+    (InputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+# Our dependencies' side: retryable by the caller, described without naming anything inside.
+_OUTAGE: tuple[tuple[type[EmolensError], grpc.StatusCode, str], ...] = (
+    (Unavailable, grpc.StatusCode.UNAVAILABLE, "a service this call needs is unavailable; retry later"),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED, "a service this call needs did not answer in time"),
+)
+INTERNAL_DETAILS = "internal error"
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and the details a caller may read for ``exc`` (no logging)."""
+    for kind, code in _CALLER:
+        if isinstance(exc, kind):
+            return code, exc.public or str(exc)
+    for kind, code, generic in _OUTAGE:
+        if isinstance(exc, kind):
+            return code, exc.public or generic
+    return grpc.StatusCode.INTERNAL, INTERNAL_DETAILS
+
+
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> NoReturn:
+    code, details = status_of(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        ref = uuid.uuid4().hex[:12]
+        log.error("event=rpc_failed method=%s code=%s ref=%s", method, code.name, ref, exc_info=exc)
+        details = f"{details} (ref {ref})"
+    elif any(code == c for _, c, _ in _OUTAGE):
+        log.warning("event=rpc_failed method=%s code=%s error=%r", method, code.name, str(exc), exc_info=exc)
+    else:
+        log.info("event=rpc_refused method=%s code=%s error=%r", method, code.name, str(exc))
+    context.abort(code, details)
+    raise AssertionError("unreachable: abort raises")
+
+
+def _aborted(exc: Exception, context: grpc.ServicerContext) -> bool:
+    # context.abort() raises a bare Exception after setting the status: let that one through.
+    return type(exc) is Exception and context.code() is not None
+
+
+def _unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behaviour(request, context)
+        except Exception as exc:
+            if _aborted(exc, context):
+                raise
+            _abort(context, method, exc)
+
+    return handler
+
+
+def _streaming(behaviour: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behaviour(request, context)
+        except Exception as exc:
+            if _aborted(exc, context):
+                raise
+            _abort(context, method, exc)
+
+    return handler
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Wraps every method handler of the server it is given to: ``grpc.server(...,
+    interceptors=[ErrorInterceptor()])``."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        changes: dict[str, Callable[..., Any]] = {}
+        for name, wrap in (
+            ("unary_unary", _unary),
+            ("stream_unary", _unary),
+            ("unary_stream", _streaming),
+            ("stream_stream", _streaming),
+        ):
+            behaviour = getattr(handler, name)
+            if behaviour is not None:
+                changes[name] = wrap(behaviour, method)
+        # grpc's handlers are namedtuples (grpc._utilities.RpcMethodHandler)
+        replaced: grpc.RpcMethodHandler = handler._replace(**changes)
+        return replaced
