@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from emolens.errors import ConfigError, EmolensError, InputError
+from emolens.errors import ConfigError, EmolensError, InputError, NotFound
 from emolens.settings import Settings, parse_start
 
 log = logging.getLogger("emolens")
@@ -183,7 +183,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     store = make_store(settings.db)
     try:
         if args.camera_id and args.camera_id not in {c.camera_id for c in store.cameras()}:
-            raise InputError(f"unknown camera {args.camera_id!r} in {settings.db}")
+            raise NotFound(f"unknown camera {args.camera_id!r} in {settings.db}")
         buckets = store.buckets(camera_id=args.camera_id, zone=args.zone, site=args.site)
     finally:
         store.close()
