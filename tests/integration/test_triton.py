@@ -1,14 +1,31 @@
 """A real Triton server (python backend running the same model.onnx) behind TritonClassifier."""
 
+import contextlib
+import glob
+import os
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
+import grpc
 import numpy as np
 import pytest
 
+from emolens import dev
+from emolens.contract import default_repository
 from emolens.inference import MODELS, make_classifier
 from emolens.inference.onnx import OnnxClassifier
 from emolens.inference.triton import TritonClassifier
+from emolens.inference.triton_repo import write_cpu_repository
+from emolens.services.gateway import AnalyticsService, build_server
+from emolens.settings import Settings
+from emolens.store import SqlStore
+from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from tests.conftest import MODEL_REPO
+from tests.integration.conftest import TRITON_VENV
+
+SHM_REGIONS = "/dev/shm/triton_python_backend_shm_region_*"
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +68,6 @@ def test_unknown_model_is_a_clear_error(triton):
 
 
 def test_gateway_analyze_image_through_triton(triton_url, astronaut, tmp_path):
-    import cv2
-    import grpc
-
-    from emolens.services.gateway import AnalyticsService, build_server
-    from emolens.settings import Settings
-    from emolens.store import SqlStore
-    from emolens.v1 import analytics_pb2, analytics_pb2_grpc
-
     settings = Settings.from_env(inference=triton_url)
     store = SqlStore(f"sqlite:///{tmp_path / 'g.db'}")
     server, port = build_server(AnalyticsService(settings, store, None), "127.0.0.1:0")
@@ -82,3 +91,49 @@ def test_both_models_in_one_concurrent_round(triton):
     both = triton.predict_many(x)
     np.testing.assert_allclose(both["smile"], triton.predict("smile", x["smile"]), atol=1e-5)
     np.testing.assert_allclose(both["emotion"], triton.predict("emotion", x["emotion"]), atol=1e-5)
+
+
+def _kill_triton(service: dev.Service, regions: set[str]) -> None:
+    """SIGKILL the server and its python-backend stubs (its own process group), as a crash
+    would, then remove only this server's shared-memory regions (the session's Triton keeps its)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(service.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(service.pid, 0)
+    for leftover in regions:
+        with contextlib.suppress(OSError):
+            os.unlink(leftover)
+
+
+def test_gateway_answers_unavailable_once_triton_is_gone(services_dir, astronaut, tmp_path):
+    """A Triton of this test's own serves the gateway, then dies: AnalyzeImage answers
+    UNAVAILABLE (after the client's retries), not INVALID_ARGUMENT, and names no host or port."""
+    venv = dev.install_triton(TRITON_VENV)
+    repo = write_cpu_repository(default_repository(), services_dir / "triton-down-repo")
+    before = set(glob.glob(SHM_REGIONS))
+    triton = dev.start_triton(services_dir / "triton-down", repo, venv)
+    regions = set(glob.glob(SHM_REGIONS)) - before
+    store = SqlStore(f"sqlite:///{tmp_path / 'g.db'}")
+    server, port = build_server(
+        AnalyticsService(Settings.from_env({}, inference=triton.url), store, None), "127.0.0.1:0"
+    )
+    server.start()
+    image = cv2.imencode(".png", astronaut)[1].tobytes()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analytics_pb2_grpc.AnalyticsStub(channel)
+            served = stub.AnalyzeImage(analytics_pb2.AnalyzeImageRequest(image=image), timeout=60)
+            assert len(served.faces) == 1
+            _kill_triton(triton, regions)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as err:
+                stub.AnalyzeImage(analytics_pb2.AnalyzeImageRequest(image=image), timeout=60)
+            elapsed = time.monotonic() - started
+    finally:
+        server.stop(0)
+        _kill_triton(triton, regions)
+        store.close()
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    triton_port = triton.url.rsplit(":", 1)[1]
+    assert triton_port not in err.value.details() and "127.0.0.1" not in err.value.details()
+    assert elapsed < 30  # retries with backoff, then a clear answer; no hang
