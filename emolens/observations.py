@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from emolens.results import FaceResult
+from emolens.errors import InputError
+from emolens.results import EMOTIONS, FaceResult
+
+MAX_ID_LENGTH = 128  # camera, zone and site ids; the SQL columns are this wide
+MAX_FACES_PER_FRAME = 1000
 
 
 @dataclass(frozen=True)
@@ -19,3 +23,31 @@ class FrameObservations:
         """The per-minute bucket this frame counts in (naive UTC)."""
         ts = self.timestamp.astimezone(UTC) if self.timestamp.tzinfo else self.timestamp
         return ts.replace(second=0, microsecond=0, tzinfo=None)
+
+    def validate(self) -> FrameObservations:
+        """Refuse what no store can hold (an aggregator sends such a message to its
+        dead-letter topic instead of failing every other camera's batch)."""
+        if not self.camera_id or len(self.camera_id) > MAX_ID_LENGTH:
+            raise InputError(f"camera id must be 1-{MAX_ID_LENGTH} characters, got {len(self.camera_id)}")
+        if not 0 <= self.frame_seq < 1 << 63:
+            raise InputError(f"frame_seq {self.frame_seq} outside 0..2^63")
+        if len(self.faces) > MAX_FACES_PER_FRAME:
+            raise InputError(f"{len(self.faces)} faces in one frame (at most {MAX_FACES_PER_FRAME})")
+        for face in self.faces:
+            if set(face.emotions) != set(EMOTIONS):
+                raise InputError("a face's emotions are not the contract's seven")
+            if face.track_id is not None and not 0 <= face.track_id < 1 << 63:
+                raise InputError(f"track id {face.track_id} outside 0..2^63")
+        return self
+
+
+@dataclass
+class Totals:
+    """A camera's counts over all its stored frames: what the live counters show, rebuilt
+    from the store when the live state lost them (a Redis restart or outage)."""
+
+    camera_id: str
+    frames: int = 0
+    faces: int = 0
+    smiles: int = 0
+    emotions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EMOTIONS, 0))

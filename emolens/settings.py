@@ -51,6 +51,7 @@ class Settings:
     k_anonymity: int = 5  # buckets with fewer distinct faces are suppressed; >= MIN_K_ANONYMITY
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
+    metrics_port: int = 0  # Prometheus /metrics of the services (0 = none)
 
     def __post_init__(self) -> None:
         """Refuse a setting outside its allowed values when it is loaded, naming both, rather

@@ -8,24 +8,31 @@ aggregator: observations -> one SQL transaction per batch -> live counters -> co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
+from google.protobuf.message import DecodeError
 
-from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus
-from emolens.errors import InputError
+from emolens import metrics
+from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message
+from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailable
 from emolens.inference import Classifier
 from emolens.live import LiveState
 from emolens.media import is_live, iter_source
-from emolens.observations import FrameObservations
+from emolens.observations import MAX_ID_LENGTH, FrameObservations
 from emolens.pipeline import Analyzer
+from emolens.retry import Backoff
 from emolens.settings import Settings
 from emolens.store import Camera, Store
 from emolens.v1 import frames_pb2, observations_pb2
@@ -35,6 +42,7 @@ from emolens.wire import from_timestamp, observations_from_pb, observations_to_p
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 90
+T = TypeVar("T")
 
 
 MAX_FRAME_BYTES = 900_000  # under Kafka's default 1 MB message limit, with room for the envelope
@@ -89,20 +97,89 @@ def encode_frame(image: np.ndarray, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
             quality = JPEG_QUALITY
 
 
-class Ingest:
-    """Publishes a source's sampled frames. Recorded sources (files, folders) number frames by
-    (source, position), live ones by the wall clock; ``seq_start`` overrides both."""
+class Stopping(Exception):
+    """The process was asked to stop while it waited for a dependency."""
 
-    def __init__(self, bus: Bus, camera: Camera, settings: Settings, seq_start: int | None = None) -> None:
-        self.bus, self.camera, self.settings = bus, camera, settings
+
+RETRYABLE = (Unavailable, DeadlineExceeded)
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class BusStage:
+    """What the detector and the aggregator share: retrying a dependency with backoff until it
+    answers (never dropping the batch in hand), readiness that says so meanwhile, and a
+    dead-letter topic for a message that can never be processed, so it blocks nothing."""
+
+    name = "stage"
+
+    def __init__(self, bus: Bus, stop: threading.Event | None = None) -> None:
+        self.bus = bus
+        self.stop = stop or threading.Event()
+        self.on_ready: Callable[[bool], None] | None = None  # the health server's setter
+        self.ready = True
+        self.new_backoff: Callable[[], Backoff] = Backoff  # tests shorten the waits
+        metrics.READY.labels(self.name).set(1)
+
+    def _set_ready(self, ok: bool) -> None:
+        if ok != self.ready:
+            self.ready = ok
+            metrics.READY.labels(self.name).set(int(ok))
+            log.info("event=ready stage=%s ready=%s", self.name, ok)
+            if self.on_ready is not None:
+                self.on_ready(ok)
+
+    def retry(self, call: Callable[[], T], dependency: str) -> T:
+        """``call()`` until it does not raise an outage; raises :class:`Stopping` on stop."""
+        backoff = self.new_backoff()
+        while True:
+            try:
+                result = call()
+            except RETRYABLE as exc:
+                metrics.RETRIES.labels(self.name, dependency).inc()
+                self._set_ready(False)
+                log.warning("event=retry stage=%s dependency=%s reason=%r", self.name, dependency, str(exc))
+                if not backoff.wait(self.stop):
+                    raise Stopping from exc
+                continue
+            self._set_ready(True)
+            return result
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        topic = dead_letter_topic(message.topic)
+        metrics.DEAD_LETTERS.labels(topic).inc()
+        log.error("event=dead_letter stage=%s topic=%s offset=%d reason=%r", self.name, topic, message.offset, reason)
+        self.retry(lambda: self.bus.publish(topic, message.key, message.value), "bus")
+
+
+class Ingest(BusStage):
+    """Publishes a source's sampled frames. Recorded sources (files, folders) number frames by
+    (source, position), live ones by the wall clock; ``seq_start`` overrides both. A bus
+    outage is waited out with backoff; a live source that drops is reopened."""
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        bus: Bus,
+        camera: Camera,
+        settings: Settings,
+        seq_start: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        super().__init__(bus, stop)
+        self.camera, self.settings = camera, settings
         self.seq_start = seq_start
         self.reconnects = 0
 
     def _on_reconnect(self, attempt: int, reason: str) -> None:
         self.reconnects += 1
+        metrics.RECONNECTS.labels(self.name).inc()
         log.warning("event=source_reconnect camera=%s attempt=%d reason=%r", self.camera.camera_id, attempt, reason)
 
-    def run(self, source: str, start: datetime | None = None, stop: threading.Event | None = None) -> int:
+    def run(self, source: str, start: datetime | None = None) -> int:
         """Publish every sampled frame of ``source`` until it ends (a live source only ends
         when ``stop`` is set: drops are reconnected); returns how many. Files get times
         ``start`` + offset; live sources get the wall clock."""
@@ -111,7 +188,7 @@ class Ingest:
         live_seq = default_seq_start() if self.seq_start is None else self.seq_start
         n = 0
         frames = iter_source(
-            source, self.settings.fps, self.settings.max_pixels, stop=stop, on_reconnect=self._on_reconnect
+            source, self.settings.fps, self.settings.max_pixels, stop=self.stop, on_reconnect=self._on_reconnect
         )
         for frame in frames:
             if self.seq_start is not None:
@@ -129,17 +206,33 @@ class Ingest:
                 zone=self.camera.zone,
                 site=self.camera.site,
             )
-            self.bus.publish(FRAMES_TOPIC, self.camera.camera_id, msg.SerializeToString())
+            try:
+                self.retry(
+                    partial(self.bus.publish, FRAMES_TOPIC, self.camera.camera_id, msg.SerializeToString()), "bus"
+                )
+            except Stopping:
+                break
+            metrics.FRAMES.labels(self.name, "out").inc()
             n += 1
-        self.bus.flush()
+        with contextlib.suppress(Stopping):
+            self.retry(self.bus.flush, "bus")
         return n
 
 
-class Detector:
+class Detector(BusStage):
     GROUP = "emolens-detector"
+    name = "detector"
 
-    def __init__(self, bus: Bus, settings: Settings, classifier: Classifier, detector: FaceDetector | None = None):
-        self.bus, self.settings, self.classifier, self.detector = bus, settings, classifier, detector
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        classifier: Classifier,
+        detector: FaceDetector | None = None,
+        stop: threading.Event | None = None,
+    ):
+        super().__init__(bus, stop)
+        self.settings, self.classifier, self.detector = settings, classifier, detector
         self.consumer = bus.consumer([FRAMES_TOPIC], self.GROUP)
         self._analyzers: dict[str, Analyzer] = {}
 
@@ -154,60 +247,127 @@ class Detector:
             self._analyzers[camera_id] = a
         return a
 
+    def _decode(self, message: Message) -> tuple[frames_pb2.Frame, np.ndarray] | None:
+        frame = frames_pb2.Frame()
+        try:
+            frame.ParseFromString(message.value)
+        except DecodeError:
+            self.dead_letter(message, "not a Frame message")
+            return None
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR) if frame.jpeg else None
+        if image is None or not frame.camera_id or len(frame.camera_id) > MAX_ID_LENGTH:
+            self.dead_letter(message, "no decodable image or no valid camera id")
+            return None
+        return frame, image
+
     def step(self, timeout_s: float = 0.5, max_frames: int = 32) -> int:
-        """Analyze one batch of frames; returns how many frames were handled."""
-        messages = self.consumer.poll(timeout_s, max_frames)
-        if not messages:
-            return 0
-        by_camera: dict[str, list[frames_pb2.Frame]] = defaultdict(list)
-        for m in messages:
-            frame = frames_pb2.Frame()
-            frame.ParseFromString(m.value)
-            by_camera[frame.camera_id].append(frame)
-        for camera_id, frames in by_camera.items():
-            images, kept = [], []
-            for f in frames:
-                image = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
-                if image is None:
-                    log.warning("event=bad_frame camera=%s seq=%d", camera_id, f.frame_seq)
-                    continue
-                images.append(image)
-                kept.append(f)
-            results = self._analyzer(camera_id).analyze_batch(images) if images else []
-            for f, faces in zip(kept, results, strict=True):
-                obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)
-                payload = observations_to_pb(obs, f.zone, f.site).SerializeToString()
-                self.bus.publish(OBSERVATIONS_TOPIC, camera_id, payload)
-        self.bus.flush()
-        self.consumer.commit()  # only after the observations are stored by the bus
-        return len(messages)
+        """Analyze one batch of frames; returns how many frames were handled. An outage of the
+        models or the bus is waited out with backoff, keeping the batch; offsets are committed
+        only after the observations are stored by the bus."""
+        try:
+            messages = self.retry(lambda: self.consumer.poll(timeout_s, max_frames), "bus")
+            if not messages:
+                return 0
+            t0 = time.perf_counter()
+            metrics.FRAMES.labels(self.name, "in").inc(len(messages))
+            by_camera: dict[str, list[tuple[frames_pb2.Frame, np.ndarray]]] = defaultdict(list)
+            for m in messages:
+                decoded = self._decode(m)
+                if decoded is not None:
+                    by_camera[decoded[0].camera_id].append(decoded)
+            for camera_id, items in by_camera.items():
+                analyzer = self._analyzer(camera_id)
+                images = [im for _, im in items]
+                results = self.retry(partial(analyzer.analyze_batch, images), "inference")
+                for (f, _), faces in zip(items, results, strict=True):
+                    metrics.FACES.labels(self.name).inc(len(faces))
+                    obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)
+                    payload = observations_to_pb(obs, f.zone, f.site).SerializeToString()
+                    self.retry(partial(self.bus.publish, OBSERVATIONS_TOPIC, camera_id, payload), "bus")
+                metrics.FRAMES.labels(self.name, "out").inc(len(items))
+            self.retry(self.bus.flush, "bus")
+            self.retry(self.consumer.commit, "bus")
+            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
+            return len(messages)
+        except Stopping:
+            return 0  # nothing committed: the batch comes back to whoever owns the partition next
 
 
-class Aggregator:
+class Aggregator(BusStage):
+    """Observations -> one SQL transaction per batch (redelivered frames skipped inside) ->
+    live counters (only the frames the store accepted as new) -> offsets committed.
+
+    A database outage is waited out with the batch in hand; a live-state outage only makes the
+    counters stale: they are rebuilt from the store's totals once it answers again, and so are
+    counters a restarted Redis lost. A message no store can hold goes to the dead-letter topic.
+    """
+
     GROUP = "emolens-aggregator"
+    name = "aggregator"
 
-    def __init__(self, bus: Bus, store: Store, live: LiveState | None) -> None:
-        self.bus, self.store, self.live = bus, store, live
+    def __init__(self, bus: Bus, store: Store, live: LiveState | None, stop: threading.Event | None = None) -> None:
+        super().__init__(bus, stop)
+        self.store, self.live = store, live
         self.consumer = bus.consumer([OBSERVATIONS_TOPIC], self.GROUP)
         self._cameras: set[str] = set()
+        self.live_stale = live is not None  # rebuilt at the first batch if the live state lost them
+
+    def _parse(self, message: Message) -> tuple[FrameObservations, Camera] | None:
+        msg = observations_pb2.FrameObservations()
+        try:
+            msg.ParseFromString(message.value)
+            frame = observations_from_pb(msg).validate()
+            camera = Camera(msg.camera_id, msg.zone[:MAX_ID_LENGTH], msg.site[:MAX_ID_LENGTH])
+        except (DecodeError, EmolensError, ValueError, KeyError) as exc:
+            self.dead_letter(message, f"{type(exc).__name__}: {exc}"[:200])
+            return None
+        return frame, camera
+
+    def _update_live(self, new_frames: list[FrameObservations]) -> None:
+        live = self.live
+        if live is None:
+            return
+        try:
+            if self.live_stale or live.lost():
+                live.reset(self.retry(self.store.totals, "store"))  # the totals hold new_frames already
+                log.info("event=live_rebuilt stage=%s", self.name)
+                self.live_stale = False
+            elif new_frames:
+                live.add(new_frames)
+        except RETRYABLE as exc:
+            # SQL is the truth and is up to date; the counters catch up when the live state returns
+            self.live_stale = True
+            metrics.ERRORS.labels(self.name, "live_unavailable").inc()
+            log.warning("event=live_degraded stage=%s reason=%r", self.name, str(exc))
 
     def step(self, timeout_s: float = 0.5, max_records: int = 512) -> int:
-        messages = self.consumer.poll(timeout_s, max_records)
-        if not messages:
+        try:
+            messages = self.retry(lambda: self.consumer.poll(timeout_s, max_records), "bus")
+            if not messages:
+                if self.live_stale:
+                    self._update_live([])
+                return 0
+            t0 = time.perf_counter()
+            metrics.FRAMES.labels(self.name, "in").inc(len(messages))
+            frames = []
+            for m in messages:
+                parsed = self._parse(m)
+                if parsed is None:
+                    continue
+                frame, camera = parsed
+                if camera.camera_id not in self._cameras:
+                    self.retry(partial(self.store.ensure_camera, camera), "store")
+                    self._cameras.add(camera.camera_id)
+                frames.append(frame)
+            new_frames = self.retry(lambda: self.store.apply(frames), "store")
+            metrics.FRAMES.labels(self.name, "out").inc(len(new_frames))
+            metrics.FACES.labels(self.name).inc(sum(len(f.faces) for f in new_frames))
+            self._update_live(new_frames)
+            self.retry(self.consumer.commit, "bus")  # only after the database commit
+            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
+            return len(messages)
+        except Stopping:
             return 0
-        frames = []
-        for m in messages:
-            msg = observations_pb2.FrameObservations()
-            msg.ParseFromString(m.value)
-            if msg.camera_id not in self._cameras:
-                self.store.ensure_camera(Camera(msg.camera_id, msg.zone, msg.site))
-                self._cameras.add(msg.camera_id)
-            frames.append(observations_from_pb(msg))
-        new_frames = self.store.apply(frames)  # one transaction; redelivered frames are skipped inside
-        if self.live is not None and new_frames:
-            self.live.add(new_frames)
-        self.consumer.commit()  # only after the database commit
-        return len(messages)
 
 
 def drain(stage: Detector | Aggregator, idle_s: float = 1.0, timeout_s: float = 0.2) -> int:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from emolens.errors import ConfigError, DeadlineExceeded, Unavailable
-from emolens.observations import FrameObservations
+from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
 
 
@@ -42,6 +42,14 @@ def _deltas(frames: Sequence[FrameObservations]) -> dict[str, LiveCounters]:
 class LiveState(Protocol):
     def add(self, frames: Sequence[FrameObservations]) -> None: ...
 
+    def lost(self) -> bool:
+        """True when the counters were lost since the last :meth:`reset` (a restarted Redis)."""
+        ...
+
+    def reset(self, totals: Mapping[str, Totals]) -> None:
+        """Set every camera's counters to ``totals`` (rebuilt from the store)."""
+        ...
+
     def get(self, camera_id: str) -> LiveCounters: ...
 
     def cameras(self) -> list[str]: ...
@@ -64,6 +72,16 @@ class MemoryLiveState:
                     c.emotions[e] += d.emotions[e]
                 c.updated_at = now
 
+    def lost(self) -> bool:
+        return False  # in-process counters die with the process that owns them
+
+    def reset(self, totals: Mapping[str, Totals]) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            self._counters = {
+                cam: LiveCounters(cam, t.frames, t.faces, t.smiles, dict(t.emotions), now) for cam, t in totals.items()
+            }
+
     def get(self, camera_id: str) -> LiveCounters:
         with self._lock:
             c = self._counters.get(camera_id)
@@ -77,9 +95,14 @@ class MemoryLiveState:
 
 
 class RedisLiveState:
-    """One hash per camera (``emolens:live:<camera>``), updated with HINCRBY in a pipeline."""
+    """One hash per camera (``emolens:live:<camera>``), updated with HINCRBY in a pipeline.
+
+    A marker key, written by :meth:`reset`, tells a Redis that lost its data (restarted without
+    persistence, or flushed) from one that merely has not seen a camera yet.
+    """
 
     PREFIX = "emolens:live:"
+    MARKER = "emolens:meta:live-seeded"
 
     def __init__(self, url: str) -> None:
         import redis
@@ -114,6 +137,28 @@ class RedisLiveState:
                     pipe.hincrby(key, f"e:{e}", d.emotions[e])
             pipe.hset(key, "updated_at", now)
         pipe.execute()
+
+    def lost(self) -> bool:
+        with self._outage():
+            return not self._r.exists(self.MARKER)
+
+    def reset(self, totals: Mapping[str, Totals]) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self._outage():
+            pipe = self._r.pipeline(transaction=True)
+            for key in self._r.scan_iter(self.PREFIX + "*"):
+                pipe.delete(key)
+            for cam, t in totals.items():
+                fields = {
+                    "frames": t.frames,
+                    "faces": t.faces,
+                    "smiles": t.smiles,
+                    "updated_at": now,
+                }
+                fields.update({f"e:{e}": n for e, n in t.emotions.items()})
+                pipe.hset(self.PREFIX + cam, mapping=fields)  # type: ignore[arg-type]  # dict is invariant
+            pipe.set(self.MARKER, now)
+            pipe.execute()
 
     def get(self, camera_id: str) -> LiveCounters:
         with self._outage():

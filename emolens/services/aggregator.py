@@ -16,4 +16,4 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     bus = make_bus(settings.bus)
     store = make_store(settings.db)
     aggregator = Aggregator(bus, store, make_live_state(settings.live))
-    return run_stage("aggregator", aggregator, bus, args.idle_exit, settings.health_port, store)
+    return run_stage("aggregator", aggregator, args.idle_exit, settings, store)

@@ -14,4 +14,4 @@ from emolens.stages import Detector
 def main(args: argparse.Namespace, settings: Settings) -> int:
     bus = make_bus(settings.bus)
     detector = Detector(bus, settings, make_classifier(settings.inference, settings.threads))
-    return run_stage("detector", detector, bus, args.idle_exit, settings.health_port)
+    return run_stage("detector", detector, args.idle_exit, settings)

@@ -6,21 +6,26 @@ import argparse
 import sys
 
 from emolens.bus import make_bus
-from emolens.services.loop import health_server
+from emolens.metrics import serve_metrics
+from emolens.services.loop import health_server, stop_event
 from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
 from emolens.store import Camera
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    serve_metrics(settings.metrics_port)
     bus = make_bus(settings.bus)
     start = parse_start(args.start)
-    set_health = health_server(settings.health_port, "emolens.ingest")
+    health = health_server(settings.health_port, "emolens.ingest")
+    ingest = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start, stop=stop_event())
+    if health is not None:
+        ingest.on_ready = health.set
     try:
-        n = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start).run(args.source, start)
+        n = ingest.run(args.source, start)
     finally:
-        if set_health:
-            set_health(False)
+        if health is not None:
+            health.close()
         bus.close()
     print(f"ingest {args.camera_id}: published {n} frames to {settings.bus}", file=sys.stderr)
     return 0

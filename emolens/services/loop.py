@@ -9,43 +9,49 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from emolens.metrics import serve_metrics
+from emolens.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
-def health_server(port: int, service: str) -> Callable[[bool], None] | None:
-    """A gRPC health server on ``port`` (0 = none) for Kubernetes' grpc probes; returns a
-    setter for SERVING / NOT_SERVING."""
-    if not port:
-        return None
-    from concurrent import futures
+class Health:
+    """A gRPC health server on ``port`` for Kubernetes' grpc probes: SERVING while the stage's
+    dependencies answer, NOT_SERVING while it waits for one; stopped by :meth:`close`."""
 
-    import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    def __init__(self, port: int, service: str) -> None:
+        from concurrent import futures
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    server.add_insecure_port(f"0.0.0.0:{port}")
-    server.start()
+        import grpc
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    def set_serving(ok: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", service):
-            servicer.set(name, status)
-        if not ok:
-            server.stop(grace=1)
+        self._pb = health_pb2
+        self.service = service
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
+        self.server.add_insecure_port(f"0.0.0.0:{port}")
+        self.server.start()
+        self.set(True)
 
-    # The closure must hold the server: a grpc.Server that nothing references is collected,
-    # and its port closes with it.
-    set_serving.server = server  # type: ignore[attr-defined]
+    def set(self, ok: bool) -> None:
+        status = self._pb.HealthCheckResponse.SERVING if ok else self._pb.HealthCheckResponse.NOT_SERVING
+        for name in ("", self.service):
+            self.servicer.set(name, status)
 
-    set_serving(True)
-    return set_serving
+    def close(self) -> None:
+        self.set(False)
+        self.server.stop(grace=1)
 
 
-def stop_event() -> threading.Event:
+def health_server(port: int, service: str) -> Health | None:
+    """A :class:`Health` server on ``port``, or None for port 0."""
+    return Health(port, service) if port else None
+
+
+def stop_event(event: threading.Event | None = None) -> threading.Event:
     """An event set by SIGTERM or SIGINT, so a loop can finish its batch and exit cleanly."""
-    event = threading.Event()
+    event = event or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: event.set())
     return event
@@ -69,17 +75,22 @@ def serve(name: str, step: Callable[[], int], stop: threading.Event, idle_exit_s
     return total
 
 
-def run_stage(name: str, stage: Any, bus: Any, idle_exit_s: float | None, health_port: int, *closing: Any) -> int:
-    """The main loop every bus service shares: health server up, ``stage.step`` until stopped,
-    then health down and everything closed (the stage's consumer, ``closing``, the bus)."""
-    set_health = health_server(health_port, f"emolens.{name}")
+def run_stage(name: str, stage: Any, idle_exit_s: float | None, settings: Settings, *closing: Any) -> int:
+    """The main loop every bus service shares: metrics and health up (health follows the
+    stage's readiness), ``stage.step`` until stopped, then health down and everything closed
+    (the stage's consumer, ``closing``, the bus)."""
+    serve_metrics(settings.metrics_port)
+    health = health_server(settings.health_port, f"emolens.{name}")
+    if health is not None:
+        stage.on_ready = health.set
+    stop = stop_event(stage.stop)
     try:
-        serve(name, stage.step, stop_event(), idle_exit_s)
+        serve(name, stage.step, stop, idle_exit_s)
     finally:
-        if set_health:
-            set_health(False)
+        if health is not None:
+            health.close()
         stage.consumer.close()
         for thing in closing:
             thing.close()
-        bus.close()
+        stage.bus.close()
     return 0

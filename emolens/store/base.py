@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from emolens.observations import FrameObservations
+from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
 
 
@@ -63,6 +63,10 @@ class Store(Protocol):
     ) -> list[Bucket]: ...
 
     def cameras(self) -> list[Camera]: ...
+
+    def totals(self) -> dict[str, Totals]:
+        """Each camera's frames, faces, smiles and emotion counts over all stored minutes."""
+        ...
 
     def close(self) -> None: ...
 

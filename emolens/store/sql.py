@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from emolens.errors import ConfigError, Unavailable
-from emolens.observations import FrameObservations
+from emolens.observations import MAX_ID_LENGTH, FrameObservations, Totals
 from emolens.results import EMOTIONS
 from emolens.store.base import Bucket, Camera, fold
 
@@ -40,15 +41,15 @@ metadata = MetaData()
 cameras = Table(
     "cameras",
     metadata,
-    Column("camera_id", String(128), primary_key=True),
-    Column("zone", String(128), nullable=False, default=""),
-    Column("site", String(128), nullable=False, default=""),
+    Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
+    Column("zone", String(MAX_ID_LENGTH), nullable=False, default=""),
+    Column("site", String(MAX_ID_LENGTH), nullable=False, default=""),
 )
 
 minute_buckets = Table(
     "minute_buckets",
     metadata,
-    Column("camera_id", String(128), ForeignKey("cameras.camera_id"), primary_key=True),
+    Column("camera_id", String(MAX_ID_LENGTH), ForeignKey("cameras.camera_id"), primary_key=True),
     Column("minute", DateTime(timezone=False), primary_key=True, index=True),
     Column("frames", Integer, nullable=False, default=0),
     Column("faces", Integer, nullable=False, default=0),
@@ -64,14 +65,14 @@ minute_buckets = Table(
 frames_seen = Table(
     "frames_seen",
     metadata,
-    Column("camera_id", String(128), primary_key=True),
+    Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
     Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
 )
 
 bucket_tracks = Table(
     "bucket_tracks",
     metadata,
-    Column("camera_id", String(128), primary_key=True),
+    Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
     Column("minute", DateTime(timezone=False), primary_key=True),
     Column("track_id", BigInteger, primary_key=True, autoincrement=False),
 )
@@ -234,6 +235,21 @@ class SqlStore:
         q = q.order_by(minute_buckets.c.camera_id, minute_buckets.c.minute)
         with self._outage(), self.engine.connect() as conn:
             return [_row_bucket(r) for r in conn.execute(q)]
+
+    def totals(self) -> dict[str, Totals]:
+        """Each camera's counts over every stored minute (what the live counters rebuild from)."""
+        cols = [minute_buckets.c[c] for c in ("frames", "faces", "smiles")] + [
+            minute_buckets.c[f"n_{e}"] for e in EMOTIONS
+        ]
+        q = select(minute_buckets.c.camera_id, *[func.sum(c) for c in cols]).group_by(minute_buckets.c.camera_id)
+        with self._outage(), self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return {
+            r[0]: Totals(
+                r[0], int(r[1]), int(r[2]), int(r[3]), {e: int(v) for e, v in zip(EMOTIONS, r[4:], strict=True)}
+            )
+            for r in rows
+        }
 
     def cameras(self) -> list[Camera]:
         with self._outage(), self.engine.connect() as conn:

@@ -1,0 +1,221 @@
+"""The bus stages under faults, on the memory bus with SQLite and in-process adapters that fail
+on cue: an outage is waited out with the batch in hand (nothing lost, nothing counted twice),
+readiness says so meanwhile, live counters degrade and are rebuilt, poison goes to a
+dead-letter topic. The same behaviours on the real stack are in tests/integration/test_faults.py."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from emolens import metrics
+from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus
+from emolens.errors import Unavailable
+from emolens.live import MemoryLiveState
+from emolens.retry import Backoff
+from emolens.settings import Settings
+from emolens.stages import Aggregator, Detector, Ingest, dead_letter_topic, drain
+from emolens.store import Camera, SqlStore
+from emolens.wire import observations_to_pb
+from tests.conftest import MODEL_REPO
+from tests.redelivery import frame
+
+
+def _fast(stage):
+    stage.new_backoff = lambda: Backoff(initial_s=0.01, maximum_s=0.05, jitter=0.0)
+    readiness: list[bool] = []
+    stage.on_ready = readiness.append
+    return stage, readiness
+
+
+class Flaky:
+    """Wraps an adapter; ``fail`` names methods that raise Unavailable the next ``times`` calls."""
+
+    def __init__(self, inner, fail: dict[str, int]):
+        self._inner, self._fail = inner, dict(fail)
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            if self._fail.get(name, 0) > 0:
+                self._fail[name] -= 1
+                raise Unavailable(f"{name} is down")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _publish(bus, seqs, camera="cam-f"):
+    for seq in seqs:
+        bus.publish(OBSERVATIONS_TOPIC, camera, observations_to_pb(frame(camera, seq), "z", "s").SerializeToString())
+
+
+def _stored(store, camera="cam-f"):
+    b = store.buckets(camera_id=camera)
+    return sum(x.frames for x in b), sum(x.faces for x in b), sum(x.smiles for x in b)
+
+
+def test_aggregator_waits_out_a_database_outage_without_losing_a_frame(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'a.db'}")
+    bus = MemoryBus()
+    retries = metrics.RETRIES.labels("aggregator", "store")
+    before = retries._value.get()
+    aggregator, readiness = _fast(Aggregator(bus, Flaky(store, {"apply": 3}), MemoryLiveState()))
+    _publish(bus, range(10))
+    assert drain(aggregator, idle_s=0.2, timeout_s=0.05) == 10
+    assert _stored(store) == (10, 20, 10)
+    assert readiness == [False, True]  # not ready while the database was away, then ready again
+    assert retries._value.get() - before == 3
+    counters = aggregator.live.get("cam-f")
+    assert (counters.frames, counters.faces, counters.smiles) == (10, 20, 10)
+
+
+def test_a_stop_during_an_outage_commits_nothing_so_the_batch_comes_back(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'b.db'}")
+    bus = MemoryBus()
+    stop = threading.Event()
+    aggregator, _ = _fast(Aggregator(bus, Flaky(store, {"apply": 10**6}), None, stop=stop))
+    _publish(bus, range(5))
+    threading.Timer(0.2, stop.set).start()
+    assert aggregator.step(timeout_s=0.05) == 0
+    assert _stored(store) == (0, 0, 0)
+    restarted = Aggregator(bus, store, None)  # a new process of the same group
+    assert drain(restarted, idle_s=0.2, timeout_s=0.05) == 5
+    assert _stored(store) == (5, 10, 5)
+
+
+class Switchable:
+    """Wraps an adapter; every call raises Unavailable while ``down`` is set."""
+
+    def __init__(self, inner):
+        self._inner, self.down = inner, False
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+
+        def call(*args, **kwargs):
+            if self.down:
+                raise Unavailable("redis is unavailable")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_live_counters_degrade_during_an_outage_and_are_rebuilt_from_the_store(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
+    bus = MemoryBus()
+    live = Switchable(MemoryLiveState())
+    aggregator, readiness = _fast(Aggregator(bus, store, live))
+    _publish(bus, range(4))
+    drain(aggregator, idle_s=0.2, timeout_s=0.05)
+    live.down = True
+    _publish(bus, range(4, 8))
+    drain(aggregator, idle_s=0.2, timeout_s=0.05)  # the live state is away: SQL goes on
+    assert _stored(store) == (8, 16, 8)
+    assert aggregator.live_stale and readiness == []  # degraded, not down: SQL is the truth
+    live.down = False
+    _publish(bus, range(8, 10))
+    drain(aggregator, idle_s=0.2, timeout_s=0.05)
+    assert not aggregator.live_stale
+    c = live.get("cam-f")
+    assert (c.frames, c.faces, c.smiles) == _stored(store) == (10, 20, 10)
+
+
+class ForgetfulLive(MemoryLiveState):
+    """A live state that loses everything once (a Redis restarted without persistence)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wiped = False
+
+    def wipe(self):
+        self._counters.clear()
+        self.wiped = True
+
+    def lost(self):
+        return self.wiped
+
+    def reset(self, totals):
+        super().reset(totals)
+        self.wiped = False
+
+
+def test_counters_a_restarted_live_state_lost_are_rebuilt(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'd.db'}")
+    bus = MemoryBus()
+    live = ForgetfulLive()
+    aggregator = Aggregator(bus, store, live)
+    _publish(bus, range(6))
+    drain(aggregator, idle_s=0.2, timeout_s=0.05)
+    live.wipe()
+    _publish(bus, range(6, 10))
+    drain(aggregator, idle_s=0.2, timeout_s=0.05)
+    c = live.get("cam-f")
+    assert (c.frames, c.faces, c.smiles) == _stored(store) == (10, 20, 10)
+
+
+def test_poison_observations_go_to_the_dead_letter_topic_and_block_nothing(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'e.db'}")
+    bus = MemoryBus()
+    aggregator = Aggregator(bus, store, MemoryLiveState())
+    dlq = metrics.DEAD_LETTERS.labels(dead_letter_topic(OBSERVATIONS_TOPIC))
+    before = dlq._value.get()
+    _publish(bus, range(3))
+    long_id = "x" * 129  # wider than the camera-id column
+    bus.publish(OBSERVATIONS_TOPIC, long_id, observations_to_pb(frame(long_id, 1), "z", "s").SerializeToString())
+    bus.publish(OBSERVATIONS_TOPIC, "cam-f", b"\xff\x00 not a protobuf")
+    _publish(bus, range(3, 6))
+    _publish(bus, range(2), camera="cam-other")
+    drain(aggregator, idle_s=0.2, timeout_s=0.05)
+    assert _stored(store) == (6, 12, 6) and _stored(store, "cam-other") == (2, 4, 2)
+    dead = bus.consumer([dead_letter_topic(OBSERVATIONS_TOPIC)], "inspect").poll(0.1, 10)
+    assert [m.key for m in dead] == [long_id, "cam-f"]
+    assert dlq._value.get() - before == 2
+
+
+def test_detector_waits_for_the_models_and_drops_nothing(demo_clip):
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    bus = MemoryBus()
+    Ingest(bus, Camera("cam-d"), settings).run(str(demo_clip))
+    from emolens.inference import make_classifier
+
+    classifier = Flaky(make_classifier(settings.inference), {"predict": 3})
+    detector, readiness = _fast(Detector(bus, settings, classifier))
+    assert drain(detector, idle_s=0.3) == 20
+    assert readiness == [False, True]
+    from emolens.v1 import frames_pb2, observations_pb2
+
+    sent = []
+    for m in bus.consumer([FRAMES_TOPIC], "sent").poll(0.1, 1000):
+        f = frames_pb2.Frame()
+        f.ParseFromString(m.value)
+        sent.append(f.frame_seq)
+    observed = []
+    for m in bus.consumer([OBSERVATIONS_TOPIC], "count").poll(0.1, 1000):
+        o = observations_pb2.FrameObservations()
+        o.ParseFromString(m.value)
+        observed.append(o.frame_seq)
+    assert observed == sent and len(sent) == 20  # each frame once, in order, none dropped
+
+
+def test_undecodable_frames_go_to_the_dead_letter_topic(demo_clip):
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    bus = MemoryBus()
+    bus.publish(FRAMES_TOPIC, "cam-x", b"garbage")
+    from emolens.inference import make_classifier
+    from emolens.v1 import frames_pb2
+
+    bus.publish(FRAMES_TOPIC, "cam-x", frames_pb2.Frame(camera_id="cam-x", jpeg=b"\xff\xd8 broken").SerializeToString())
+    image = np.zeros((48, 64, 3), np.uint8)
+    import cv2
+
+    ok = frames_pb2.Frame(camera_id="cam-x", frame_seq=7, jpeg=cv2.imencode(".jpg", image)[1].tobytes())
+    bus.publish(FRAMES_TOPIC, "cam-x", ok.SerializeToString())
+    detector = Detector(bus, settings, make_classifier(settings.inference))
+    assert drain(detector, idle_s=0.2) == 3
+    assert len(bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "i").poll(0.1, 10)) == 2
+    assert len(bus.consumer([OBSERVATIONS_TOPIC], "i").poll(0.1, 10)) == 1
