@@ -33,10 +33,10 @@ from emolens.inference import EMOTION, SMILE, Classifier, softmax
 from emolens.inference.onnx import OnnxClassifier
 from emolens.settings import Settings
 from emolens.training import augment as aug
+from emolens.training.canvas import place_on_canvas
 from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.serving import photo_frames
 from emolens.training.tasks import TASKS
-from emolens.vision.align import place_on_canvas
 from emolens.vision.preprocess import preprocess
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from emolens.contract import default_repository
+from emolens.training.canvas import measure_crop_box
 from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.export import export
 from emolens.training.loop import (
@@ -48,7 +49,6 @@ from emolens.training.loop import (
 from emolens.training.model import Ensemble, build_network
 from emolens.training.serving import serving_views
 from emolens.training.tasks import TASKS, TEACHERS, TaskSpec
-from emolens.vision.align import measure_crop_box
 from emolens.vision.detect import make_detector
 
 # The committed teacher snapshots travel with the package source (not the wheel).

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from emolens.vision.align import align_face, detection_at, place_on_canvas
+from emolens.training.canvas import detection_at, place_on_canvas
+from emolens.vision.align import align_face
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The geometry is a *crop box*: where the face detector's box sits in the model's input crop
 (its centre and width, in crop pixels). It is measured by running the production detector on
-the training crops themselves (``measure_crop_box``) and stored in the model's config.pbtxt,
+the training crops themselves (``emolens.training.canvas.measure_crop_box``) and stored in the model's config.pbtxt,
 so the crop the pipeline feeds a model frames the face the way the training crops did.
 
 Why the box and not a landmark fit: both training sets were cut around a face *box* (FER2013
@@ -25,8 +25,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from emolens.errors import InputError, ModelError
-from emolens.vision.detect import Detection, FaceDetector
+from emolens.errors import InputError
 
 Box = tuple[float, float, float, float]
 
@@ -63,41 +62,3 @@ def align_face(gray: np.ndarray, box: Box | Sequence[float], crop_box: np.ndarra
         m[0, 0] *= w / (w // k)
         m[1, 1] *= h / (h // k)
     return cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def place_on_canvas(crop: np.ndarray, upscale: int, canvas: np.ndarray, oy: int, ox: int) -> np.ndarray:
-    """``crop`` upscaled (cubic) and pasted into a copy of the BGR ``canvas`` at (oy, ox)."""
-    side = crop.shape[0] * upscale
-    frame = canvas.copy()
-    big = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
-    frame[oy : oy + side, ox : ox + side] = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
-    return frame
-
-
-def detection_at(faces: Sequence[Detection], x: float, y: float) -> Detection | None:
-    """The most confident of ``faces`` whose box holds the point (x, y), or None."""
-    hits = [f for f in faces if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
-    return max(hits, key=lambda f: f.score) if hits else None
-
-
-def measure_crop_box(
-    crops: Sequence[np.ndarray], detector: FaceDetector, upscale: int, canvas: tuple[int, int] = (480, 640)
-) -> tuple[np.ndarray, float]:
-    """Median detector box of ``detector`` on training crops, in crop pixels.
-
-    Each crop is upscaled and placed on a grey canvas, as a face in a frame would be.
-    Returns ([centre x, centre y, width], fraction of crops where a face was found).
-    """
-    found = []
-    ch, cw = canvas
-    grey = np.full((ch, cw, 3), 128, np.uint8)
-    for crop in crops:
-        side = crop.shape[0] * upscale
-        oy, ox = (ch - side) // 2, (cw - side) // 2
-        det = detection_at(detector.detect(place_on_canvas(crop, upscale, grey, oy, ox)), cw / 2, ch / 2)
-        if det is not None:
-            x0, y0, x1, y1 = det.box
-            found.append([((x0 + x1) / 2 - ox) / upscale, ((y0 + y1) / 2 - oy) / upscale, (x1 - x0) / upscale])
-    if not found:
-        raise ModelError(f"{detector.name} found no face in any of {len(crops)} training crops")
-    return np.median(np.array(found), axis=0).astype(np.float32), len(found) / len(crops)

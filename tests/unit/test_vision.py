@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from emolens.errors import InputError
-from emolens.vision.align import align_face, crop_transform, detection_at, measure_crop_box
+from emolens.training.canvas import detection_at, measure_crop_box
+from emolens.vision.align import align_face, crop_transform
 from emolens.vision.detect import BlazeFaceDetector, HaarFaceDetector, TiledDetector, make_detector
 from emolens.vision.preprocess import noise_sigma, preprocess
 from emolens.vision.quality import assess
