@@ -8,7 +8,7 @@ package); ``triton://HOST:PORT`` calls a Triton server.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from emolens.contract import EMOTION, MODELS, SMILE, ModelInfo, default_repository
 from emolens.errors import ConfigError
@@ -29,5 +29,11 @@ def make_classifier(url: str, threads: int = 0) -> Classifier:
             raise ConfigError(f"triton URL needs host and port: {url!r}")
         from emolens.inference.triton import TritonClassifier
 
-        return TritonClassifier(f"{parsed.hostname}:{parsed.port}")
+        # triton://HOST:PORT?timeout=S: the deadline of one call (retried within TritonClassifier)
+        query = parse_qs(parsed.query)
+        try:
+            timeout_s = float(query.get("timeout", ["10"])[0])
+        except ValueError:
+            raise ConfigError(f"triton URL timeout must be seconds: {url!r}") from None
+        return TritonClassifier(f"{parsed.hostname}:{parsed.port}", timeout_s=timeout_s)
     raise ConfigError(f"unknown inference URL {url!r}: use onnx://PATH or triton://HOST:PORT")
