@@ -66,9 +66,12 @@ class Settings:
             raise _refuse("preprocess", self.preprocess, f"choose one of {', '.join(PREPROCESS_MODES)}")
         if not (
             self.inference.startswith("onnx://")
-            or (self.inference.startswith("triton://") and _host_port(self.inference[len("triton://") :]))
+            or (
+                self.inference.startswith("triton://")
+                and _host_port(self.inference[len("triton://") :].partition("?")[0])
+            )
         ):
-            raise _refuse("inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT")
+            raise _refuse("inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT[?timeout=SECONDS]")
         if not (
             self.bus == "memory://" or (self.bus.startswith("kafka://") and _host_ports(self.bus[len("kafka://") :]))
         ):
