@@ -37,19 +37,38 @@ class Frame:
 
 
 def header_size(source: Path | bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header (a file, or encoded bytes) without decoding;
-    None for other formats."""
+    """(width, height) from a PNG, JPEG, WebP or BMP header (a file, or encoded bytes) without
+    decoding; None for other formats or a header that cannot be read.
+
+    >>> header_size(b"BM" + bytes(16) + (640).to_bytes(4, "little") + (-480).to_bytes(4, "little", signed=True))
+    (640, 480)
+    """
     if isinstance(source, bytes):
         return _header_size(io.BytesIO(source))
     with source.open("rb") as fh:
         return _header_size(fh)
 
 
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
 def _header_size(fh: BinaryIO) -> tuple[int, int] | None:
     head = fh.read(32)
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) < 24 or head[12:16] != b"IHDR":  # IHDR must come first, and it fixes the size
+            return None
         w, h = struct.unpack(">II", head[16:24])
         return int(w), int(h)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return _webp_size(head)
+    if head.startswith(b"BM") and len(head) >= 26:
+        (header_bytes,) = struct.unpack("<I", head[14:18])
+        if header_bytes == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+            w, h = struct.unpack("<HH", head[18:22])
+        else:
+            w, h = struct.unpack("<ii", head[18:26])
+        return abs(int(w)), abs(int(h))  # a negative height means top-down rows
     if not head.startswith(b"\xff\xd8"):
         return None
     fh.seek(2)
@@ -58,13 +77,18 @@ def _header_size(fh: BinaryIO) -> tuple[int, int] | None:
         if len(marker) < 2 or marker[0] != 0xFF:
             return None
         kind = marker[1]
+        if kind == 0xFF:  # fill byte before a marker
+            fh.seek(-1, 1)
+            continue
         if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
             continue
         length_bytes = fh.read(2)
         if len(length_bytes) < 2:
             return None
         (length,) = struct.unpack(">H", length_bytes)
-        if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+        if length < 2:
+            return None
+        if kind in _JPEG_SOF:
             data = fh.read(5)
             if len(data) < 5:
                 return None
@@ -73,15 +97,36 @@ def _header_size(fh: BinaryIO) -> tuple[int, int] | None:
         fh.seek(length - 2, 1)
 
 
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """The canvas of a WebP file: lossy (VP8), lossless (VP8L) or extended (VP8X)."""
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return w, h
+    if chunk == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", head[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
 def _too_large(name: str, size: tuple[int, int], max_pixels: int) -> ImageTooLargeError:
     return ImageTooLargeError(
         f"{name}: {size[0]}x{size[1]} image exceeds the {max_pixels:,}-pixel limit (EMOLENS_MAX_PIXELS)"
     )
 
 
-def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
-    """Decode encoded image bytes as stored (gray, BGR, BGRA; 8 or 16 bit). A PNG or JPEG over
-    ``max_pixels`` is refused from its header, before any pixel is decoded.
+def decode_image(data: bytes, max_pixels: int, name: str = "image", *, untrusted: bool = False) -> np.ndarray:
+    """Decode encoded image bytes as stored (gray, BGR, BGRA; 8 or 16 bit). An image whose
+    header declares more than ``max_pixels`` is refused before any pixel is decoded.
+
+    ``untrusted`` (bytes from the network): only formats whose header states the size (JPEG,
+    PNG, WebP, BMP) are decoded at all, so no decoder ever allocates for a size nobody checked:
+    a few hundred bytes of PNG can declare 16000x16000 pixels (768 MB once decoded), and
+    OpenCV's other decoders (TIFF, PNM, ...) would allocate whatever their header declares.
 
     >>> decode_image(b"not an image", 10**6)
     Traceback (most recent call last):
@@ -91,8 +136,12 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarra
     if not data:
         raise InputError(f"{name}: empty")
     size = header_size(data)
+    if size is None and untrusted:
+        raise InputError(f"{name}: not a readable image (send JPEG, PNG, WebP or BMP)")
     if size and size[0] * size[1] > max_pixels:
         raise _too_large(name, size, max_pixels)
+    if size and untrusted and 0 in size:
+        raise InputError(f"{name}: not a readable image (its header declares {size[0]}x{size[1]} pixels)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise InputError(f"{name}: not a readable image (corrupt or unsupported format)")
