@@ -12,6 +12,8 @@ Where a caller would reasonably catch a builtin, the error is that builtin too, 
 | ``InputError`` | ``ValueError`` | INVALID_ARGUMENT | the caller's input cannot be analysed |
 | ``ImageTooLargeError`` | ``ValueError`` | INVALID_ARGUMENT | an image over the pixel limit |
 | ``NotFound`` | ``LookupError`` | NOT_FOUND | a named thing (camera, ...) does not exist |
+| ``Unauthenticated`` | | UNAUTHENTICATED | no credentials, or credentials nobody issued |
+| ``PermissionDenied`` | ``PermissionError`` | PERMISSION_DENIED | the caller may not see what it named |
 | ``ResourceExhausted`` | | RESOURCE_EXHAUSTED | too large or too many for this server now |
 | ``Unavailable`` | ``ConnectionError`` | UNAVAILABLE | a dependency (Triton, PostgreSQL, Redis, Kafka) is down |
 | ``DeadlineExceeded`` | ``TimeoutError`` | DEADLINE_EXCEEDED | a dependency did not answer in time |
@@ -46,6 +48,15 @@ class ConfigError(EmolensError, ValueError):
 
 class NotFound(EmolensError, LookupError):
     """A thing the caller named (a camera, a model) does not exist."""
+
+
+class Unauthenticated(EmolensError):
+    """A call came without credentials, or with credentials this server does not know."""
+
+
+class PermissionDenied(EmolensError, PermissionError):
+    """The caller is known but may not see what it named (another site's camera, zone, ...).
+    Said the same way whether the thing exists or not, so callers cannot probe for names."""
 
 
 class ResourceExhausted(EmolensError):

@@ -5,6 +5,8 @@ method (unary and streaming), so servicers just raise ``EmolensError`` subclasse
 | --- | --- | --- |
 | ``InputError`` (``ImageTooLargeError`` too) | INVALID_ARGUMENT | the error's message |
 | ``NotFound`` | NOT_FOUND | the error's message |
+| ``Unauthenticated`` | UNAUTHENTICATED | the error's message |
+| ``PermissionDenied`` | PERMISSION_DENIED | the error's message |
 | ``ResourceExhausted`` | RESOURCE_EXHAUSTED | the error's message |
 | ``Unavailable`` | UNAVAILABLE | its ``public`` text, else a fixed sentence |
 | ``DeadlineExceeded`` | DEADLINE_EXCEEDED | its ``public`` text, else a fixed sentence |
@@ -29,7 +31,16 @@ from typing import Any, NoReturn
 
 import grpc
 
-from emolens.errors import DeadlineExceeded, EmolensError, InputError, NotFound, ResourceExhausted, Unavailable
+from emolens.errors import (
+    DeadlineExceeded,
+    EmolensError,
+    InputError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +48,8 @@ log = logging.getLogger(__name__)
 _CALLER: tuple[tuple[type[EmolensError], grpc.StatusCode], ...] = (
     (InputError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # Our dependencies' side: retryable by the caller, described without naming anything inside.
@@ -122,7 +135,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             ("stream_stream", _streaming),
         ):
             behaviour = getattr(handler, name)
-            if behaviour is not None:
+            # A non-blocking behaviour (health's Watch) answers through a callback and holds no
+            # thread; wrapped, gRPC would run it as a blocking stream that holds one per watcher.
+            if behaviour is not None and not getattr(behaviour, "experimental_non_blocking", False):
                 changes[name] = wrap(behaviour, method)
         # grpc's handlers are namedtuples (grpc._utilities.RpcMethodHandler)
         replaced: grpc.RpcMethodHandler = handler._replace(**changes)
