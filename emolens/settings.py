@@ -52,6 +52,19 @@ class Settings:
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
     metrics_port: int = 0  # Prometheus /metrics of the services (0 = none)
+    # The partner gateway (docs/api.md). Certificates and tokens come from files only, so no
+    # secret ever sits in a command line, an environment listing or a log.
+    tls_cert: str = ""  # PEM certificate chain of the gateway; with tls_key, the gateway speaks TLS only
+    tls_key: str = ""  # PEM private key
+    tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed (mTLS)
+    tokens_file: str = ""  # YAML/JSON bearer tokens and their scopes; "" = no auth (loopback only)
+    max_request_bytes: int = 32 << 20  # larger requests are refused unread (RESOURCE_EXHAUSTED)
+    max_streams: int = 16  # concurrent AnalyzeStream + WatchLive calls, all clients together
+    max_streams_per_client: int = 4  # ... and per client
+    rate_limit: float = 20.0  # calls per second per client, sustained (0 = no limit)
+    rate_burst: int = 40  # calls a client may make at once before rate_limit applies
+    gateway_workers: int = 8  # threads for unary calls and health, on top of one per stream slot
+    health_interval: float = 5.0  # seconds between the gateway's checks of its store and live state
 
     def __post_init__(self) -> None:
         """Refuse a setting outside its allowed values when it is loaded, naming both, rather
@@ -86,6 +99,17 @@ class Settings:
             raise _refuse("threads", self.threads, "must be 0 (the runtime's default) or more")
         if self.max_pixels <= 0:
             raise _refuse("max_pixels", self.max_pixels, "must be positive")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise _refuse("tls_key" if self.tls_cert else "tls_cert", "", "give both tls_cert and tls_key, or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise _refuse("tls_client_ca", self.tls_client_ca, "client certificates need TLS: give tls_cert, tls_key")
+        for name in ("max_request_bytes", "max_streams", "max_streams_per_client", "rate_burst", "gateway_workers"):
+            if getattr(self, name) < 1:
+                raise _refuse(name, getattr(self, name), "must be at least 1")
+        if self.rate_limit < 0:
+            raise _refuse("rate_limit", self.rate_limit, "must be 0 (no limit) or more")
+        if self.health_interval <= 0:
+            raise _refuse("health_interval", self.health_interval, "must be positive")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -60,7 +60,11 @@ class Store(Protocol):
         site: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> list[Bucket]: ...
+        camera_ids: Collection[str] | None = None,
+    ) -> list[Bucket]:
+        """Buckets matching every filter given; ``camera_ids`` limits them to those cameras
+        (an empty collection matches none: a caller who may see no camera gets nothing)."""
+        ...
 
     def cameras(self) -> list[Camera]: ...
 

@@ -7,7 +7,7 @@ Tables: ``cameras``; ``minute_buckets`` (one row per camera-minute); ``frames_se
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -220,10 +220,13 @@ class SqlStore:
         site: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        camera_ids: Collection[str] | None = None,
     ) -> list[Bucket]:
         q = select(minute_buckets).join(cameras, cameras.c.camera_id == minute_buckets.c.camera_id)
         if camera_id:
             q = q.where(minute_buckets.c.camera_id == camera_id)
+        if camera_ids is not None:
+            q = q.where(minute_buckets.c.camera_id.in_(sorted(camera_ids)))
         if zone:
             q = q.where(cameras.c.zone == zone)
         if site:
