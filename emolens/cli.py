@@ -13,11 +13,13 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from emolens.errors import ConfigError, EmolensError, InputError, NotFound
-from emolens.settings import Settings, parse_start
+from emolens.observations import MAX_ID_LENGTH
+from emolens.settings import Settings, parse_start, redact_url
 
 log = logging.getLogger("emolens")
 
@@ -55,7 +57,45 @@ def _expand(paths: list[str]) -> Iterator[tuple[str, str]]:
             yield str(q), "video" if q.suffix.lower() in VIDEO_EXTS else "image"
 
 
+def _annotate_dir(value: str | None) -> Path | None:
+    """``--annotate DIR``: made if missing; refused if it names a file."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--annotate {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--annotate {path}: cannot make the folder ({exc.strerror})") from exc
+    return path
+
+
+@contextmanager
+def _output(value: str | None) -> Iterator[IO[str]]:
+    """``--out FILE`` (its folder must exist), or stdout."""
+    if not value:
+        yield sys.stdout
+        return
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise InputError(f"--out {path}: folder {path.parent} does not exist")
+    try:
+        out = path.open("w")
+    except OSError as exc:
+        raise InputError(f"--out {path}: cannot write ({exc.strerror})") from exc
+    with out:
+        yield out
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    annotate_dir = _annotate_dir(args.annotate)
+    with _output(args.out) as out:  # both checked before the models load
+        return _analyze(args, settings, out, annotate_dir)
+
+
+def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotate_dir: Path | None) -> int:
     import cv2
     from tqdm import tqdm
 
@@ -63,12 +103,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from emolens.media import read_image
     from emolens.pipeline import Analyzer, to_bgr
 
-    settings = _settings(args)
-    analyzer = Analyzer(settings, track=True)
-    out: IO[str] = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115
-    annotate_dir = Path(args.annotate) if args.annotate else None
-    if annotate_dir:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
     ok = failed = faces = 0
 
     def emit(source: str, frame: int, ts: float | None, results: list[Any]) -> None:
@@ -83,27 +117,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
-    bar = tqdm(inputs, desc="inputs", unit="file", disable=None if len(inputs) > 1 else True, file=sys.stderr)
-    try:
-        for source, kind in bar:
-            try:
-                if kind == "image":
-                    image = read_image(Path(source), settings.max_pixels)
-                    analyzer.reset()
-                    results = analyzer.analyze(image)
-                    emit(source, 0, None, results)
-                    faces += len(results)
-                    if annotate_dir:
-                        cv2.imwrite(str(annotate_dir / Path(source).name), annotate(to_bgr(image), results, args.blur))
-                else:
-                    faces += _analyze_video(args, analyzer, source, annotate_dir, emit)
-                ok += 1
-            except EmolensError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                failed += 1
-    finally:
-        if args.out:
-            out.close()
+    if not inputs:  # nothing to analyse: the models need not load
+        print(f"analyzed 0 input(s), 0 face(s); {failed} failed", file=sys.stderr)
+        return 2
+    analyzer = Analyzer(settings, track=True)
+    for source, kind in tqdm(
+        inputs, desc="inputs", unit="file", disable=None if len(inputs) > 1 else True, file=sys.stderr
+    ):
+        try:
+            if kind == "image":
+                image = read_image(Path(source), settings.max_pixels)
+                analyzer.reset()
+                results = analyzer.analyze(image)
+                emit(source, 0, None, results)
+                faces += len(results)
+                if annotate_dir:
+                    target = annotate_dir / Path(source).name
+                    if target.suffix.lower() == ".pgm":  # the annotations are in colour: PGM holds gray only
+                        target = target.with_suffix(".ppm")
+                    if not cv2.imwrite(str(target), annotate(to_bgr(image), results, args.blur)):
+                        raise InputError(f"{target}: could not write the annotated image")
+            else:
+                faces += _analyze_video(args, analyzer, source, annotate_dir, emit)
+            ok += 1
+        except EmolensError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
     print(f"analyzed {ok} input(s), {faces} face(s); {failed} failed", file=sys.stderr)
     return 0 if ok else 2
 
@@ -138,6 +177,8 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
                     h, w = frame.image.shape[:2]
                     target = annotate_dir / (Path(source).stem + ".annotated.mp4")
                     writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"mp4v"), fps or 15, (w, h))
+                    if not writer.isOpened():
+                        raise InputError(f"{target}: could not write the annotated video")
                 writer.write(annotate(frame.image, results, args.blur))
     finally:
         if writer is not None:
@@ -168,8 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(
-        f"camera {args.camera_id}: {summary.frames} frames analysed, {summary.observations} stored in {settings.db} "
-        f"({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
+        f"camera {args.camera_id}: {summary.frames} frames analysed, {summary.observations} stored in "
+        f"{redact_url(settings.db)} ({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
         file=sys.stderr,
     )
     return 0
@@ -177,13 +218,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from emolens.report import print_buckets
-    from emolens.store import make_store
+    from emolens.store import SqlStore
 
     settings = _settings(args)
-    store = make_store(settings.db)
+    store = SqlStore(settings.db, create=False)  # a reader never creates a database
     try:
+        store.require_schema()
         if args.camera_id and args.camera_id not in {c.camera_id for c in store.cameras()}:
-            raise NotFound(f"unknown camera {args.camera_id!r} in {settings.db}")
+            raise NotFound(f"unknown camera {args.camera_id!r}")  # not the URL: it may hold a password
         buckets = store.buckets(camera_id=args.camera_id, zone=args.zone, site=args.site)
     finally:
         store.close()
@@ -257,13 +299,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     from emolens.store.migrate import current_revision, head_revision
 
     settings = _settings(args)
-    store = SqlStore(settings.db, create=False)
+    store = SqlStore(settings.db, create=args.action == "upgrade")  # opening it to write upgrades it
     try:
-        if args.action == "upgrade":
-            from emolens.store.migrate import upgrade
-
-            upgrade(store.engine)
-        print(f"{settings.db}: revision {current_revision(store.engine)} (newest {head_revision()})")
+        print(f"{redact_url(settings.db)}: revision {current_revision(store.engine)} (newest {head_revision()})")
     finally:
         store.close()
     return 0
@@ -416,6 +454,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Values argparse's types let through but no command can use: refused in one line, before
+    a camera id no store holds is silently dead-lettered, or gRPC binds port -5 as 65531."""
+    for flag in ("camera_id", "zone", "site"):
+        value = getattr(args, flag, None)
+        shortest = 1 if flag == "camera_id" else 0
+        if value is not None and not shortest <= len(value) <= MAX_ID_LENGTH:
+            name = flag.replace("_", "-")
+            raise ConfigError(f"--{name} must be {shortest}-{MAX_ID_LENGTH} characters, got {len(value)}")
+    seq = getattr(args, "seq_start", None)
+    if seq is not None and not 0 <= seq < 1 << 63:
+        raise ConfigError(f"--seq-start {seq} is outside 0..2^63")
+    port = getattr(args, "port", None)
+    if port is not None and not 0 <= port < 65536:
+        raise ConfigError(f"--port {port} is not a port number (0-65535; 0 picks a free one)")
+    idle = getattr(args, "idle_exit", None)
+    if idle is not None and not idle > 0:
+        raise ConfigError(f"--idle-exit {idle} must be a positive number of seconds")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -427,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
     try:
+        _check_flags(args)
         return int(args.func(args))
     except EmolensError as exc:
         print(f"error: {exc}", file=sys.stderr)

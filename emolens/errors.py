@@ -18,6 +18,7 @@ Where a caller would reasonably catch a builtin, the error is that builtin too, 
 | ``Unavailable`` | ``ConnectionError`` | UNAVAILABLE | a dependency (Triton, PostgreSQL, Redis, Kafka) is down |
 | ``DeadlineExceeded`` | ``TimeoutError`` | DEADLINE_EXCEEDED | a dependency did not answer in time |
 | ``ConfigError`` | ``ValueError`` | INTERNAL | a setting or URL is invalid (the operator's to fix) |
+| ``MissingExtra`` | ``ValueError`` | INTERNAL | a URL needs an optional package that is not installed |
 | ``ModelError`` | ``RuntimeError`` | INTERNAL | a model is missing or breaks the model contract |
 """
 
@@ -44,6 +45,21 @@ class ImageTooLargeError(InputError):
 
 class ConfigError(EmolensError, ValueError):
     """A setting or URL is invalid."""
+
+
+class MissingExtra(ConfigError):
+    """A URL (``postgresql+psycopg://``, ``kafka://``, ...) needs an optional package that is not
+    installed; the message names the extra that brings it.
+
+    >>> print(MissingExtra("kafka://", "kafka", "kafka"))
+    kafka:// needs 'kafka', which is not installed here: pip install 'emolens[kafka]'
+    """
+
+    def __init__(self, scheme: str, extra: str, module: str | None = None) -> None:
+        super().__init__(
+            f"{scheme} needs {module or extra!r}, which is not installed here: pip install 'emolens[{extra}]'"
+        )
+        self.extra = extra
 
 
 class NotFound(EmolensError, LookupError):

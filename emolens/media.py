@@ -156,10 +156,15 @@ def read_image(path: Path, max_pixels: int) -> np.ndarray:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image")
-    size = header_size(path)
-    if size and size[0] * size[1] > max_pixels:
-        raise _too_large(str(path), size, max_pixels)  # before reading the whole file
-    data = path.read_bytes()
+    if not path.is_file():  # a FIFO or device would block the read, or never end
+        raise InputError(f"{path}: not a regular file")
+    try:
+        size = header_size(path)
+        if size and size[0] * size[1] > max_pixels:
+            raise _too_large(str(path), size, max_pixels)  # before reading the whole file
+        data = path.read_bytes()
+    except OSError as exc:  # no permission, an I/O error
+        raise InputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from exc
     if not data:
         raise InputError(f"{path}: empty file")
     return decode_image(data, max_pixels, str(path))

@@ -3,7 +3,9 @@ variables and CLI flags (flags win). The names match the Helm chart's values."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -29,6 +31,11 @@ def _host_port(text: str) -> bool:
 def _host_ports(text: str) -> bool:
     """``HOST:PORT[,HOST:PORT...]`` (a Kafka bootstrap list)."""
     return all(_host_port(part) for part in text.split(","))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``scheme://user:PASSWORD@host``) masked, for messages."""
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 def _refuse(name: str, value: Any, allowed: str) -> ConfigError:
@@ -69,7 +76,7 @@ class Settings:
     def __post_init__(self) -> None:
         """Refuse a setting outside its allowed values when it is loaded, naming both, rather
         than when a service first uses it (or never, as a negative k would)."""
-        if self.fps <= 0:
+        if not (self.fps > 0 and math.isfinite(self.fps)):  # NaN compares False with everything
             raise _refuse("fps", self.fps, "must be positive")
         if not 0.0 <= self.smoothing < 1.0:
             raise _refuse("smoothing", self.smoothing, "must be in [0, 1)")
@@ -92,7 +99,7 @@ class Settings:
         if not (self.live == "memory://" or self.live.startswith("redis://")):
             raise _refuse("live", self.live, "use memory:// or redis://HOST:PORT/DB")
         if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+")):
-            raise _refuse("db", self.db, "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB")
+            raise _refuse("db", redact_url(self.db), "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB")
         if self.k_anonymity < MIN_K_ANONYMITY:
             raise _refuse("k_anonymity", self.k_anonymity, f"must be at least {MIN_K_ANONYMITY}")
         if self.threads < 0:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 
 from emolens.bus.base import Message
-from emolens.errors import Unavailable
+from emolens.errors import MissingExtra, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,10 @@ class KafkaConsumerAdapter:
 
 class KafkaBus:
     def __init__(self, bootstrap: str, partitions: int = 4) -> None:
-        from kafka import KafkaProducer
+        try:
+            from kafka import KafkaProducer
+        except ImportError as exc:
+            raise MissingExtra("kafka://", "kafka", exc.name) from exc
 
         self.bootstrap = bootstrap
         self.partitions = partitions

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from emolens.contract import INPUT_NAME, MODELS, OUTPUT_NAME, ModelInfo, model_info, parse_config_json
-from emolens.errors import DeadlineExceeded, ModelError, Unavailable
+from emolens.errors import DeadlineExceeded, MissingExtra, ModelError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class TritonClassifier:
         try:
             import tritonclient.grpc as grpcclient
         except ImportError as exc:
-            raise ModelError("triton:// needs tritonclient: pip install 'emolens[platform]'") from exc
+            raise MissingExtra("triton://", "triton", exc.name) from exc
         self._grpc = grpcclient
         self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
         self.client = grpcclient.InferenceServerClient(url)  # connects on the first call, not here

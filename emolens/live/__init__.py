@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from emolens.errors import ConfigError, DeadlineExceeded, Unavailable
+from emolens.errors import ConfigError, DeadlineExceeded, MissingExtra, Unavailable
 from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
 
@@ -105,7 +105,10 @@ class RedisLiveState:
     MARKER = "emolens:meta:live-seeded"
 
     def __init__(self, url: str) -> None:
-        import redis
+        try:
+            import redis
+        except ImportError as exc:
+            raise MissingExtra("redis://", "redis", exc.name) from exc
 
         self._r = redis.Redis.from_url(url, decode_responses=True)
         self._errors = redis.exceptions

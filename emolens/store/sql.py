@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -28,10 +29,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, NoSuchModuleError, OperationalError
 
-from emolens.errors import ConfigError, Unavailable
+from emolens.errors import ConfigError, MissingExtra, NotFound, Unavailable
 from emolens.observations import MAX_ID_LENGTH, FrameObservations, Totals
 from emolens.results import EMOTIONS
 from emolens.store.base import Bucket, Camera, fold
@@ -124,21 +125,59 @@ class SqlStore:
     """
 
     def __init__(self, url: str, create: bool = True) -> None:
+        """``create``: make the database's tables (and an SQLite file) when missing, as the
+        writers do; without it (the read-only commands) a missing SQLite file is ``NotFound``
+        and nothing is created."""
         self.url = url
         if url.startswith("sqlite"):
             self._dialect: Any = sqlite
         elif url.startswith("postgresql"):
             self._dialect = postgresql
         else:
-            raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql+psycopg://...")
-        self.engine: Engine = create_engine(url, future=True)
+            raise ConfigError(
+                f"unsupported database URL {_redacted(url)!r}: use sqlite:///FILE or postgresql+psycopg://..."
+            )
+        try:
+            parsed = make_url(url)
+            self.engine: Engine = create_engine(parsed, future=True)
+        except ImportError as exc:  # the PostgreSQL driver is an extra
+            raise MissingExtra(f"{parsed.drivername}://", "postgres", exc.name) from exc
+        except NoSuchModuleError as exc:
+            raise ConfigError(f"unknown database driver in {_redacted(url)!r}: use postgresql+psycopg://") from exc
+        except (ArgumentError, ValueError) as exc:  # the URL does not parse (bad port, brackets, ...)
+            raise ConfigError(f"the database URL is malformed ({type(exc).__name__})") from exc
+        # Messages name an SQLite file (the user's own) but never a server's host or password.
+        self.name = f"SQLite database {parsed.database}" if url.startswith("sqlite") else "the PostgreSQL database"
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            _check_sqlite_file(parsed.database, create)
+            event.listen(self.engine, "connect", _sqlite_pragmas if create else _sqlite_reader_pragmas)
         if create:
             from emolens.store.migrate import upgrade
 
-            with self._outage():
+            with self._opening():
                 upgrade(self.engine)
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """An outage as in :meth:`_outage`; any other database error while opening means the
+        file or database is not one emolens can use (a photo given as an SQLite file, ...)."""
+        try:
+            with self._outage():
+                yield
+        except DatabaseError as exc:
+            # SQLite's reason names no host ("file is not a database"); a server's might.
+            reason = str(exc.orig) if self.url.startswith("sqlite") else type(exc.orig).__name__
+            raise ConfigError(f"{self.name} is not usable ({reason})") from exc
+
+    def require_schema(self) -> None:
+        """Refuse a database that holds no emolens tables (for the read-only commands, which
+        would otherwise fail on the first query or report ``no data`` for a wrong database)."""
+        from emolens.store.migrate import current_revision
+
+        with self._opening():
+            revision = current_revision(self.engine)
+        if revision is None:
+            raise NotFound(f"{self.name} holds no emolens data (`emolens db upgrade` creates the tables)")
 
     @contextmanager
     def _outage(self) -> Iterator[None]:
@@ -263,8 +302,40 @@ class SqlStore:
         self.engine.dispose()
 
 
+def _redacted(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://..."
+
+
+def _check_sqlite_file(database: str | None, create: bool) -> None:
+    """SQLite makes a missing file on its first connection, but not a missing folder (it then
+    fails with a bare 'unable to open database file'): say which, and refuse to make a file
+    for a reader (``emolens stats --db sqlite:///typo.db`` would print ``no data``)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if create:
+        if not path.parent.is_dir():
+            raise ConfigError(f"SQLite database {path}: folder {path.parent} does not exist")
+    elif not path.exists():
+        raise NotFound(f"SQLite database {path}: no such database (`emolens run` or `emolens db upgrade` creates it)")
+    if path.is_dir():
+        raise ConfigError(f"SQLite database {path}: is a folder")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """A reader leaves the journal mode alone: setting it writes to the file (the writers that
+    made the database chose WAL, and SQLite remembers that in the file)."""
+    cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

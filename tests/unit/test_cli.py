@@ -259,3 +259,166 @@ def test_a_tool_without_its_extra_is_a_one_line_error(monkeypatch, capsys):
     assert main(["bench", "--only", "precision"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: `emolens bench` needs 'torch', which is not installed here;")
+
+
+# ---------------------------------------------------------------- bad input: one `error:` line, never a traceback
+
+
+def one_error(capsys, *, alone: bool = True) -> str:
+    """The one ``error:`` line on stderr; ``alone``: nothing else was printed there either."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    if alone:
+        assert err.splitlines() == lines, err
+    return lines[0]
+
+
+def emolens_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed ``emolens`` script, as a user runs it."""
+    script = Path(sys.executable).with_name("emolens")
+    return subprocess.run([str(script), *argv], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_analyze_out_in_a_missing_folder(images, tmp_path, capsys):
+    out = tmp_path / "nodir" / "x.jsonl"
+    assert main(["analyze", str(images / "color.jpg"), "--out", str(out), *INF]) == 2
+    assert one_error(capsys) == f"error: --out {out}: folder {out.parent} does not exist"
+    assert not out.parent.exists()
+
+
+def test_analyze_annotate_names_a_file(images, tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    assert main(["analyze", str(images / "color.jpg"), "--annotate", str(target), *INF]) == 2
+    assert one_error(capsys) == f"error: --annotate {target}: is a file, not a folder"
+    assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize("verb", ["stats", "run", "db-current", "db-upgrade"])
+def test_sqlite_file_in_a_missing_folder(verb, images, tmp_path, capsys):
+    db = tmp_path / "nonexistent_dir" / "x.db"
+    argv = {
+        "stats": ["stats"],
+        "run": ["run", "--source", str(images / "color.jpg"), "--camera-id", "c", *INF],
+        "db-current": ["db", "current"],
+        "db-upgrade": ["db", "upgrade"],
+    }[verb]
+    assert main([*argv, "--db", f"sqlite:///{db}"]) == 2
+    line = one_error(capsys)
+    # a writer says which folder is missing; a reader that there is no such database
+    assert line.startswith(f"error: SQLite database {db}: ")
+    assert ("no such database" if verb in ("stats", "db-current") else f"folder {db.parent} does not exist") in line
+    assert not db.parent.exists()
+
+
+def test_stats_refuses_a_missing_database_without_creating_it(tmp_path):
+    """Run as a user does (the installed script): one line on stderr, no traceback, no file."""
+    proc = emolens_cli("stats", "--db", "sqlite:///missing.db", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: SQLite database missing.db: no such database (`emolens run` or `emolens db upgrade` creates it)"
+    ]
+    assert proc.stdout == "" and not (tmp_path / "missing.db").exists()
+    proc = emolens_cli("db", "current", "--db", "sqlite:///missing.db", cwd=tmp_path)
+    assert proc.returncode == 2 and "no such database" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_stats_refuses_a_file_that_holds_no_emolens_data(tmp_path, images, capsys):
+    (tmp_path / "empty.db").write_bytes(b"")
+    assert main(["stats", "--db", f"sqlite:///{tmp_path / 'empty.db'}"]) == 2
+    assert "holds no emolens data" in one_error(capsys)
+    assert (tmp_path / "empty.db").read_bytes() == b""  # a reader changes nothing
+    photo = images / "color.jpg"
+    for argv in (["stats"], ["run", "--source", str(photo), "--camera-id", "c", *INF]):
+        assert main([*argv, "--db", f"sqlite:///{photo}"]) == 2
+        assert one_error(capsys).endswith("is not usable (file is not a database)")
+
+
+def test_unknown_camera_names_the_camera_only(tmp_path, capsys):
+    from emolens.store import Camera, SqlStore
+
+    db = tmp_path / "secret-path.db"
+    store = SqlStore(f"sqlite:///{db}")
+    store.ensure_camera(Camera("c1"))
+    store.close()
+    assert main(["stats", "--db", f"sqlite:///{db}", "--camera-id", "nope"]) == 2
+    assert one_error(capsys) == "error: unknown camera 'nope'"
+
+
+def test_database_urls_never_show_a_password(capsys):
+    for url, expected in (
+        ("mysql://u:s3cret@h/x", "error: db (EMOLENS_DB) is 'mysql://u:***@h/x': use sqlite:///FILE or"),
+        ("postgresql+nodriver://u:s3cret@h/x", "error: unknown database driver in 'postgresql+nodriver://u:***@h/x'"),
+        ("postgresql://u:s3cret@[::1/x", "error: the database URL is malformed"),
+    ):
+        assert main(["stats", "--db", url]) == 2
+        line = one_error(capsys)
+        assert line.startswith(expected) and "s3cret" not in line
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("psycopg", ["run", "--db", "postgresql+psycopg://u@127.0.0.1:1/x"], "postgres"),
+        ("psycopg", ["stats", "--db", "postgresql+psycopg://u@127.0.0.1:1/x"], "postgres"),
+        ("redis", ["run", "--live", "redis://127.0.0.1:1/0"], "redis"),
+        ("kafka", ["ingest", "--bus", "kafka://127.0.0.1:1"], "kafka"),
+        ("tritonclient.grpc", ["analyze", "--inference", "triton://127.0.0.1:1"], "triton"),
+    ],
+)
+def test_a_url_without_its_extra_names_the_extra(module, argv, extra, images, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    monkeypatch.chdir(tmp_path)  # `run` makes its default database here
+    photo = str(images / "color.jpg")
+    source = {"analyze": [photo], "stats": []}.get(argv[0], ["--source", photo, "--camera-id", "c"])
+    assert main([*argv, *source]) == 2
+    line = one_error(capsys)
+    assert line.endswith(f"which is not installed here: pip install 'emolens[{extra}]'"), line
+    assert line.startswith(f"error: {argv[-1].split('://')[0]}://")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--source", "PHOTO", "--camera-id", "c", "--fps", "nan"], "error: fps (EMOLENS_FPS) is nan"),
+        (["run", "--source", "PHOTO", "--camera-id", "c", "--fps", "-1"], "error: fps (EMOLENS_FPS) is -1.0"),
+        (["analyze", "PHOTO", "--fps", "0"], "error: fps (EMOLENS_FPS) is 0.0"),
+        (["stats", "--k", "0"], "error: k_anonymity (EMOLENS_K_ANONYMITY) is 0"),
+        (["run", "--source", "PHOTO", "--camera-id", ""], "error: --camera-id must be 1-128 characters, got 0"),
+        (["run", "--source", "PHOTO", "--camera-id", "c" * 129], "error: --camera-id must be 1-128 characters"),
+        (["ingest", "--source", "PHOTO", "--camera-id", "c", "--seq-start", "-1"], "error: --seq-start -1 is outside"),
+        (["gateway", "--port", "-5"], "error: --port -5 is not a port number"),
+        (["aggregate", "--idle-exit", "-1"], "error: --idle-exit -1.0 must be a positive number"),
+    ],
+)
+def test_odd_flag_values_are_one_line(argv, message, images, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(images / "color.jpg") if a == "PHOTO" else a for a in argv]
+    assert main(argv) == 2
+    assert one_error(capsys).startswith(message)
+    assert not (tmp_path / "emolens.db").exists()
+
+
+def test_unreadable_inputs_are_one_error_each(tmp_path, capsys):
+    """A folder with no image, a FIFO (reading it would block) and a file that cannot be read."""
+    import os
+
+    (tmp_path / "no-images").mkdir()
+    (tmp_path / "no-images" / "notes.txt").write_text("x")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    unreadable = tmp_path / "locked.jpg"
+    if os.geteuid() == 0:  # root reads any file; /proc/self/mem refuses a read at offset 0
+        unreadable.symlink_to("/proc/self/mem")
+    else:
+        unreadable.write_bytes(b"\xff\xd8")
+        unreadable.chmod(0)
+    for path, reason in (
+        (tmp_path / "no-images", "folder holds no images or videos"),
+        (tmp_path / "pipe.jpg", "not a regular file"),
+        (unreadable, "cannot read ("),
+    ):
+        assert main(["analyze", str(path), *INF]) == 2
+        assert one_error(capsys, alone=False).startswith(f"error: {path}: {reason}")

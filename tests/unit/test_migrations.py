@@ -20,7 +20,12 @@ def test_migrations_build_exactly_the_models_schema(tmp_path):
 
 def test_db_command(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert main(["db", "current", "--db", url]) == 2  # a reader makes no database
+    assert "no such database" in capsys.readouterr().err and not (tmp_path / "c.db").exists()
+    (tmp_path / "c.db").write_bytes(b"")
     assert main(["db", "current", "--db", url]) == 0
     assert "revision None" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", url]) == 0
+    assert "revision 0001" in capsys.readouterr().out
+    assert main(["db", "current", "--db", url]) == 0
     assert "revision 0001" in capsys.readouterr().out
