@@ -35,6 +35,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         k_anonymity=getattr(args, "k", None),
         live=getattr(args, "live", None),
         bus=getattr(args, "bus", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
+        tokens_file=getattr(args, "tokens_file", None),
     )
 
 
@@ -275,16 +279,28 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import signal
 
     from emolens.live import make_live_state
-    from emolens.services.gateway import AnalyticsService, build_server
+    from emolens.services.gateway import AnalyticsService, build_server, check_address
     from emolens.store import make_store
 
     settings = _settings(args)
+    address = f"{args.host}:{args.port}"
+    # before the models load: a refusal should be quick
+    check_address(address, tls=bool(settings.tls_cert), auth=bool(settings.tokens_file), insecure=args.insecure)
     store = make_store(settings.db)
-    live = make_live_state(settings.live) if args.live else None
-    server, port = build_server(AnalyticsService(settings, store, live), f"{args.host}:{args.port}")
+    try:
+        live = make_live_state(settings.live) if args.live else None
+        service = AnalyticsService(settings, store, live)
+        server, port = build_server(service, address, insecure=args.insecure, reflection=args.reflection)
+    except BaseException:
+        store.close()
+        raise
     server.start()
+    security = "tls" if settings.tls_cert else "plaintext"
+    auth = "tokens" if settings.tokens_file else "no auth"
+    db = settings.db.split("://")[0]  # the URL may carry a password: the log gets its kind only
     print(
-        f"gateway listening on {args.host}:{port} (db {settings.db}, inference {settings.inference})", file=sys.stderr
+        f"gateway listening on {args.host}:{port} ({security}, {auth}; db {db}, inference {settings.inference})",
+        file=sys.stderr,
     )
     signal.signal(signal.SIGTERM, lambda *_: server.stop(grace=2))
     try:
@@ -407,6 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
     p.add_argument("--live", help="live-state URL: memory:// or redis://HOST:PORT/DB (enables WatchLive)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS only (EMOLENS_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert (EMOLENS_TLS_KEY)")
+    p.add_argument("--tls-client-ca", help="PEM CA: require client certificates it signed (EMOLENS_TLS_CLIENT_CA)")
+    p.add_argument("--tokens-file", help="YAML/JSON bearer tokens and scopes (EMOLENS_TOKENS_FILE; docs/api.md)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext off loopback (only behind a proxy or mesh that encrypts)",
+    )
+    p.add_argument("--reflection", action="store_true", help="serve gRPC server reflection (off by default)")
     common(p)
     p.set_defaults(func=cmd_gateway)
 

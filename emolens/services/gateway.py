@@ -1,10 +1,19 @@
-"""The partner gRPC API (protos/emolens/v1/analytics.proto), with gRPC health checking and
-server reflection.
+"""The partner gRPC API (protos/emolens/v1/analytics.proto), with gRPC health checking and,
+on request, server reflection.
 
-    emolens gateway --port 50051 --db postgresql+psycopg://... --live redis://...
+    emolens gateway --host 0.0.0.0 --port 50051 --tls-cert gw.crt --tls-key gw.key \\
+        --tokens-file tokens.yaml --db postgresql+psycopg://... --live redis://...
 
-The servicer raises typed errors (``emolens.errors``); ``grpc_errors.ErrorInterceptor`` turns
-them into status codes for every method, so no method maps errors itself.
+Every call passes two interceptors: ``access.AccessInterceptor`` admits it (bearer token, rate
+limit, stream slot) and ``grpc_errors.ErrorInterceptor`` turns what the servicer raises (typed
+``emolens.errors``) into status codes, so no method authenticates or maps errors itself. The
+servicer checks each camera, site and zone a call names against the caller's scope.
+
+What :func:`build_server` refuses to start (docs/api.md, "Serving rules"):
+
+- plaintext on an address other than loopback, unless ``insecure`` says a proxy or mesh in
+  front encrypts;
+- no tokens file on an address other than loopback: authentication is off only on loopback.
 """
 
 from __future__ import annotations
@@ -12,37 +21,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection as grpc_reflection
 
-from emolens.errors import InputError, NotFound, Unavailable
+from emolens.errors import ConfigError, InputError, NotFound, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
 from emolens.media import decode_image
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
+from emolens.services.access import Access, AccessInterceptor, is_loopback
 from emolens.services.grpc_errors import ErrorInterceptor
+from emolens.services.loop import Health
 from emolens.settings import Settings
-from emolens.store import Store
+from emolens.store import Camera, Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from emolens.vision.detect import Detection, FaceDetector, make_detector
 from emolens.wire import bucket_to_pb, face_to_pb, from_timestamp, to_timestamp
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "emolens.v1.Analytics"
-
-
-def max_request_bytes(max_pixels: int) -> int:
-    """The largest request the gateway reads. An encoded image needs at most about 4 bytes per
-    pixel (raw BGRA), so every image within ``max_pixels`` fits and reaches the pixel check
-    (INVALID_ARGUMENT); a request larger than this is refused by gRPC as RESOURCE_EXHAUSTED.
-    gRPC's own default, 4 MiB, would refuse a 40 MP photo's JPEG before it was looked at."""
-    return 4 * max_pixels + (1 << 20)
+# WatchLive polls the live state: one camera 5 times a second; without a camera it also looks
+# for cameras that appeared (or entered the caller's scope) every few seconds.
+WATCH_PERIOD_S = 0.2
+WATCH_CAMERAS_PERIOD_S = 2.0
 
 
 class _LockedDetector:
@@ -57,10 +65,21 @@ class _LockedDetector:
 
 
 class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
-    def __init__(self, settings: Settings, store: Store, live: LiveState | None, classifier: Classifier | None = None):
+    """The four methods. ``access`` (default: from ``settings``) says who calls and what they
+    may see; the interceptor built from the same object has admitted every call already."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        live: LiveState | None,
+        classifier: Classifier | None = None,
+        access: Access | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.live = live
+        self.access = access or Access.from_settings(settings)
         self.classifier = classifier or make_classifier(settings.inference, threads=settings.threads)
         self.detector = _LockedDetector(make_detector(settings.detector, settings.min_detection_score))
 
@@ -68,26 +87,40 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         return Analyzer(self.settings, classifier=self.classifier, detector=self.detector, track=track)
 
     def AnalyzeImage(self, request, context):
-        image = decode_image(request.image, self.settings.max_pixels)
+        image = decode_image(request.image, self.settings.max_pixels, untrusted=True)
         faces = self._analyzer(track=False).analyze(image)
         return analytics_pb2.AnalyzeImageResponse(faces=[face_to_pb(f) for f in faces])
 
     def AnalyzeStream(self, request_iterator, context):
         analyzer = self._analyzer(track=True)
         for frame in request_iterator:
-            image = decode_image(frame.image, self.settings.max_pixels, f"frame {frame.frame_seq}")
+            image = decode_image(frame.image, self.settings.max_pixels, f"frame {frame.frame_seq}", untrusted=True)
             faces = analyzer.analyze(image)
             yield analytics_pb2.StreamResult(frame_seq=frame.frame_seq, faces=[face_to_pb(f) for f in faces])
 
-    def _known(self, camera_id: str) -> bool:
-        known = {c.camera_id for c in self.store.cameras()}
+    def _cameras(self) -> dict[str, Camera]:
+        """Every camera the store or the live state knows (the store's zone and site win)."""
+        known = {c.camera_id: c for c in self.store.cameras()}
         if self.live is not None:
-            known |= set(self.live.cameras())
-        return camera_id in known
+            for camera_id in self.live.cameras():
+                known.setdefault(camera_id, Camera(camera_id))
+        return known
+
+    def _check_camera(self, context: grpc.ServicerContext, camera_id: str) -> None:
+        """PermissionDenied outside the caller's scope (known or not), else NotFound if unknown."""
+        known = self._cameras()
+        self.access.client(context).scope.check_camera(camera_id, known)
+        if camera_id not in known:
+            raise NotFound(f"unknown camera {camera_id!r}")
 
     def QueryStats(self, request, context):
-        if request.camera_id and not self._known(request.camera_id):
-            raise NotFound(f"unknown camera {request.camera_id!r}")
+        scope = self.access.client(context).scope
+        known = self._cameras()
+        if request.camera_id:
+            scope.check_camera(request.camera_id, known)
+            if request.camera_id not in known:
+                raise NotFound(f"unknown camera {request.camera_id!r}")
+        scope.check_filters(known, site=request.site, zone=request.zone)
         since = from_timestamp(request.since).replace(tzinfo=None) if request.HasField("since") else None
         until = from_timestamp(request.until).replace(tzinfo=None) if request.HasField("until") else None
         if since and until and since >= until:
@@ -98,25 +131,36 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
             site=request.site or None,
             since=since,
             until=until,
+            camera_ids=scope.visible(known),
         )
         k = self.settings.k_anonymity
         return analytics_pb2.QueryStatsResponse(buckets=[bucket_to_pb(b, k) for b in buckets], k_anonymity=k)
 
     def WatchLive(self, request, context) -> Iterator[analytics_pb2.LiveCounters]:
+        """One camera's counters, or (no ``camera_id``) those of every camera the caller may
+        see, each pushed when it changes."""
         live = self.live
         if live is None:
             message = "this gateway has no live state (start it with --live)"
             raise Unavailable(message, public=message)
-        if not request.camera_id:
-            raise InputError("camera_id is required")
-        if not self._known(request.camera_id):
-            raise NotFound(f"unknown camera {request.camera_id!r}")
-        last = None
+        scope = self.access.client(context).scope
+        watched: list[str] = []
+        if request.camera_id:
+            self._check_camera(context, request.camera_id)
+            watched = [request.camera_id]
+        last: dict[str, tuple[int, int, int]] = {}
+        looked = -WATCH_CAMERAS_PERIOD_S
         while context.is_active():
-            c = live.get(request.camera_id)
-            state = (c.frames, c.faces, c.smiles)
-            if state != last:
-                last = state
+            if not request.camera_id and time.monotonic() - looked >= WATCH_CAMERAS_PERIOD_S:
+                looked = time.monotonic()
+                visible = scope.visible(self._cameras())
+                watched = [c for c in live.cameras() if visible is None or c in visible]
+            for camera_id in watched:
+                c = live.get(camera_id)
+                state = (c.frames, c.faces, c.smiles)
+                if state == last.get(camera_id):
+                    continue
+                last[camera_id] = state
                 msg = analytics_pb2.LiveCounters(
                     camera_id=c.camera_id,
                     frames=c.frames,
@@ -127,27 +171,181 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
                 if c.updated_at:
                     msg.updated_at.CopyFrom(to_timestamp(c.updated_at))
                 yield msg
-            time.sleep(0.2)
+            time.sleep(WATCH_PERIOD_S)
 
 
-def build_server(service: AnalyticsService, address: str, workers: int = 8) -> tuple[grpc.Server, int]:
-    """A started-ready server (call ``start()``) with health and reflection; returns the bound port.
-    Every method's errors go through ``ErrorInterceptor``."""
+class DependencyCheck:
+    """Asks the store (and the live state, when the gateway has one) a cheap question every
+    ``interval`` seconds on a thread of its own, and reports ``ok`` to ``report``: the health
+    service says NOT_SERVING while either is unreachable, or slower to answer than ``interval``."""
+
+    def __init__(self, service: AnalyticsService, interval: float, report: Callable[[bool], None]) -> None:
+        self.service, self.interval, self.report = service, interval, report
+        self.ok: bool | None = None
+        self._stop = threading.Event()
+        self._probe = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-health")
+        self._pending: futures.Future[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="gateway-health-check", daemon=True)
+
+    def _ask(self) -> None:
+        self.service.store.cameras()
+        if self.service.live is not None:
+            self.service.live.cameras()
+
+    def check(self) -> bool:
+        """One check; a probe still hanging from the last one counts as a failure."""
+        reason = ""
+        if self._pending is None or self._pending.done():
+            self._pending = self._probe.submit(self._ask)
+        try:
+            self._pending.result(timeout=self.interval)
+        except futures.TimeoutError:
+            reason = f"no answer within {self.interval:g}s"
+        except Exception as exc:  # any failure means the gateway cannot answer from its data
+            reason = f"{type(exc).__name__}: {exc}"
+        ok = not reason
+        if ok != self.ok:
+            if ok:
+                log.info("event=gateway_health status=SERVING")
+            else:
+                log.warning("event=gateway_health status=NOT_SERVING reason=%r", reason)
+        self.ok = ok
+        self.report(ok)
+        return ok
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+
+    def start(self) -> None:
+        self.check()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._probe.shutdown(wait=False, cancel_futures=True)
+
+
+class GatewayServer:
+    """The API server, its health service (on the API port, and on ``health_port`` of its own
+    when set, which Kubernetes probes in plaintext) and the dependency check, run together."""
+
+    def __init__(self, server: grpc.Server, servicer: health.HealthServicer, service: AnalyticsService) -> None:
+        self.server, self._servicer = server, servicer
+        settings = service.settings
+        self._health_port = Health(settings.health_port, SERVICE_NAME) if settings.health_port else None
+        self.check = DependencyCheck(service, settings.health_interval, self._report)
+        self._report(False)  # until the first check has passed
+
+    def _report(self, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self._servicer.set(name, status)
+        if self._health_port is not None:
+            self._health_port.set(ok)
+
+    def start(self) -> None:
+        self.server.start()
+        self.check.start()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        self.check.stop()
+        self._report(False)
+        if self._health_port is not None:
+            self._health_port.close()
+        return self.server.stop(grace)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.server.wait_for_termination(timeout)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror})") from exc
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{what} {path}: not a PEM file")
+    return data
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from ``tls_cert``/``tls_key`` (PEM files), requiring client certificates signed by
+    ``tls_client_ca`` when it is given; None without a certificate."""
+    if not settings.tls_cert:
+        return None
+    chain = _read(settings.tls_cert, "TLS certificate (EMOLENS_TLS_CERT)")
+    key = _read(settings.tls_key, "TLS key (EMOLENS_TLS_KEY)")
+    ca = _read(settings.tls_client_ca, "client CA (EMOLENS_TLS_CLIENT_CA)") if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def check_address(address: str, *, tls: bool, auth: bool, insecure: bool) -> None:
+    """The serving rules: off loopback, plaintext needs ``insecure`` and no authentication is
+    refused; a ConfigError says what to give instead.
+
+    >>> check_address("127.0.0.1:50051", tls=False, auth=False, insecure=False)  # a laptop: fine
+    >>> check_address("0.0.0.0:50051", tls=True, auth=False, insecure=False)
+    Traceback (most recent call last):
+    ...
+    emolens.errors.ConfigError: refusing to serve without authentication on 0.0.0.0:50051: give --tokens-file ...
+    """
+    if is_loopback(address.rpartition(":")[0]):
+        return
+    if not tls and not insecure:
+        raise ConfigError(
+            f"refusing to serve plaintext on {address}: give --tls-cert and --tls-key (EMOLENS_TLS_CERT, "
+            "EMOLENS_TLS_KEY), listen on 127.0.0.1, or pass --insecure if a proxy or mesh in front encrypts"
+        )
+    if not auth:
+        raise ConfigError(
+            f"refusing to serve without authentication on {address}: give --tokens-file "
+            "(EMOLENS_TOKENS_FILE); authentication is off only on loopback (127.0.0.1)"
+        )
+
+
+def build_server(
+    service: AnalyticsService, address: str, *, insecure: bool = False, reflection: bool = False
+) -> tuple[GatewayServer, int]:
+    """A server ready to ``start()`` on ``address`` (``HOST:PORT``), TLS when the settings give
+    a certificate; returns it and the bound port. Refuses (ConfigError) to serve plaintext off
+    loopback without ``insecure``, or without tokens off loopback (module docstring).
+
+    Streams hold a worker thread each for as long as they last, so the pool has one thread per
+    stream slot (``max_streams``) plus ``gateway_workers`` that only unary calls and health
+    can use; calls beyond what the pool can queue are refused (RESOURCE_EXHAUSTED)."""
+    settings = service.settings
+    credentials = server_credentials(settings)
+    check_address(address, tls=credentials is not None, auth=service.access.tokens is not None, insecure=insecure)
+    workers = settings.max_streams + settings.gateway_workers
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=[ErrorInterceptor()],
-        options=[("grpc.max_receive_message_length", max_request_bytes(service.settings.max_pixels))],
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway"),
+        interceptors=[ErrorInterceptor(), AccessInterceptor(service.access)],
+        options=[("grpc.max_receive_message_length", settings.max_request_bytes)],
+        maximum_concurrent_rpcs=workers + settings.gateway_workers,
     )
     analytics_pb2_grpc.add_AnalyticsServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    names = (
-        analytics_pb2.DESCRIPTOR.services_by_name["Analytics"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
+    if reflection:
+        names = (
+            analytics_pb2.DESCRIPTOR.services_by_name["Analytics"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            grpc_reflection.SERVICE_NAME,
+        )
+        grpc_reflection.enable_server_reflection(names, server)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address} (in use, or not an address of this machine)") from exc
+    auth = f"{len(service.access.tokens)} tokens" if service.access.tokens is not None else "off (loopback)"
+    log.info(
+        "event=gateway_ready address=%s port=%d tls=%s client_certs=%s auth=%s reflection=%s",
+        address,
+        port,
+        credentials is not None,
+        bool(settings.tls_client_ca),
+        auth,
+        reflection,
     )
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
-    return server, port
+    return GatewayServer(server, health_servicer, service), port

@@ -8,7 +8,10 @@ import pytest
 MODULES = [
     "emolens.bus.memory",
     "emolens.evaluation.metrics",
+    "emolens.media",
     "emolens.report",
+    "emolens.services.access",
+    "emolens.services.gateway",
     "emolens.services.grpc_errors",
     "emolens.store.sql",
     "emolens.track",

@@ -38,7 +38,7 @@ def env(tmp_path_factory):
     store.apply(frames)
     live = MemoryLiveState()
     settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", k_anonymity=5)
-    server, port = build_server(AnalyticsService(settings, store, live), "127.0.0.1:0")
+    server, port = build_server(AnalyticsService(settings, store, live), "127.0.0.1:0", reflection=True)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield analytics_pb2_grpc.AnalyticsStub(channel), channel, live

@@ -147,17 +147,17 @@ def test_not_found_for_an_unknown_camera_unary_and_streaming(store, onnx):
 
 
 def test_resource_exhausted_for_a_request_over_the_size_limit(store, onnx):
-    """The gateway reads requests up to 4 bytes per allowed pixel (+1 MiB): any image within
-    max_pixels reaches the pixel check, anything bigger is refused unread."""
-    with gateway(AnalyticsService(settings(max_pixels=10_000), store, None, onnx)) as stub:
-        err = _analyze(stub, b"\xff" * (4 * 10_000 + (1 << 20) + 1))
+    """The gateway reads requests up to EMOLENS_MAX_REQUEST_BYTES; anything bigger is refused
+    unread, before any decoding."""
+    with gateway(AnalyticsService(settings(max_request_bytes=1 << 20), store, None, onnx)) as stub:
+        err = _analyze(stub, b"\xff" * ((1 << 20) + 1))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert_clean(err)
 
 
 def test_an_image_over_grpcs_default_4_mib_is_still_analysed(store, onnx):
     """gRPC's default 4 MiB limit would answer RESOURCE_EXHAUSTED for a big photo, which
-    docs/api.md promises to accept up to EMOLENS_MAX_PIXELS: the limit follows max_pixels."""
+    docs/api.md promises to accept up to EMOLENS_MAX_REQUEST_BYTES (32 MiB by default)."""
     noisy = np.random.default_rng(0).integers(0, 256, (1200, 1600, 3), np.uint8)
     payload = cv2.imencode(".png", noisy)[1].tobytes()
     assert len(payload) > 4 << 20

@@ -1,0 +1,395 @@
+"""Who may call the partner gateway, what each caller may see, and how much each may ask.
+
+- **Who**: a bearer token (``authorization: bearer <token>``) from a tokens file
+  (``EMOLENS_TOKENS_FILE``). Only SHA-256 digests of the tokens are kept in memory, compared in
+  constant time; a token is never logged, and never taken from a command line.
+- **What**: each token carries a :class:`Scope`: everything, or a list of sites and/or camera ids.
+  The servicer asks :meth:`Access.client` for the caller and checks each name it is given.
+- **How much**: a token bucket per client (``EMOLENS_RATE_LIMIT`` calls/s, bursts of
+  ``EMOLENS_RATE_BURST``) and a cap on concurrent streams, per client and in total
+  (``EMOLENS_MAX_STREAMS_PER_CLIENT``, ``EMOLENS_MAX_STREAMS``), so streams never hold every
+  worker thread.
+
+:class:`AccessInterceptor` admits every call of the server it is given to (the health service
+excepted: Kubernetes probes carry no token) before a servicer method runs; its refusals are
+``EmolensError``s, which ``grpc_errors.ErrorInterceptor`` (outside it) turns into status codes.
+
+A tokens file (YAML, or JSON, which YAML reads too)::
+
+    clients:
+      - name: mall-a-analytics        # shows in the gateway's log; limits are per name
+        token: "2f1c...e9"            # or  sha256: <64 hex digits of the token's SHA-256>
+        sites: [mall-a]
+        cameras: [mall-b-entrance]    # sites and/or cameras
+      - name: operations
+        sha256: "5e88...42"
+        all: true                     # every site and camera
+
+>>> tokens = Tokens.parse({"clients": [{"name": "ops", "token": "0123456789abcdef", "all": True}]}, "inline")
+>>> tokens.find("0123456789abcdef").name, tokens.find("wrong")
+('ops', None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+
+from emolens.errors import ConfigError, PermissionDenied, ResourceExhausted, Unauthenticated
+from emolens.settings import Settings
+from emolens.store import Camera
+
+log = logging.getLogger(__name__)
+
+# Shorter tokens can be guessed; `openssl rand -hex 32` makes a good one.
+MIN_TOKEN_LENGTH = 16
+# Methods any caller may reach without a token: Kubernetes' gRPC probes cannot send one.
+OPEN_METHODS = ("/grpc.health.v1.Health/",)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a token may see: everything, or the cameras of some sites plus some cameras by id.
+
+    >>> Scope(sites=frozenset({"mall-a"})).sees(Camera("cam-1", site="mall-a"))
+    True
+    >>> Scope(cameras=frozenset({"cam-9"})).sees(Camera("cam-1", site="mall-a"))
+    False
+    """
+
+    everything: bool = False
+    sites: frozenset[str] = frozenset()
+    cameras: frozenset[str] = frozenset()
+
+    def sees(self, camera: Camera) -> bool:
+        return self.everything or camera.camera_id in self.cameras or (bool(camera.site) and camera.site in self.sites)
+
+    def check_camera(self, camera_id: str, known: dict[str, Camera]) -> None:
+        """PermissionDenied unless the camera is in scope. An unknown id is judged like an
+        existing camera of another site, and told the same words, so nothing can be probed."""
+        if not self.sees(known.get(camera_id) or Camera(camera_id)):
+            raise PermissionDenied(f"camera {camera_id!r} is outside this token's scope")
+
+    def visible(self, known: dict[str, Camera]) -> set[str] | None:
+        """The camera ids of ``known`` in scope; None for a token that sees everything."""
+        return None if self.everything else {c for c, camera in known.items() if self.sees(camera)}
+
+    def check_filters(self, known: dict[str, Camera], site: str, zone: str) -> None:
+        """A site or zone filter must name one the token can see some camera of (or, for a
+        site, one its scope names); any other is PermissionDenied, whether it exists or not."""
+        seen = self.visible(known)
+        if seen is None:
+            return
+        if site and site not in self.sites and not any(known[c].site == site for c in seen):
+            raise PermissionDenied(f"site {site!r} is outside this token's scope")
+        if zone and not any(known[c].zone == zone and (not site or known[c].site == site) for c in seen):
+            raise PermissionDenied(f"zone {zone!r} is outside this token's scope")
+
+
+EVERYTHING = Scope(everything=True)
+
+
+@dataclass(frozen=True)
+class Client:
+    """An admitted caller: its name (logs and limits are per name) and scope."""
+
+    name: str
+    scope: Scope
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+class Tokens:
+    """The bearer tokens a gateway accepts, as SHA-256 digests, each with its client."""
+
+    def __init__(self, entries: Sequence[tuple[bytes, Client]]) -> None:
+        self._entries = tuple(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, token: str) -> Client | None:
+        """The client holding ``token``, or None. Every digest is compared, in constant time,
+        so the answer takes as long for a near miss as for a far one."""
+        digest = _digest(token)
+        found = None
+        for known, client in self._entries:
+            if hmac.compare_digest(digest, known):
+                found = client
+        return found
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokens:
+        """Read a tokens file; a ConfigError names the file and the entry, never a token."""
+        try:
+            document = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"tokens file {path}: cannot read it ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"tokens file {path}: not YAML or JSON") from exc
+        return cls.parse(document, str(path))
+
+    @classmethod
+    def parse(cls, document: Any, origin: str) -> Tokens:
+        entries = document.get("clients") if isinstance(document, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"tokens file {origin}: expected a non-empty list under 'clients'")
+        parsed: list[tuple[bytes, Client]] = []
+        for i, entry in enumerate(entries):
+            parsed.append(_entry(entry, f"tokens file {origin}, client #{i + 1}"))
+        digests = [d for d, _ in parsed]
+        if len(set(digests)) != len(digests):
+            raise ConfigError(f"tokens file {origin}: the same token is given to two clients")
+        return cls(parsed)
+
+
+def _entry(entry: Any, where: str) -> tuple[bytes, Client]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping with name, token (or sha256) and a scope")
+    unknown = set(entry) - {"name", "token", "sha256", "all", "sites", "cameras"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: needs a name")
+    where = f"{where} ({name})"
+    token, sha = entry.get("token"), entry.get("sha256")
+    if (token is None) == (sha is None):
+        raise ConfigError(f"{where}: give exactly one of token and sha256")
+    if token is not None:
+        if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH or token != token.strip():
+            raise ConfigError(f"{where}: the token must be a string of at least {MIN_TOKEN_LENGTH} characters")
+        digest = _digest(token)
+    else:
+        try:
+            digest = bytes.fromhex(str(sha))
+        except ValueError:
+            digest = b""
+        if len(digest) != hashlib.sha256().digest_size:
+            raise ConfigError(f"{where}: sha256 must be 64 hex digits")
+    lists = {}
+    for key in ("sites", "cameras"):
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: {key} must be a list of names")
+        lists[key] = frozenset(value)
+    everything = entry.get("all", False)
+    if everything not in (True, False) or everything == bool(lists["sites"] or lists["cameras"]):
+        raise ConfigError(f"{where}: give either all: true, or sites and/or cameras")
+    scope = EVERYTHING if everything else Scope(sites=lists["sites"], cameras=lists["cameras"])
+    return digest, Client(name, scope)
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
+    """The token of the one ``authorization: bearer <token>`` header, or None.
+
+    >>> bearer_token([("authorization", "Bearer abc")]), bearer_token([("authorization", "Basic abc")])
+    ('abc', None)
+    """
+    values = [v for k, v in metadata if k.lower() == "authorization"]
+    if len(values) != 1 or not isinstance(values[0], str):
+        return None
+    scheme, _, token = values[0].strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class TokenBucket:
+    """``rate`` calls per second on average, ``burst`` at once.
+
+    >>> bucket = TokenBucket(rate=1.0, burst=2, now=lambda: 0.0)
+    >>> [bucket.take() for _ in range(3)]
+    [True, True, False]
+    """
+
+    def __init__(self, rate: float, burst: int, now: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._now = rate, burst, now
+        self._tokens, self._at = float(burst), now()
+
+    def take(self) -> bool:
+        now = self._now()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class Limits:
+    """Per-client request rate and concurrent streams (per client and in total); thread-safe."""
+
+    # Buckets of clients gone quiet are forgotten past this many clients (auth off: one per
+    # peer address), so the table stays bounded.
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, rate: float, burst: int, max_streams: int, max_streams_per_client: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.max_streams, self.max_streams_per_client = max_streams, max_streams_per_client
+        self._lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._streams: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.rate_limit, settings.rate_burst, settings.max_streams, settings.max_streams_per_client)
+
+    def take(self, client: str) -> None:
+        """One call's worth of the client's rate; ResourceExhausted when it has none left."""
+        if not self.rate:
+            return
+        with self._lock:
+            bucket = self._buckets.get(client)
+            if bucket is None:
+                if len(self._buckets) >= self.MAX_CLIENTS:
+                    self._buckets.clear()
+                bucket = self._buckets[client] = TokenBucket(self.rate, self.burst)
+            ok = bucket.take()
+        if not ok:
+            raise ResourceExhausted(
+                f"rate limit: more than {self.rate:g} calls per second (bursts of {self.burst}); slow down and retry"
+            )
+
+    def open_stream(self, client: str) -> Callable[[], None]:
+        """Hold a stream slot; returns its release (safe to call more than once)."""
+        with self._lock:
+            mine, total = self._streams.get(client, 0), sum(self._streams.values())
+            if mine >= self.max_streams_per_client:
+                raise ResourceExhausted(f"this client already has {mine} open streams (the limit); close one and retry")
+            if total >= self.max_streams:
+                raise ResourceExhausted("the gateway has as many open streams as it serves; retry later")
+            self._streams[client] = mine + 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if released.is_set():
+                    return
+                released.set()
+                left = self._streams[client] - 1
+                if left:
+                    self._streams[client] = left
+                else:
+                    del self._streams[client]
+
+        return release
+
+    def open_streams(self) -> int:
+        with self._lock:
+            return sum(self._streams.values())
+
+
+def _peer_host(peer: str) -> str:
+    """``ipv4:10.0.0.7:5123`` -> ``10.0.0.7``; ``ipv6:[::1]:5123`` -> ``::1``."""
+    _, _, address = peer.partition(":")
+    host = address.rpartition(":")[0] if address.count(":") and not address.startswith("/") else address
+    return host.strip("[]") or peer
+
+
+class Access:
+    """The gateway's door: tokens (None = authentication off) and limits."""
+
+    def __init__(self, tokens: Tokens | None, limits: Limits) -> None:
+        self.tokens, self.limits = tokens, limits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Access:
+        tokens = Tokens.load(settings.tokens_file) if settings.tokens_file else None
+        return cls(tokens, Limits.from_settings(settings))
+
+    def client(self, context: grpc.ServicerContext) -> Client:
+        """The caller of this call: Unauthenticated without a known token. With authentication
+        off, every caller sees everything and is told apart by its address (for the limits)."""
+        if self.tokens is None:
+            return Client(f"peer {_peer_host(context.peer())}", EVERYTHING)
+        token = bearer_token(context.invocation_metadata())
+        if token is None:
+            raise Unauthenticated("this call needs a token: send the header 'authorization: bearer <token>'")
+        client = self.tokens.find(token)
+        if client is None:
+            raise Unauthenticated("the token is not valid")
+        return client
+
+
+def _guard_unary(behaviour: Callable[..., Any], access: Access, method: str) -> Callable[..., Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        client = access.client(context)
+        access.limits.take(client.name)
+        log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
+        return behaviour(request, context)
+
+    return handler
+
+
+def _guard_streaming(behaviour: Callable[..., Iterator[Any]], access: Access, method: str) -> Callable[..., Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        client = access.client(context)
+        access.limits.take(client.name)
+        release = access.limits.open_stream(client.name)
+        context.add_callback(release)  # however the call ends: the client may just go away
+        log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
+        try:
+            yield from behaviour(request, context)
+        finally:
+            release()
+
+    return handler
+
+
+class AccessInterceptor(grpc.ServerInterceptor):
+    """Admits each call (token, rate, stream slot) before its method runs. Give it after the
+    error interceptor, so its refusals become status codes: ``grpc.server(..., interceptors=
+    [ErrorInterceptor(), AccessInterceptor(access)])``."""
+
+    def __init__(self, access: Access, open_methods: Collection[str] = OPEN_METHODS) -> None:
+        self.access, self.open_methods = access, tuple(open_methods)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(self.open_methods):
+            return handler
+        changes: dict[str, Callable[..., Any]] = {}
+        for name, guard in (
+            ("unary_unary", _guard_unary),
+            ("stream_unary", _guard_unary),
+            ("unary_stream", _guard_streaming),
+            ("stream_stream", _guard_streaming),
+        ):
+            behaviour = getattr(handler, name)
+            if behaviour is not None:
+                changes[name] = guard(behaviour, self.access, method)
+        replaced: grpc.RpcMethodHandler = handler._replace(**changes)  # grpc's handlers are namedtuples
+        return replaced
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (as given to ``--host``) only accepts connections from this machine.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("[::1]"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
