@@ -130,6 +130,8 @@ def test_production_values(helm):
     assert not any(d["kind"] == "HorizontalPodAutoscaler" for d in ms)  # KEDA owns scaling
     (ing,) = [d for d in ms if d["kind"] == "Ingress"]
     assert ing["spec"]["tls"][0]["secretName"] == "emolens-gateway-tls"
+    # the gateway itself speaks TLS too, so the ingress talks TLS to it
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
     (triton,) = [d for d in ms if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-triton")]
     assert triton["spec"]["replicas"] == 2
 
@@ -145,12 +147,64 @@ def test_production_values(helm):
         (["--set", "triton.modelRepository.source=s3"], "source"),
         (["--set", "podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["--set", "kafka.bootstrap=kafka"], "bootstrap"),
+        (["--set", "gateway.tls.secretName="], "insecure"),  # plaintext needs insecure: true
+        (["--set", "gateway.auth.tokensSecret="], "tokensSecret"),  # no gateway without tokens
+        (["--set", "gateway.tls.secretName=,gateway.insecure=true,gateway.tls.clientAuth=true"], "secretName"),
     ],
 )
 def test_schema_rejects_bad_values(helm, args, message):
     proc = render(helm, *args)
     assert proc.returncode != 0
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def _gateway(manifests):
+    (spec,) = [spec for kind, name, spec in pod_specs(manifests) if kind == "Deployment" and name.endswith("-gateway")]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    return container, env, mounts, volumes
+
+
+def _mounted_from(path: str, mounts: dict, volumes: dict) -> tuple[str, str]:
+    """(Secret name, key) a file path in the container comes from."""
+    folder, _, name = path.rpartition("/")
+    mount = mounts[folder]
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    for item in secret.get("items", [{"key": name, "path": name}]):
+        if item["path"] == name:
+            return secret["secretName"], item["key"]
+    raise AssertionError(f"{path} is not in {secret}")
+
+
+def test_gateway_reads_tls_and_tokens_from_secrets_mounted_as_files(manifests):
+    container, env, mounts, volumes = _gateway(manifests)
+    assert _mounted_from(env["EMOLENS_TLS_CERT"], mounts, volumes) == ("emolens-gateway-tls", "tls.crt")
+    assert _mounted_from(env["EMOLENS_TLS_KEY"], mounts, volumes) == ("emolens-gateway-tls", "tls.key")
+    assert _mounted_from(env["EMOLENS_TOKENS_FILE"], mounts, volumes) == ("emolens-gateway-tokens", "tokens.yaml")
+    assert "EMOLENS_TLS_CLIENT_CA" not in env
+    for name in ("tls", "tokens"):
+        assert volumes[name]["secret"]["defaultMode"] == 0o440  # the pod's group reads, nobody else
+    # secrets only as files: the environment names them, it never holds a key or a token
+    assert {e["name"] for e in container["env"] if "valueFrom" in e} <= {"EMOLENS_DB", "EMOLENS_LIVE"}
+    # the API port speaks TLS: Kubernetes' gRPC probes use the plaintext health port
+    health = [p["containerPort"] for p in container["ports"] if p["name"] == "health"]
+    assert container["readinessProbe"]["grpc"]["port"] == container["livenessProbe"]["grpc"]["port"] == health[0]
+    assert "--insecure" not in container["args"] and "--reflection" not in container["args"]
+
+
+def test_gateway_client_certificates_and_plaintext_behind_a_mesh(helm):
+    camera = "cameras[0].id=cam-1,cameras[0].source=rtsp://cam-1/stream"
+    mutual = docs(helm, "--set", f"{camera},gateway.tls.clientAuth=true,gateway.reflection=true")
+    container, env, mounts, volumes = _gateway(mutual)
+    assert _mounted_from(env["EMOLENS_TLS_CLIENT_CA"], mounts, volumes) == ("emolens-gateway-tls", "ca.crt")
+    assert "--reflection" in container["args"]
+    meshed = docs(helm, "--set", f"{camera},gateway.tls.secretName=,gateway.insecure=true")
+    container, env, mounts, volumes = _gateway(meshed)
+    assert "--insecure" in container["args"] and "EMOLENS_TLS_CERT" not in env and "tls" not in volumes
+    assert _mounted_from(env["EMOLENS_TOKENS_FILE"], mounts, volumes) == ("emolens-gateway-tokens", "tokens.yaml")
 
 
 @pytest.mark.parametrize("kube", ["1.30.0", "1.33.0"])
