@@ -170,8 +170,10 @@ def _entry(entry: Any, where: str) -> tuple[bytes, Client]:
     if (token is None) == (sha is None):
         raise ConfigError(f"{where}: give exactly one of token and sha256")
     if token is not None:
-        if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH or token != token.strip():
-            raise ConfigError(f"{where}: the token must be a string of at least {MIN_TOKEN_LENGTH} characters")
+        if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH or len(token.split()) != 1:
+            raise ConfigError(
+                f"{where}: the token must be a string of at least {MIN_TOKEN_LENGTH} characters without spaces"
+            )
         digest = _digest(token)
     else:
         try:

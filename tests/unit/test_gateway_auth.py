@@ -383,6 +383,7 @@ def test_tokens_file_errors_name_the_entry_never_the_token(tmp_path):
             },
             "same token",
         ),
+        ({"clients": [{"name": "a", "token": "a secret with spaces", "all": True}]}, "without spaces"),
         ({"tokens": []}, "'clients'"),
     ]
     for document, message in cases:
@@ -393,6 +394,14 @@ def test_tokens_file_errors_name_the_entry_never_the_token(tmp_path):
         assert message in str(err.value) and "secret" not in str(err.value), str(err.value)
     with pytest.raises(ConfigError, match="cannot read"):
         Tokens.load(tmp_path / "absent.yaml")
+
+
+def test_the_tokens_file_of_docs_api_is_one_the_gateway_reads():
+    text = (ROOT / "docs" / "api.md").read_text()
+    example = re.search(r"```yaml\n(clients:.*?)```", text, re.S)
+    assert example is not None
+    tokens = Tokens.parse(yaml.safe_load(example.group(1)), "docs/api.md")
+    assert len(tokens) == 3
 
 
 # ---------------------------------------------------------------- scopes
