@@ -5,7 +5,7 @@
   constant time; a token is never logged, and never taken from a command line.
 - **What**: each token carries a :class:`Scope`: everything, or a list of sites and/or camera ids.
   The servicer asks :meth:`Access.client` for the caller and checks each name it is given.
-- **How much**: a token bucket per client (``EMOLENS_RATE_LIMIT`` calls/s, bursts of
+- **How much**: a token bucket per token holder (``EMOLENS_RATE_LIMIT`` calls/s, bursts of
   ``EMOLENS_RATE_BURST``) and a cap on concurrent streams, per client and in total
   (``EMOLENS_MAX_STREAMS_PER_CLIENT``, ``EMOLENS_MAX_STREAMS``), so streams never hold every
   worker thread.
@@ -102,10 +102,13 @@ EVERYTHING = Scope(everything=True)
 
 @dataclass(frozen=True)
 class Client:
-    """An admitted caller: its name (logs and limits are per name) and scope."""
+    """An admitted caller: its name (logs and limits are per name), scope, and whether the rate
+    limit applies (not to local callers of a gateway without tokens: a script on the laptop
+    analysing a folder of photos is not a partner to pace)."""
 
     name: str
     scope: Scope
+    rate_limited: bool = True
 
 
 def _digest(token: str) -> bytes:
@@ -314,9 +317,10 @@ class Access:
 
     def client(self, context: grpc.ServicerContext) -> Client:
         """The caller of this call: Unauthenticated without a known token. With authentication
-        off, every caller sees everything and is told apart by its address (for the limits)."""
+        off (loopback only), every caller sees everything, is not rate limited, and is told apart
+        by its address for the stream caps."""
         if self.tokens is None:
-            return Client(f"peer {_peer_host(context.peer())}", EVERYTHING)
+            return Client(f"peer {_peer_host(context.peer())}", EVERYTHING, rate_limited=False)
         token = bearer_token(context.invocation_metadata())
         if token is None:
             raise Unauthenticated("this call needs a token: send the header 'authorization: bearer <token>'")
@@ -329,7 +333,8 @@ class Access:
 def _guard_unary(behaviour: Callable[..., Any], access: Access, method: str) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         client = access.client(context)
-        access.limits.take(client.name)
+        if client.rate_limited:
+            access.limits.take(client.name)
         log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
         return behaviour(request, context)
 
@@ -339,7 +344,8 @@ def _guard_unary(behaviour: Callable[..., Any], access: Access, method: str) -> 
 def _guard_streaming(behaviour: Callable[..., Iterator[Any]], access: Access, method: str) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         client = access.client(context)
-        access.limits.take(client.name)
+        if client.rate_limited:
+            access.limits.take(client.name)
         release = access.limits.open_stream(client.name)
         context.add_callback(release)  # however the call ends: the client may just go away
         log.debug("event=rpc_admitted method=%s client=%s", method, client.name)

@@ -36,7 +36,7 @@ from emolens.live import LiveState
 from emolens.media import decode_image
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
-from emolens.services.access import Access, AccessInterceptor, is_loopback
+from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
 from emolens.services.grpc_errors import ErrorInterceptor
 from emolens.services.loop import Health
 from emolens.settings import Settings
@@ -106,10 +106,10 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
                 known.setdefault(camera_id, Camera(camera_id))
         return known
 
-    def _check_camera(self, context: grpc.ServicerContext, camera_id: str) -> None:
+    @staticmethod
+    def _check_camera(scope: Scope, camera_id: str, known: dict[str, Camera]) -> None:
         """PermissionDenied outside the caller's scope (known or not), else NotFound if unknown."""
-        known = self._cameras()
-        self.access.client(context).scope.check_camera(camera_id, known)
+        scope.check_camera(camera_id, known)
         if camera_id not in known:
             raise NotFound(f"unknown camera {camera_id!r}")
 
@@ -117,9 +117,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         scope = self.access.client(context).scope
         known = self._cameras()
         if request.camera_id:
-            scope.check_camera(request.camera_id, known)
-            if request.camera_id not in known:
-                raise NotFound(f"unknown camera {request.camera_id!r}")
+            self._check_camera(scope, request.camera_id, known)
         scope.check_filters(known, site=request.site, zone=request.zone)
         since = from_timestamp(request.since).replace(tzinfo=None) if request.HasField("since") else None
         until = from_timestamp(request.until).replace(tzinfo=None) if request.HasField("until") else None
@@ -146,7 +144,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         scope = self.access.client(context).scope
         watched: list[str] = []
         if request.camera_id:
-            self._check_camera(context, request.camera_id)
+            self._check_camera(scope, request.camera_id, self._cameras())
             watched = [request.camera_id]
         last: dict[str, tuple[int, int, int]] = {}
         looked = -WATCH_CAMERAS_PERIOD_S

@@ -604,6 +604,21 @@ def test_rate_limit_per_client(store, onnx, tokens_file):
         stub.QueryStats(request, metadata=bearer("ops"), timeout=5)  # another client has its own bucket
 
 
+def test_local_callers_without_tokens_are_not_rate_limited(store, onnx):
+    """Authentication off (loopback only): a local script is not paced, streams are still capped."""
+    local = settings(rate_limit=0.5, rate_burst=1, max_streams_per_client=1)
+    live = MemoryLiveState()
+    live.add([FrameObservations("cam-a1", 0, T0, [_face(1)])])
+    with gateway(AnalyticsService(local, store, live, onnx)) as port, plaintext(port) as stub:
+        for _ in range(5):
+            stub.QueryStats(analytics_pb2.QueryStatsRequest(camera_id="cam-a1"), timeout=5)
+        watch = analytics_pb2.WatchLiveRequest(camera_id="cam-a1")
+        stream = stub.WatchLive(watch, timeout=30)
+        next(stream)
+        assert refused(stub.WatchLive, watch, timeout=10).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        stream.cancel()
+
+
 def test_token_bucket_refills_at_its_rate():
     clock = [0.0]
     bucket = TokenBucket(rate=2.0, burst=2, now=lambda: clock[0])
