@@ -68,7 +68,7 @@ class Settings:
     max_request_bytes: int = 32 << 20  # larger requests are refused unread (RESOURCE_EXHAUSTED)
     max_streams: int = 16  # concurrent AnalyzeStream + WatchLive calls, all clients together
     max_streams_per_client: int = 4  # ... and per client
-    rate_limit: float = 20.0  # calls per second per client, sustained (0 = no limit)
+    rate_limit: float = 20.0  # calls per second per token, sustained (0 = no limit)
     rate_burst: int = 40  # calls a client may make at once before rate_limit applies
     gateway_workers: int = 8  # threads for unary calls and health, on top of one per stream slot
     health_interval: float = 5.0  # seconds between the gateway's checks of its store and live state
