@@ -29,6 +29,8 @@ class FrameObservations:
         dead-letter topic instead of failing every other camera's batch)."""
         if not self.camera_id or len(self.camera_id) > MAX_ID_LENGTH:
             raise InputError(f"camera id must be 1-{MAX_ID_LENGTH} characters, got {len(self.camera_id)}")
+        if "\x00" in self.camera_id:  # PostgreSQL's text cannot hold it
+            raise InputError("camera id holds a NUL character")
         if not 0 <= self.frame_seq < 1 << 63:
             raise InputError(f"frame_seq {self.frame_seq} outside 0..2^63")
         if len(self.faces) > MAX_FACES_PER_FRAME:
@@ -38,6 +40,11 @@ class FrameObservations:
                 raise InputError("a face's emotions are not the contract's seven")
             if face.track_id is not None and not 0 <= face.track_id < 1 << 63:
                 raise InputError(f"track id {face.track_id} outside 0..2^63")
+            # What the store sums: one NaN would make a whole minute's sum NaN (NULL in SQL, which
+            # the columns refuse), one huge value would swamp it. Probabilities and quality are in [0, 1].
+            for name, value in (("smile", face.smile), ("quality", face.quality), *face.emotions.items()):
+                if not 0.0 <= value <= 1.0:  # NaN fails this too
+                    raise InputError(f"a face's {name} is {value}, outside [0, 1]")
         return self
 
 

@@ -29,9 +29,9 @@ from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message
 from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailable
 from emolens.inference import Classifier
 from emolens.live import LiveState
-from emolens.media import is_live, iter_source
+from emolens.media import decode_image, is_live, iter_source
 from emolens.observations import MAX_ID_LENGTH, FrameObservations
-from emolens.pipeline import Analyzer
+from emolens.pipeline import Analyzer, to_bgr
 from emolens.retry import Backoff
 from emolens.settings import Settings
 from emolens.store import Camera, Store
@@ -251,12 +251,14 @@ class Detector(BusStage):
         frame = frames_pb2.Frame()
         try:
             frame.ParseFromString(message.value)
-        except DecodeError:
-            self.dead_letter(message, "not a Frame message")
+            from_timestamp(frame.captured_at)  # refused here, not after the batch's inference
+            # the same rule as the gateway's: no decoder allocates for a size nobody checked
+            image = to_bgr(decode_image(frame.jpeg, self.settings.max_pixels, "frame", untrusted=True))
+        except (DecodeError, InputError) as exc:
+            self.dead_letter(message, f"not a usable Frame message ({type(exc).__name__}: {exc})"[:200])
             return None
-        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR) if frame.jpeg else None
-        if image is None or not frame.camera_id or len(frame.camera_id) > MAX_ID_LENGTH:
-            self.dead_letter(message, "no decodable image or no valid camera id")
+        if not frame.camera_id or len(frame.camera_id) > MAX_ID_LENGTH:
+            self.dead_letter(message, "no valid camera id")
             return None
         return frame, image
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from emolens.errors import InputError
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.store import Bucket
@@ -20,7 +21,18 @@ def to_timestamp(value: datetime) -> Timestamp:
 
 
 def from_timestamp(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    """A message's time; one outside years 1-9999 (or with nanos outside 0..999,999,999) is the
+    sender's mistake: ``InputError``, not protobuf's bare ValueError.
+
+    >>> from_timestamp(Timestamp(seconds=2**62))
+    Traceback (most recent call last):
+    ...
+    emolens.errors.InputError: timestamp 4611686018427387904 s + 0 ns is outside years 1-9999
+    """
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InputError(f"timestamp {ts.seconds} s + {ts.nanos} ns is outside years 1-9999") from exc
 
 
 def face_to_pb(face: FaceResult) -> observations_pb2.Face:
