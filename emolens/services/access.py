@@ -235,11 +235,8 @@ class TokenBucket:
 
 
 class Limits:
-    """Per-client request rate and concurrent streams (per client and in total); thread-safe."""
-
-    # Buckets of clients gone quiet are forgotten past this many clients (auth off: one per
-    # peer address), so the table stays bounded.
-    MAX_CLIENTS = 10_000
+    """Per-client request rate and concurrent streams (per client and in total); thread-safe.
+    Rates are kept per token name, so the table is as large as the tokens file."""
 
     def __init__(self, rate: float, burst: int, max_streams: int, max_streams_per_client: int) -> None:
         self.rate, self.burst = rate, burst
@@ -259,8 +256,6 @@ class Limits:
         with self._lock:
             bucket = self._buckets.get(client)
             if bucket is None:
-                if len(self._buckets) >= self.MAX_CLIENTS:
-                    self._buckets.clear()
                 bucket = self._buckets[client] = TokenBucket(self.rate, self.burst)
             ok = bucket.take()
         if not ok:
