@@ -109,18 +109,22 @@ def _have(probe: str) -> bool:
 
 
 def start_postgres(workdir: Path, port: int | None = None) -> Service:
+    """PostgreSQL on ``port``; a ``workdir`` that already holds a cluster is started again
+    (a restart after a stop keeps the data)."""
     port = port or free_port()
     data = workdir / "pgdata"
     workdir.mkdir(parents=True, exist_ok=True)
+    fresh = not (data / "PG_VERSION").exists()
     data.mkdir(exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(workdir, "postgres")
         shutil.chown(data, "postgres")
-    subprocess.run(
-        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "emolens", "--auth=trust", "-E", "UTF8"]),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    if fresh:
+        subprocess.run(
+            _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "emolens", "--auth=trust", "-E", "UTF8"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     opts = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
     subprocess.run(
         _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-o", opts, "-l", str(workdir / "pg.log"), "-w", "start"]),
@@ -128,10 +132,11 @@ def start_postgres(workdir: Path, port: int | None = None) -> Service:
         stdout=subprocess.DEVNULL,
     )
     pid = int((data / "postmaster.pid").read_text().split()[0])
-    subprocess.run(
-        [_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "emolens", "emolens"],
-        check=True,
-    )
+    if fresh:
+        subprocess.run(
+            [_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "emolens", "emolens"],
+            check=True,
+        )
     return Service("postgres", f"postgresql+psycopg://emolens@127.0.0.1:{port}/emolens", pid, str(workdir))
 
 
@@ -210,8 +215,11 @@ def install_triton(venv: Path | None = None) -> Path:
     return venv
 
 
-def start_triton(workdir: Path, model_repository: Path, venv: Path | None = None) -> Service:
-    """Serve ``model_repository`` (a python-backend repository) on free HTTP and gRPC ports."""
+def start_triton(
+    workdir: Path, model_repository: Path, venv: Path | None = None, ports: tuple[int, int] | None = None
+) -> Service:
+    """Serve ``model_repository`` (a python-backend repository) on ``ports`` (HTTP, gRPC;
+    default: free ones)."""
     venv = venv or triton_venv()
     python = venv / "bin" / "python"
     info = subprocess.run(
@@ -233,7 +241,7 @@ def start_triton(workdir: Path, model_repository: Path, venv: Path | None = None
     shutil.copytree(server_root / "caches", workdir / "caches", dirs_exist_ok=True)
     stub = server_root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
     shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = ports or (free_port(), free_port())
     env = {
         **os.environ,
         "LD_LIBRARY_PATH": f"{libdir}:{site_packages / 'nvidia_pytriton.libs'}",
@@ -270,11 +278,34 @@ def start_triton(workdir: Path, model_repository: Path, venv: Path | None = None
     raise ServiceStartError(f"tritonserver not ready within 120 s; see {workdir / 'triton.log'}")
 
 
-def stop(service: Service, timeout_s: float = 10) -> None:
-    """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``); PostgreSQL gets SIGINT, its
-    "fast" shutdown, which does not wait for clients to disconnect."""
+def _shared_memory_of(pid: int) -> set[str]:
+    """The /dev/shm files that ``pid`` and its children have mapped (Triton's python backend
+    passes face crops to its model processes through such regions)."""
+    pids = {pid}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids.update(int(c) for c in children)
+    found: set[str] = set()
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/maps").read_text().splitlines():
+                path = line.split(maxsplit=5)[-1] if len(line.split()) >= 6 else ""
+                if path.startswith("/dev/shm/"):
+                    found.add(path.removesuffix(" (deleted)"))
+    return found
+
+
+def stop(service: Service, timeout_s: float = 10, sig: int | None = None) -> None:
+    """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``; ``sig`` to send another signal
+    first, e.g. SIGKILL to simulate a crash); PostgreSQL gets SIGINT, its "fast" shutdown,
+    which does not wait for clients to disconnect. A stopped Triton's shared-memory regions
+    (which held face crops) are removed, only that server's."""
+    regions = _shared_memory_of(service.pid) if service.name == "triton" else set()
+    if sig is None:
+        sig = signal.SIGINT if service.name == "postgres" else signal.SIGTERM
     with contextlib.suppress(ProcessLookupError):
-        os.kill(service.pid, signal.SIGINT if service.name == "postgres" else signal.SIGTERM)
+        os.kill(service.pid, sig)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             with contextlib.suppress(ChildProcessError):  # reap it if it is our own child
@@ -284,11 +315,9 @@ def stop(service: Service, timeout_s: float = 10) -> None:
             time.sleep(0.1)
         else:
             os.kill(service.pid, signal.SIGKILL)
-    if service.name == "triton":
-        # a killed python backend can leave its shared-memory regions behind
-        for leftover in glob.glob("/dev/shm/triton_python_backend_shm_region_*"):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+    for leftover in regions:  # a killed python backend leaves its regions behind
+        with contextlib.suppress(OSError):
+            os.unlink(leftover)
 
 
 def start_emolens(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Service:

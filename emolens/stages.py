@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from emolens import metrics
+from emolens import failpoints, metrics
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message
 from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailable
 from emolens.inference import Classifier
@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 MAX_FRAME_BYTES = 900_000  # under Kafka's default 1 MB message limit, with room for the envelope
 POSITION_BITS = 40  # frame_seq = source id << 40 | position in the source
+FLUSH_EVERY = 32  # ingest waits for the bus to store its frames every this many frames
 
 
 def default_seq_start() -> int:
@@ -214,6 +215,11 @@ class Ingest(BusStage):
                 break
             metrics.FRAMES.labels(self.name, "out").inc()
             n += 1
+            if n % FLUSH_EVERY == 0:  # bounds what waits in the producer, and what a crash could lose
+                try:
+                    self.retry(self.bus.flush, "bus")
+                except Stopping:
+                    break
         with contextlib.suppress(Stopping):
             self.retry(self.bus.flush, "bus")
         return n
@@ -364,6 +370,7 @@ class Aggregator(BusStage):
             new_frames = self.retry(lambda: self.store.apply(frames), "store")
             metrics.FRAMES.labels(self.name, "out").inc(len(new_frames))
             metrics.FACES.labels(self.name).inc(sum(len(f.faces) for f in new_frames))
+            failpoints.hit("aggregator.after_db_commit")
             self._update_live(new_frames)
             self.retry(self.consumer.commit, "bus")  # only after the database commit
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)

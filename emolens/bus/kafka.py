@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from emolens.bus.base import Message
-from emolens.errors import MissingExtra, Unavailable
+from emolens.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +54,42 @@ class KafkaConsumerAdapter:
         return out
 
     def commit(self) -> None:
+        """Commit what ``poll`` returned. A commit refused because the group moved on without
+        this member (a rebalance, a broker that lost the group) is not an error to stop for:
+        the messages go to their new owner again, and every stage's effect is idempotent."""
+        from kafka.errors import CommitFailedError
+
         with _outage():
-            self._consumer.commit()
+            try:
+                self._consumer.commit()
+            except CommitFailedError as exc:
+                log.warning("event=commit_refused reason=%r (the group rebalanced; messages will be redelivered)", exc)
 
     def close(self) -> None:
         self._consumer.close()
 
 
 class KafkaBus:
-    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
-        try:
-            from kafka import KafkaProducer
-        except ImportError as exc:
-            raise MissingExtra("kafka://", "kafka", exc.name) from exc
+    """Publishing is at least once up to :meth:`flush`: every message stays pending until the
+    broker acknowledged it, and a flush that finds failed sends (a broker restart, a producer
+    the broker no longer knows) builds a new producer, sends them again and raises
+    ``Unavailable`` until they are all stored, so the caller's retry loop cannot drop one."""
 
+    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
+        self._pending: list[tuple[str, bytes, bytes, Any]] = []
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
         with _outage():
-            self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5)
+            # Idempotence off: every consumer of these topics is idempotent already, and an
+            # idempotent producer's id dies with a broker that restarts without its state.
+            return KafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, retries=5, enable_idempotence=False
+            )
 
     def ensure_topics(self, topics: list[str]) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
@@ -87,17 +106,41 @@ class KafkaBus:
         finally:
             admin.close()
 
+    def _send(self, topic: str, key: bytes, value: bytes) -> Any:
+        from kafka.errors import KafkaError
+
+        try:
+            return self._producer.send(topic, key=key, value=value)
+        except KafkaError as exc:  # the producer itself is broken: the next flush rebuilds it
+            return exc
+
     def publish(self, topic: str, key: str, value: bytes) -> None:
-        with _outage():
-            self._producer.send(topic, key=key.encode(), value=value)
+        k = key.encode()
+        self._pending.append((topic, k, value, self._send(topic, k, value)))
 
     def flush(self) -> None:
-        with _outage():
-            self._producer.flush()
+        from kafka.errors import KafkaError
+
+        with contextlib.suppress(KafkaError):
+            self._producer.flush(timeout=30)
+        failed = []
+        for topic, key, value, future in self._pending:
+            if isinstance(future, Exception) or not future.is_done or future.failed():
+                failed.append((topic, key, value))
+        if not failed:
+            self._pending.clear()
+            return
+        log.warning("event=publish_failed messages=%d (resending through a new producer)", len(failed))
+        with contextlib.suppress(Exception):
+            self._producer.close(timeout=1)
+        self._producer = self._new_producer()
+        self._pending = [(t, k, v, self._send(t, k, v)) for t, k, v in failed]
+        raise Unavailable(f"kafka did not store {len(failed)} message(s); resent")
 
     def consumer(self, topics: list[str], group: str) -> KafkaConsumerAdapter:
         return KafkaConsumerAdapter(self.bootstrap, topics, group)
 
     def close(self) -> None:
-        self._producer.flush()
+        with contextlib.suppress(Exception):
+            self._producer.flush(timeout=10)
         self._producer.close()

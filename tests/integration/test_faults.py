@@ -1,0 +1,447 @@
+"""Faults injected into the real distributed stack (Kafka-protocol broker, Triton, PostgreSQL,
+Redis, and the emolens services as processes), each compared count for count with a run of the
+same recording without faults (docs/reliability.md has the table).
+
+Every scenario runs ingest -> detect -> aggregate on the same 12 s recording for its own camera
+id; the fault lands mid-stream (after a third of the frames are stored). Per-track smoothing is
+off (``EMOLENS_SMOOTHING=0``) so that a frame's labels do not depend on which detector process
+saw the frames before it: a restarted detector then gives the same per-frame answers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from emolens import dev
+from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, make_bus
+from emolens.contract import default_repository
+from emolens.live import RedisLiveState
+from emolens.stages import dead_letter_topic
+from emolens.store import SqlStore
+from tests.integration.conftest import TRITON_VENV
+
+pytestmark = pytest.mark.fault
+
+START = "2026-05-04T09:59:30"  # the recording straddles a minute boundary
+FPS = "5"
+
+
+@dataclass
+class Stack:
+    work: Path
+    pg: dev.Service
+    pg_port: int
+    redis: dev.Service
+    redis_port: int
+    kafka: dev.Service
+    kafka_port: int
+    triton: dev.Service
+    triton_ports: tuple[int, int]
+    triton_repo: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "EMOLENS_BUS": f"kafka://127.0.0.1:{self.kafka_port}",
+            "EMOLENS_INFERENCE": f"triton://127.0.0.1:{self.triton_ports[1]}?timeout=1",
+            "EMOLENS_DB": f"postgresql+psycopg://emolens@127.0.0.1:{self.pg_port}/emolens",
+            "EMOLENS_LIVE": f"redis://127.0.0.1:{self.redis_port}/0",
+            "EMOLENS_SMOOTHING": "0",
+            "EMOLENS_FPS": FPS,
+        }
+
+
+@pytest.fixture(scope="module")
+def stack(services_dir) -> Iterator[Stack]:
+    """Servers of its own, on fixed ports, so that each can be stopped and started again."""
+    from emolens.inference.triton_repo import write_cpu_repository
+
+    work = services_dir / "faults"  # a folder the postgres user can reach
+    work.mkdir()
+    pg_port, redis_port, kafka_port = dev.free_port(), dev.free_port(), dev.free_port()
+    triton_ports = (dev.free_port(), dev.free_port())
+    repo = write_cpu_repository(default_repository(), work / "triton-repo")
+    venv = dev.install_triton(TRITON_VENV)
+    s = Stack(
+        work,
+        dev.start_postgres(work / "pg", pg_port),
+        pg_port,
+        dev.start_redis(work / "redis", redis_port),
+        redis_port,
+        dev.start_kafka(work / "kafka", kafka_port),
+        kafka_port,
+        dev.start_triton(work / "triton", repo, venv, triton_ports),
+        triton_ports,
+        repo,
+    )
+    SqlStore(s.env["EMOLENS_DB"]).close()  # schema
+    yield s
+    for svc in (s.triton, s.kafka, s.redis, s.pg):
+        dev.stop(svc)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    from emolens.demo import write_demo_clip
+
+    return write_demo_clip(tmp_path_factory.mktemp("rec") / "rec.mp4", seconds=12.0, fps=10)
+
+
+def _wait(what: str, ok: Callable[[], bool], timeout_s: float = 240, every_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if ok():
+                return
+        except Exception:
+            pass
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Run:
+    """One camera's pass through the stack, with handles on its service processes."""
+
+    def __init__(self, stack: Stack, camera: str, recording: Path, name: str) -> None:
+        self.stack, self.camera, self.recording = stack, camera, recording
+        self.logs = stack.work / name
+        self.services: dict[str, dev.Service] = {}
+        self.ports = {"detect": dev.free_port(), "aggregate": dev.free_port()}
+        self.metrics_port = dev.free_port()
+
+    def start(self, service: str, extra_env: dict[str, str] | None = None) -> dev.Service:
+        env = {**self.stack.env, "EMOLENS_HEALTH_PORT": str(self.ports[service]), **(extra_env or {})}
+        if service == "aggregate":
+            env["EMOLENS_METRICS_PORT"] = str(self.metrics_port)
+        svc = dev.start_emolens(service, [service], env, self.logs / f"{service}-{time.monotonic_ns()}")
+        self.services[service] = svc
+        return svc
+
+    def ingest(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "emolens", "ingest", "--source", str(self.recording)]
+        cmd += ["--camera-id", self.camera, "--zone", "hall", "--site", "hq", "--start", START]
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **self.stack.env, **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        if wait:
+            out, _ = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out[-2000:]
+        return proc
+
+    def stored(self) -> int:
+        store = SqlStore(self.stack.env["EMOLENS_DB"], create=False)
+        try:
+            return sum(b.frames for b in store.buckets(camera_id=self.camera))
+        finally:
+            store.close()
+
+    def tail_logs(self, lines: int = 15) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*/*.log")):
+            out.append(f"--- {log.parent.name}/{log.name}")
+            out += log.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(out)
+
+    def kill(self, service: str) -> None:
+        dev.stop(self.services.pop(service), sig=signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for name in list(self.services):
+            dev.stop(self.services.pop(name))
+
+    def ready(self, service: str) -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{self.ports[service]}") as ch:
+            status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+        return status == health_pb2.HealthCheckResponse.SERVING
+
+
+def snapshot(stack: Stack, camera: str) -> dict:
+    """The camera's buckets, distinct visitors and live counters."""
+    store = SqlStore(stack.env["EMOLENS_DB"], create=False)
+    try:
+        buckets = store.buckets(camera_id=camera)
+    finally:
+        store.close()
+    live = RedisLiveState(stack.env["EMOLENS_LIVE"]).get(camera)
+    return {
+        "buckets": [(b.minute, b.frames, b.faces, b.low_quality, b.smiles, dict(b.counts)) for b in buckets],
+        "tracks": [b.tracks for b in buckets],
+        "frames": sum(b.frames for b in buckets),
+        "live": (live.frames, live.faces, live.smiles, dict(live.emotions)),
+        "sql_totals": (
+            sum(b.frames for b in buckets),
+            sum(b.faces for b in buckets),
+            sum(b.smiles for b in buckets),
+            {e: sum(b.counts[e] for b in buckets) for e in buckets[0].counts} if buckets else {},
+        ),
+    }
+
+
+def _published(stack: Stack, camera: str, recording: Path) -> int:
+    """How many frames a full ingest of the recording publishes (one per sampled position)."""
+    from emolens.media import iter_video
+
+    return sum(1 for _ in iter_video(str(recording), float(FPS)))
+
+
+@pytest.fixture(scope="module")
+def baseline(stack, recording) -> dict:
+    """The recording through the stack with no fault at all."""
+    run = Run(stack, "cam-base", recording, "base")
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        expected = _published(stack, "cam-base", recording)
+        _wait("baseline stored", lambda: run.stored() == expected)
+        time.sleep(1.0)  # the live counters follow the store
+    finally:
+        run.stop_all()
+    snap = snapshot(stack, "cam-base")
+    assert snap["frames"] == expected > 30
+    assert snap["live"] == snap["sql_totals"]
+    return snap
+
+
+def _assert_same(got: dict, want: dict, tracks: str = "equal") -> None:
+    assert got["buckets"] == want["buckets"]  # frames, faces, low quality, smiles, emotion mix per minute
+    assert got["live"] == got["sql_totals"]  # live counters agree with SQL, count for count
+    if tracks == "equal":
+        assert got["tracks"] == want["tracks"]  # distinct visitors
+    else:  # a restarted detector cannot know a face it saw before: it may add tracks, never lose them
+        assert all(g >= w for g, w in zip(got["tracks"], want["tracks"], strict=True))
+        assert sum(got["tracks"]) <= sum(want["tracks"]) + 6
+
+
+def _mid_stream(run: Run, expected: int) -> None:
+    _wait("a third of the frames stored", lambda: run.stored() >= expected // 3, every_s=0.05)
+    assert run.stored() < expected, "the run finished before the fault could land mid-stream"
+
+
+def _finish(run: Run, expected: int) -> None:
+    try:
+        _wait("every frame stored", lambda: run.stored() >= expected)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {run.stored()} of {expected}\n{run.tail_logs()}") from None
+    time.sleep(1.5)  # nothing more may arrive, and the live counters settle
+    assert run.stored() == expected
+
+
+def test_detector_killed_mid_stream_and_restarted(stack, recording, baseline):
+    run = Run(stack, "cam-detector-kill", recording, "detector-kill")
+    expected = baseline["frames"]
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        _mid_stream(run, expected)
+        run.kill("detect")
+        run.start("detect")
+        _finish(run, expected)
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline, tracks="at_least")
+
+
+@pytest.mark.parametrize("how", ["kill -9", "between database and offset commit"])
+def test_aggregator_killed_mid_stream_and_restarted(stack, recording, baseline, how):
+    camera = "cam-agg-kill" if how == "kill -9" else "cam-agg-failpoint"
+    run = Run(stack, camera, recording, camera)
+    expected = baseline["frames"]
+    run.start("detect")
+    failpoint = {"EMOLENS_FAILPOINT": "aggregator.after_db_commit:1"} if how != "kill -9" else {}
+    agg = run.start("aggregate", failpoint)
+    try:
+        run.ingest()
+        if failpoint:
+            _wait(
+                "the aggregator to die at its failpoint",
+                lambda: (
+                    not Path(f"/proc/{agg.pid}").exists() or Path(f"/proc/{agg.pid}/stat").read_text().split()[2] == "Z"
+                ),
+            )
+            assert run.stored() > 0  # its first batch is in the database; its offsets are not committed
+            run.services.pop("aggregate")
+        else:
+            _mid_stream(run, expected)
+            run.kill("aggregate")
+        run.start("aggregate")
+        _finish(run, expected)
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline)
+
+
+def test_triton_paused_then_killed_mid_stream(stack, recording, baseline):
+    """SIGSTOP: calls time out; the detector retries with backoff, says NOT_SERVING, drops
+    nothing; SIGCONT and it goes on. Then Triton killed and started again on its ports."""
+    run = Run(stack, "cam-triton", recording, "triton")
+    expected = baseline["frames"]
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        _mid_stream(run, expected)
+        os.kill(stack.triton.pid, signal.SIGSTOP)
+        try:
+            _wait("the detector to say NOT_SERVING", lambda: not run.ready("detect"), timeout_s=60)
+            paused_at = run.stored()
+            time.sleep(2)
+            assert run.stored() == paused_at  # nothing is classified while Triton is frozen
+        finally:
+            os.kill(stack.triton.pid, signal.SIGCONT)
+        _wait("the detector ready again", lambda: run.ready("detect"), timeout_s=60)
+        _wait("two thirds stored", lambda: run.stored() >= 2 * expected // 3, every_s=0.05)
+        if run.stored() < expected:
+            dev.stop(stack.triton, sig=signal.SIGKILL)
+            _wait("the detector to say NOT_SERVING", lambda: not run.ready("detect"), timeout_s=60)
+            time.sleep(3)
+            stack.triton = dev.start_triton(stack.work / "triton", stack.triton_repo, TRITON_VENV, stack.triton_ports)
+        _finish(run, expected)
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline)
+
+
+def test_postgres_stopped_mid_stream(stack, recording, baseline):
+    run = Run(stack, "cam-pg", recording, "pg")
+    expected = baseline["frames"]
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        _mid_stream(run, expected)
+        dev.stop(stack.pg)
+        _wait("the aggregator to say NOT_SERVING", lambda: not run.ready("aggregate"), timeout_s=60)
+        time.sleep(3)
+        stack.pg = dev.start_postgres(stack.work / "pg", stack.pg_port)
+        _wait("the aggregator ready again", lambda: run.ready("aggregate"), timeout_s=60)
+        _finish(run, expected)
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline)
+
+
+def test_redis_stopped_then_restarted_empty(stack, recording, baseline):
+    """Live counters degrade while Redis is away and are rebuilt from SQL once it is back (it
+    comes back empty: no persistence); SQL statistics never notice."""
+    run = Run(stack, "cam-redis", recording, "redis")
+    expected = baseline["frames"]
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        _mid_stream(run, expected)
+        dev.stop(stack.redis)
+        _wait("two thirds stored while Redis is away", lambda: run.stored() >= 2 * expected // 3, every_s=0.1)
+        assert run.ready("aggregate")  # degraded live counters are not an outage of the store
+        stack.redis = dev.start_redis(stack.work / "redis", stack.redis_port)
+        _finish(run, expected)
+        _wait(
+            "live counters rebuilt",
+            lambda: snapshot(stack, run.camera)["live"] == snapshot(stack, run.camera)["sql_totals"],
+            timeout_s=30,
+        )
+        # every other camera's counters were rebuilt too
+        base = snapshot(stack, "cam-base")
+        assert base["live"] == base["sql_totals"] == baseline["sql_totals"]
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline)
+
+
+def test_ingest_killed_mid_file_then_rerun_and_the_recording_ingested_twice(stack, recording, baseline):
+    run = Run(stack, "cam-ingest", recording, "ingest")
+    expected = baseline["frames"]
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        proc = run.ingest(wait=False)
+        _wait("some frames stored", lambda: run.stored() >= 3, every_s=0.05)
+        proc.kill()
+        proc.wait()
+        run.ingest()  # the restart publishes the whole file again
+        run.ingest()  # and someone ingests the same recording once more
+        _finish(run, expected)
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline)
+
+
+def test_poison_messages_go_to_dead_letter_topics_and_block_nothing(stack, recording, baseline):
+    run = Run(stack, "cam-poison", recording, "poison")
+    expected = baseline["frames"]
+    bus = make_bus(stack.env["EMOLENS_BUS"])
+    long_id = "x" * 300
+    from emolens.v1 import frames_pb2, observations_pb2
+
+    bus.publish(FRAMES_TOPIC, "cam-poison", b"\x08\xff\xff not a frame")
+    bus.publish(OBSERVATIONS_TOPIC, long_id, observations_pb2.FrameObservations(camera_id=long_id).SerializeToString())
+    bus.publish(OBSERVATIONS_TOPIC, "cam-poison", b"\xff\xfe garbage")
+    bus.publish(
+        FRAMES_TOPIC, "cam-poison", frames_pb2.Frame(camera_id="cam-poison", jpeg=b"no jpeg").SerializeToString()
+    )
+    bus.flush()
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        _finish(run, expected)
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.metrics_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        counted = [line for line in text.splitlines() if line.startswith("emolens_dead_letters_total{")]
+        assert counted and sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2
+    finally:
+        run.stop_all()
+    consumer = bus.consumer([dead_letter_topic(FRAMES_TOPIC), dead_letter_topic(OBSERVATIONS_TOPIC)], "inspect-dlq")
+    dead = []
+    _wait("dead letters readable", lambda: bool(dead.extend(consumer.poll(1.0, 100)) or len(dead) >= 4), timeout_s=30)
+    assert sorted(m.topic for m in dead) == sorted(
+        [dead_letter_topic(FRAMES_TOPIC)] * 2 + [dead_letter_topic(OBSERVATIONS_TOPIC)] * 2
+    )
+    consumer.close()
+    bus.close()
+    _assert_same(snapshot(stack, run.camera), baseline)
+
+
+def test_broker_restart_loses_what_it_held_and_the_services_recover(stack, recording, baseline):
+    """The Tansu broker here keeps topics in memory: a restart loses every message and every
+    committed offset. What the platform does: ingest, detector and aggregator retry until the
+    broker is back and go on by themselves; frames that sat in the broker are lost (never
+    counted twice); what is published after the restart is counted. A durable broker (Kafka
+    with replicated, persisted topics, as the chart expects) keeps both and loses nothing."""
+    run = Run(stack, "cam-broker", recording, "broker")
+    expected = baseline["frames"]
+    run.start("detect")
+    run.start("aggregate")
+    try:
+        run.ingest()
+        _mid_stream(run, expected)
+        dev.stop(stack.kafka, sig=signal.SIGKILL)
+        time.sleep(2)
+        stack.kafka = dev.start_kafka(stack.work / "kafka", stack.kafka_port)
+        lost_at = run.stored()
+        time.sleep(5)
+        run.ingest()  # the recording again: the frames the broker lost are counted now, once
+        _finish(run, expected)
+        assert lost_at < expected
+    finally:
+        run.stop_all()
+    _assert_same(snapshot(stack, run.camera), baseline, tracks="at_least")
