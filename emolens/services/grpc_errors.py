@@ -90,10 +90,40 @@ def _aborted(exc: Exception, context: grpc.ServicerContext) -> bool:
     return type(exc) is Exception and context.code() is not None
 
 
+class _Unparsable:
+    """What a request's bytes became when they do not parse as the method's message: grpc
+    would answer INTERNAL before any interceptor ran; the handler answers INVALID_ARGUMENT."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, or whatever a generated parser raises
+            return _Unparsable(type(exc).__name__)
+
+    return parse
+
+
+def _checked(request: Any) -> Any:
+    """``request`` itself, or its stream with every message checked as it is read."""
+    if isinstance(request, _Unparsable):
+        raise InputError(f"the request is not a valid message of this method ({request.reason})")
+    if isinstance(request, Iterator):
+        return (_checked(r) for r in request)
+    return request
+
+
 def _unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return behaviour(request, context)
+            return behaviour(_checked(request), context)
         except Exception as exc:
             if _aborted(exc, context):
                 raise
@@ -105,7 +135,7 @@ def _unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
 def _streaming(behaviour: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from behaviour(request, context)
+            yield from behaviour(_checked(request), context)
         except Exception as exc:
             if _aborted(exc, context):
                 raise
@@ -139,6 +169,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             # thread; wrapped, gRPC would run it as a blocking stream that holds one per watcher.
             if behaviour is not None and not getattr(behaviour, "experimental_non_blocking", False):
                 changes[name] = wrap(behaviour, method)
+        deserializer = _lenient(handler.request_deserializer)
+        if changes and deserializer is not None:
+            changes["request_deserializer"] = deserializer
         # grpc's handlers are namedtuples (grpc._utilities.RpcMethodHandler)
         replaced: grpc.RpcMethodHandler = handler._replace(**changes)
         return replaced
