@@ -41,7 +41,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -m "not integration and not data"
+	$(BIN)/python -m pytest -q -m "not integration and not data and not fuzz"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check emolens scripts tests

@@ -16,6 +16,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if (ROOT / "tests" / "integration") in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)  # `make test-unit` leaves these out
 
 
 @pytest.fixture(scope="session")

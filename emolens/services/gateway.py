@@ -319,7 +319,8 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway"),
         interceptors=[ErrorInterceptor(), AccessInterceptor(service.access)],
-        options=[("grpc.max_receive_message_length", settings.max_request_bytes)],
+        # so_reuseport off: a second gateway on a taken port must fail, not share it silently
+        options=[("grpc.max_receive_message_length", settings.max_request_bytes), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=workers + settings.gateway_workers,
     )
     analytics_pb2_grpc.add_AnalyticsServicer_to_server(service, server)

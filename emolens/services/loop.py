@@ -27,7 +27,7 @@ class Health:
 
         self._pb = health_pb2
         self.service = service
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
         self.servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
         self.server.add_insecure_port(f"0.0.0.0:{port}")
