@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from emolens.errors import ConfigError, EmolensError, InputError, NotFound
+from emolens.logs import configure as configure_logging
 from emolens.observations import MAX_ID_LENGTH
 from emolens.settings import Settings, parse_start, redact_url
 
 log = logging.getLogger("emolens")
+SERVICE_COMMANDS = ("ingest", "detect", "aggregate", "gateway")  # they log at INFO by default
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -500,17 +502,24 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--idle-exit {idle} must be a positive number of seconds")
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """EMOLENS_LOG_LEVEL, else INFO for the services (their events are their record) and
+    WARNING for the tools, whose output is their answer; ``-v`` shows INFO at least."""
+    settings = _settings(args)
+    level = settings.log_level.upper() or ("INFO" if args.command in SERVICE_COMMANDS else "WARNING")
+    if args.verbose and logging.getLevelName(level) > logging.INFO:
+        level = "INFO"
+    configure_logging(level, settings.log_format)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
     try:
+        _configure_logging(args)
         _check_flags(args)
         return int(args.func(args))
     except EmolensError as exc:

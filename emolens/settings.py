@@ -15,6 +15,10 @@ from emolens.errors import ConfigError
 
 DETECTORS = ("auto", "blazeface", "blazeface-full", "blazeface-short", "haar")  # see vision.detect
 PREPROCESS_MODES = ("none", "auto", "clahe")  # see vision.preprocess
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")  # text: key=value after a ts/level/logger prefix; json: one object a line
+MINUTE_MS = 60_000
+DAY_MS = 24 * 60 * MINUTE_MS
 # The smallest k any report or QueryStats may use. k = 1 shows every bucket that holds a face
 # (the demo and single-camera tests need it); below 1 the rule would hide nothing at all, so a
 # negative or zero k is refused instead of silently turning suppression off. The Helm schema
@@ -59,6 +63,17 @@ class Settings:
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
     metrics_port: int = 0  # Prometheus /metrics of the services (0 = none)
+    # "" = the command's own default: INFO for the services (ingest, detect, aggregate,
+    # gateway), WARNING for the tools (analyze, run, stats, ...); one of LOG_LEVELS
+    log_level: str = ""
+    log_format: str = "text"  # one of LOG_FORMATS
+    # Kafka topics, applied when a service creates them (KafkaBus.ensure_topics). Frames hold
+    # face pixels: their retention is how long a face image exists anywhere (docs/deploy.md).
+    frames_retention_ms: int = 10 * MINUTE_MS
+    observations_retention_ms: int = 7 * DAY_MS
+    dead_letter_retention_ms: int = 14 * DAY_MS  # emolens.frames.dlq, emolens.observations.dlq
+    kafka_partitions: int = 4  # the most detector (and aggregator) replicas that share the work
+    kafka_replication: int = 1  # the chart's production values set 3
     # The partner gateway (docs/api.md). Certificates and tokens come from files only, so no
     # secret ever sits in a command line, an environment listing or a log.
     tls_cert: str = ""  # PEM certificate chain of the gateway; with tls_key, the gateway speaks TLS only
@@ -117,6 +132,19 @@ class Settings:
             raise _refuse("rate_limit", self.rate_limit, "must be 0 (no limit) or more")
         if self.health_interval <= 0:
             raise _refuse("health_interval", self.health_interval, "must be positive")
+        if self.log_level and self.log_level.upper() not in LOG_LEVELS:
+            raise _refuse("log_level", self.log_level, f"choose one of {', '.join(LOG_LEVELS)} (or leave it unset)")
+        if self.log_format not in LOG_FORMATS:
+            raise _refuse("log_format", self.log_format, f"choose one of {', '.join(LOG_FORMATS)}")
+        for name in (
+            "frames_retention_ms",
+            "observations_retention_ms",
+            "dead_letter_retention_ms",
+            "kafka_partitions",
+            "kafka_replication",
+        ):
+            if getattr(self, name) < 1:
+                raise _refuse(name, getattr(self, name), "must be at least 1")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

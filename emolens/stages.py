@@ -274,6 +274,7 @@ class Detector(BusStage):
         only after the observations are stored by the bus."""
         try:
             messages = self.retry(lambda: self.consumer.poll(timeout_s, max_frames), "bus")
+            metrics.report_lag(self.name, self.consumer.lag)
             if not messages:
                 return 0
             t0 = time.perf_counter()
@@ -351,6 +352,7 @@ class Aggregator(BusStage):
     def step(self, timeout_s: float = 0.5, max_records: int = 512) -> int:
         try:
             messages = self.retry(lambda: self.consumer.poll(timeout_s, max_records), "bus")
+            metrics.report_lag(self.name, self.consumer.lag)
             if not messages:
                 if self.live_stale:
                     self._update_live([])

@@ -10,6 +10,15 @@ FRAMES_TOPIC = "emolens.frames"
 OBSERVATIONS_TOPIC = "emolens.observations"
 
 
+def dead_letter_topic(topic: str) -> str:
+    """Where a message of ``topic`` that can never be processed goes, so it blocks nothing.
+
+    >>> dead_letter_topic(FRAMES_TOPIC)
+    'emolens.frames.dlq'
+    """
+    return f"{topic}.dlq"
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -26,6 +35,11 @@ class Consumer(Protocol):
 
     def commit(self) -> None:
         """Mark everything returned by ``poll`` so far as processed by this group."""
+        ...
+
+    def lag(self) -> int | None:
+        """Messages of this consumer's partitions not yet returned by ``poll`` (None: not
+        known now, e.g. the broker did not answer in time). Never raises for an outage."""
         ...
 
     def close(self) -> None: ...

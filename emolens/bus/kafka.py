@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from emolens.bus.base import Message
-from emolens.errors import Unavailable
+from emolens.errors import MissingExtra, Unavailable
 
 log = logging.getLogger(__name__)
+# lag() asks the broker for end offsets after a poll; a broker slower than this leaves the
+# gauge as it was rather than holding up the batch in hand
+LAG_TIMEOUT_MS = 1000
 
 
 @contextlib.contextmanager
@@ -65,6 +68,32 @@ class KafkaConsumerAdapter:
             except CommitFailedError as exc:
                 log.warning("event=commit_refused reason=%r (the group rebalanced; messages will be redelivered)", exc)
 
+    def lag(self) -> int | None:
+        """Over the partitions assigned to this member: end offset minus position, what it has
+        yet to read (0 before it has any). None when the broker does not say within
+        ``LAG_TIMEOUT_MS``: the caller keeps its last value, and the next poll meets the outage.
+
+        The end is the larger of the broker's end offset and the high watermark of the last
+        fetch response: Tansu (the broker of the tests) answers ListOffsets with the first
+        offset of the last record batch + 1, short of the end when that batch holds several."""
+        from kafka.errors import KafkaError
+
+        consumer = self._consumer
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return 0
+        try:
+            ends = consumer.end_offsets(assigned, timeout_ms=LAG_TIMEOUT_MS)
+            positions = [consumer.position(tp, timeout_ms=LAG_TIMEOUT_MS) for tp in assigned]
+        except KafkaError:
+            return None
+        total = 0
+        for tp, position in zip(assigned, positions, strict=True):
+            if position is None or tp not in ends:
+                return None
+            total += max(max(ends[tp], consumer.highwater(tp) or 0) - position, 0)
+        return total
+
     def close(self) -> None:
         self._consumer.close()
 
@@ -75,14 +104,24 @@ class KafkaBus:
     the broker no longer knows) builds a new producer, sends them again and raises
     ``Unavailable`` until they are all stored, so the caller's retry loop cannot drop one."""
 
-    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        partitions: int = 4,
+        replication: int = 1,
+        retention_ms: Mapping[str, int] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
-        self.partitions = partitions
+        self.partitions, self.replication = partitions, replication
+        self.retention_ms = dict(retention_ms or {})
         self._pending: list[tuple[str, bytes, bytes, Any]] = []
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Any:
-        from kafka import KafkaProducer
+        try:
+            from kafka import KafkaProducer
+        except ImportError as exc:  # the first thing every kafka:// command does
+            raise MissingExtra("kafka://", "kafka", exc.name) from exc
 
         with _outage():
             # Idempotence off: every consumer of these topics is idempotent already, and an
@@ -91,15 +130,29 @@ class KafkaBus:
                 bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, retries=5, enable_idempotence=False
             )
 
+    def new_topic(self, topic: str) -> Any:
+        """The ``NewTopic`` this bus creates for ``topic``: its partitions, replication and,
+        when ``retention_ms`` names the topic, its ``retention.ms`` and the same ``segment.ms``:
+        Kafka deletes whole segments only, and never the one being written, so with its default
+        7-day segments a quiet frames topic would keep face pixels for days, not minutes."""
+        from kafka.admin import NewTopic
+
+        configs = {}
+        if topic in self.retention_ms:
+            configs = {"retention.ms": str(self.retention_ms[topic]), "segment.ms": str(self.retention_ms[topic])}
+        return NewTopic(topic, self.partitions, self.replication, topic_configs=configs)
+
     def ensure_topics(self, topics: list[str]) -> None:
-        from kafka.admin import KafkaAdminClient, NewTopic
+        """Create those of ``topics`` the cluster lacks (:meth:`new_topic`). A topic that exists
+        keeps its settings: change them with the cluster's tools (docs/deploy.md)."""
+        from kafka.admin import KafkaAdminClient
         from kafka.errors import TopicAlreadyExistsError
 
         with _outage():
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             existing = set(admin.list_topics())
-            new = [NewTopic(t, self.partitions, 1) for t in topics if t not in existing]
+            new = [self.new_topic(t) for t in topics if t not in existing]
             if new:
                 with contextlib.suppress(TopicAlreadyExistsError):  # another service won the race
                     admin.create_topics(new)

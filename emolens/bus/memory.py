@@ -26,6 +26,12 @@ class MemoryConsumer:
                     self._position[t] += 1
             return out
 
+    def lag(self) -> int:
+        """Messages of the subscribed topics not yet returned by :meth:`poll`."""
+        with self._bus._cond:
+            ends = {t: log[-1].offset + 1 if (log := self._bus._logs[t]) else 0 for t in self._topics}
+            return sum(max(ends[t] - self._position[t], 0) for t in self._topics)
+
     def _has_new(self) -> bool:
         return any(self._position[t] < len(self._bus._logs[t]) for t in self._topics)
 

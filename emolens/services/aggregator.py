@@ -13,7 +13,7 @@ from emolens.store import make_store
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    bus = make_bus(settings.bus)
+    bus = make_bus(settings.bus, settings)
     store = make_store(settings.db)
     aggregator = Aggregator(bus, store, make_live_state(settings.live))
     return run_stage("aggregator", aggregator, args.idle_exit, settings, store)

@@ -12,6 +12,6 @@ from emolens.stages import Detector
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    bus = make_bus(settings.bus)
+    bus = make_bus(settings.bus, settings)
     detector = Detector(bus, settings, make_classifier(settings.inference, settings.threads))
     return run_stage("detector", detector, args.idle_exit, settings)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 import numpy as np
@@ -34,6 +35,7 @@ from emolens.errors import ConfigError, InputError, NotFound, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
 from emolens.media import decode_image
+from emolens.metrics import serve_metrics
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
 from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
@@ -226,11 +228,14 @@ class DependencyCheck:
 
 class GatewayServer:
     """The API server, its health service (on the API port, and on ``health_port`` of its own
-    when set, which Kubernetes probes in plaintext) and the dependency check, run together."""
+    when set, which Kubernetes probes in plaintext), Prometheus /metrics on ``metrics_port``
+    when set, and the dependency check, run together."""
 
     def __init__(self, server: grpc.Server, servicer: health.HealthServicer, service: AnalyticsService) -> None:
         self.server, self._servicer = server, servicer
         settings = service.settings
+        self._metrics_port = settings.metrics_port
+        self._metrics: WSGIServer | None = None
         self._health_port = Health(settings.health_port, SERVICE_NAME) if settings.health_port else None
         self.check = DependencyCheck(service, settings.health_interval, self._report)
         self._report(False)  # until the first check has passed
@@ -243,6 +248,7 @@ class GatewayServer:
             self._health_port.set(ok)
 
     def start(self) -> None:
+        self._metrics = serve_metrics(self._metrics_port)
         self.server.start()
         self.check.start()
 
@@ -251,6 +257,9 @@ class GatewayServer:
         self._report(False)
         if self._health_port is not None:
             self._health_port.close()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
         return self.server.stop(grace)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:

@@ -1,5 +1,7 @@
 """The one place where errors become gRPC status codes: a server interceptor around every
-method (unary and streaming), so servicers just raise ``EmolensError`` subclasses.
+method (unary and streaming), so servicers just raise ``EmolensError`` subclasses. Being the
+place where every call's status is known, it also counts and times each call by method and
+code (``emolens_grpc_requests_total``, ``emolens_grpc_request_seconds``).
 
 | raised | status | details sent to the caller |
 | --- | --- | --- |
@@ -25,12 +27,14 @@ hosts, so those are logged here, with the traceback and a reference id, and neve
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
 
+from emolens import metrics
 from emolens.errors import (
     DeadlineExceeded,
     EmolensError,
@@ -120,26 +124,42 @@ def _checked(request: Any) -> Any:
     return request
 
 
+def _observe(method: str, code: grpc.StatusCode | None, started: float) -> None:
+    """Count and time one finished call; no code set means the handler returned: OK."""
+    name = (code or grpc.StatusCode.OK).name
+    metrics.GRPC_REQUESTS.labels(method, name).inc()
+    metrics.GRPC_SECONDS.labels(method, name).observe(time.perf_counter() - started)
+
+
 def _unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
         try:
             return behaviour(_checked(request), context)
         except Exception as exc:
             if _aborted(exc, context):
                 raise
             _abort(context, method, exc)
+        finally:
+            _observe(method, context.code(), started)
 
     return handler
 
 
 def _streaming(behaviour: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started, cancelled = time.perf_counter(), False
         try:
             yield from behaviour(_checked(request), context)
+        except GeneratorExit:  # the caller went away mid-stream
+            cancelled = True
+            raise
         except Exception as exc:
             if _aborted(exc, context):
                 raise
             _abort(context, method, exc)
+        finally:
+            _observe(method, grpc.StatusCode.CANCELLED if cancelled else context.code(), started)
 
     return handler
 

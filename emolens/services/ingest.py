@@ -15,7 +15,7 @@ from emolens.store import Camera
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     serve_metrics(settings.metrics_port)
-    bus = make_bus(settings.bus)
+    bus = make_bus(settings.bus, settings)
     start = parse_start(args.start)
     health = health_server(settings.health_port, "emolens.ingest")
     ingest = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start, stop=stop_event())

@@ -6,9 +6,13 @@ import importlib
 import pytest
 
 MODULES = [
+    "emolens.bus",
+    "emolens.bus.base",
     "emolens.bus.memory",
     "emolens.evaluation.metrics",
+    "emolens.logs",
     "emolens.media",
+    "emolens.metrics",
     "emolens.report",
     "emolens.services.access",
     "emolens.services.gateway",

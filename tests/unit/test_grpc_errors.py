@@ -146,6 +146,39 @@ def test_not_found_for_an_unknown_camera_unary_and_streaming(store, onnx):
         assert err.details() == "unknown camera 'ghost'"
 
 
+def _scrape(port: int) -> dict[str, float]:
+    """The gateway's /metrics page as {sample with labels: value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
+
+
+def test_the_gateway_serves_request_counts_and_latency_by_method_and_code(store, onnx):
+    """The interceptor that maps errors to codes also counts and times every call, and the
+    gateway serves them on EMOLENS_METRICS_PORT."""
+    from emolens.dev import free_port
+
+    port = free_port()
+    method = "/emolens.v1.Analytics/QueryStats"
+    ok = f'emolens_grpc_requests_total{{code="OK",method="{method}"}}'
+    missing = f'emolens_grpc_requests_total{{code="NOT_FOUND",method="{method}"}}'
+    seconds = f'emolens_grpc_request_seconds_count{{code="NOT_FOUND",method="{method}"}}'
+    with gateway(AnalyticsService(settings(metrics_port=port, k_anonymity=1), store, None, onnx)) as stub:
+        before = _scrape(port)
+        stub.QueryStats(analytics_pb2.QueryStatsRequest(camera_id="cam-a"), timeout=10)
+        for _ in range(2):
+            with pytest.raises(grpc.RpcError):
+                stub.QueryStats(analytics_pb2.QueryStatsRequest(camera_id="ghost"), timeout=10)
+        after = _scrape(port)
+    assert after[ok] - before.get(ok, 0) == 1
+    assert after[missing] - before.get(missing, 0) == 2
+    assert after[seconds] - before.get(seconds, 0) == 2
+    with pytest.raises(OSError):  # stopped with the server
+        _scrape(port)
+
+
 def test_resource_exhausted_for_a_request_over_the_size_limit(store, onnx):
     """The gateway reads requests up to EMOLENS_MAX_REQUEST_BYTES; anything bigger is refused
     unread, before any decoding."""
