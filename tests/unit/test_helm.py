@@ -264,3 +264,77 @@ def test_service_defaults_yield_to_the_environment(tmp_path):
         check=True,
     ).stdout.split()
     assert out == ["2", "kafka://kafka:9092", "ingest", "--camera-id", "c1"]
+
+
+def _configmap(manifests) -> dict[str, str]:
+    (cm,) = [d for d in manifests if d["kind"] == "ConfigMap"]
+    return cm["data"]
+
+
+def test_every_service_pod_serves_metrics_and_prometheus_can_find_it(manifests):
+    """Each emolens container has a `metrics` port on EMOLENS_METRICS_PORT; a headless
+    Service per component carries it, the network policies let it in, and with
+    serviceMonitor.enabled (production) a ServiceMonitor scrapes `metrics` on all of them."""
+    port = int(_configmap(manifests)["EMOLENS_METRICS_PORT"])
+    assert port == 9100
+    pods: dict[str, dict[str, str]] = {}  # component -> pod labels
+    for d in manifests:
+        if d["kind"] != "Deployment":
+            continue
+        spec = d["spec"]["template"]
+        for c in spec["spec"]["containers"]:
+            if (c.get("command") or [""])[0].startswith("/opt/emolens/services/"):
+                metrics = [p for p in c["ports"] if p["name"] == "metrics"]
+                assert [p["containerPort"] for p in metrics] == [port], (d["metadata"]["name"], c["name"])
+                pods[spec["metadata"]["labels"]["app.kubernetes.io/component"]] = spec["metadata"]["labels"]
+    assert set(pods) == {"ingest", "detector", "aggregator", "gateway"}
+    services = [d for d in manifests if d["kind"] == "Service"]
+    scraped = {}
+    for svc in services:
+        names = [p["name"] for p in svc["spec"]["ports"]]
+        if "metrics" not in names or svc["metadata"]["labels"].get("app.kubernetes.io/component") == "triton":
+            continue
+        (p,) = [p for p in svc["spec"]["ports"] if p["name"] == "metrics"]
+        assert p["targetPort"] == "metrics" and svc["spec"]["clusterIP"] == "None"
+        selector = svc["spec"]["selector"]
+        (component,) = [c for c, labels in pods.items() if selector.items() <= labels.items()]
+        scraped[component] = svc["metadata"]["labels"]
+    assert set(scraped) == set(pods)
+    (partner,) = [s for s in services if s["metadata"]["name"].endswith("-gateway")]
+    assert [p["name"] for p in partner["spec"]["ports"]] == ["grpc"]  # /metrics never rides the API
+    opened = {
+        p["port"]
+        for d in manifests
+        if d["kind"] == "NetworkPolicy"
+        for rule in d["spec"].get("ingress", [])
+        if "from" not in rule
+        for p in rule.get("ports", [])
+    }
+    assert port in opened
+    monitors = [d for d in manifests if d["kind"] == "ServiceMonitor"]
+    if not monitors:  # serviceMonitor.enabled is off by default
+        return
+    (emolens,) = [m for m in monitors if not m["metadata"]["name"].endswith("-triton")]
+    wanted = emolens["spec"]["selector"]["matchLabels"]
+    assert all(wanted.items() <= labels.items() for labels in scraped.values())
+    assert [e["port"] for e in emolens["spec"]["endpoints"]] == ["metrics"]
+
+
+def test_service_monitor_follows_its_switch(helm):
+    camera = "cameras[0].id=cam-1,cameras[0].source=rtsp://cam-1/stream"
+    assert not [d for d in docs(helm, "--set", camera) if d["kind"] == "ServiceMonitor"]
+    on = docs(helm, "--set", f"{camera},serviceMonitor.enabled=true,triton.enabled=false")
+    assert [d["metadata"]["name"] for d in on if d["kind"] == "ServiceMonitor"] == ["t-emolens"]
+
+
+def test_topic_settings_short_frame_retention_and_production_replication(helm):
+    default = _configmap(docs(helm))
+    assert default["EMOLENS_FRAMES_RETENTION_MS"] == "600000"  # frames hold face pixels: minutes
+    assert default["EMOLENS_KAFKA_REPLICATION"] == "1"
+    assert "EMOLENS_LOG_LEVEL" not in default  # the services' own default: INFO
+    production = _configmap(docs(helm, "-f", str(CHART / "values-production.yaml")))
+    assert production["EMOLENS_KAFKA_REPLICATION"] == "3"
+    assert int(production["EMOLENS_KAFKA_PARTITIONS"]) >= 12  # KEDA may run 12 detectors
+    assert int(production["EMOLENS_FRAMES_RETENTION_MS"]) <= 3_600_000
+    settings = Settings.from_env(production)
+    assert (settings.kafka_replication, settings.log_format) == (3, "json")
