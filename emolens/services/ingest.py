@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from emolens.bus import make_bus
+from emolens.media import is_live
 from emolens.metrics import serve_metrics
 from emolens.services.loop import health_server, stop_event
 from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
 from emolens.store import Camera
+
+log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -21,11 +25,15 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     ingest = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start, stop=stop_event())
     if health is not None:
         ingest.on_ready = health.set
+    # the source is not logged: a camera URL may carry a password
+    live = is_live(args.source)
+    log.info("event=ingest_started camera=%s live=%s fps=%g", args.camera_id, live, settings.fps)
     try:
         n = ingest.run(args.source, start)
     finally:
         if health is not None:
             health.close()
         bus.close()
+    log.info("event=ingest_finished camera=%s published=%d", args.camera_id, n)
     print(f"ingest {args.camera_id}: published {n} frames to {settings.bus}", file=sys.stderr)
     return 0

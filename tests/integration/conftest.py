@@ -17,6 +17,21 @@ from tests.conftest import ROOT
 TRITON_VENV = ROOT / ".tools" / "triton-venv"
 
 
+def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+    """The configs the broker reports for ``topics``. ``config_filter="all"``: Tansu reports
+    the configs a topic was created with as its defaults, which Kafka's "modified" filter hides."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics], config_filter="all"
+        )
+    finally:
+        admin.close()
+    return {name: {k: v["value"] for k, v in configs.items()} for name, configs in described["topic"].items()}
+
+
 @pytest.fixture(scope="session")
 def services_dir():
     d = Path(tempfile.mkdtemp(prefix="emolens-it-"))

@@ -5,6 +5,7 @@ the same buckets as `emolens run` in the embedded shape, and QueryStats must ret
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -109,3 +110,81 @@ def test_query_stats_over_grpc_returns_the_buckets(postgres_url, triton_url):
         (b.frames, b.faces, b.tracks, b.smiles) for b in expected
     ]
     assert [b.smile_sum for b in resp.buckets] == pytest.approx([b.smile_sum for b in expected])
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    """A /metrics page as {(sample name, its labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(page: dict, name: str, **labels: str) -> float:
+    return page[(name, frozenset(labels.items()))]
+
+
+def test_running_detector_and_aggregator_serve_their_metrics(
+    demo_clip, kafka_url, postgres_url, redis_url, triton_url, tmp_path
+):
+    """/metrics of a detector and an aggregator while they run (EMOLENS_METRICS_PORT): the
+    frames and faces they handled, their consumer lag (back to 0 once they caught up: both
+    stages set it after each poll) and readiness."""
+    from emolens import dev
+
+    env = {"EMOLENS_BUS": kafka_url, "EMOLENS_INFERENCE": triton_url, "EMOLENS_DB": postgres_url}
+    env["EMOLENS_LIVE"] = redis_url
+    ports = {"detect": dev.free_port(), "aggregate": dev.free_port()}
+    services = [
+        dev.start_emolens(name, [name], {**env, "EMOLENS_METRICS_PORT": str(port)}, tmp_path / name)
+        for name, port in ports.items()
+    ]
+    store = SqlStore(postgres_url)
+
+    def caught_up() -> bool:
+        stored = sum(b.frames for b in store.buckets(camera_id="cam-metrics"))
+        det, agg = scrape(ports["detect"]), scrape(ports["aggregate"])
+        lags = (
+            sample(det, "emolens_consumer_lag", stage="detector"),
+            sample(agg, "emolens_consumer_lag", stage="aggregator"),
+        )
+        return stored == 40 and lags == (0, 0)
+
+    try:
+        ingest = ["ingest", "--source", str(demo_clip), "--camera-id", "cam-metrics", "--fps", "10"]
+        emolens(*ingest, "--start", START, "--seq-start", "7000", env={**os.environ, **env})
+        deadline = time.monotonic() + 240
+        while not _quietly(caught_up):
+            assert time.monotonic() < deadline, "the services did not store the frames and catch up in time"
+            time.sleep(0.5)
+        det, agg = scrape(ports["detect"]), scrape(ports["aggregate"])
+    finally:
+        for svc in services:
+            dev.stop(svc)
+    faces = sum(b.faces for b in store.buckets(camera_id="cam-metrics"))
+    assert faces > 0
+    assert sample(det, "emolens_frames_total", stage="detector", direction="in") >= 40
+    assert sample(det, "emolens_frames_total", stage="detector", direction="out") == sample(
+        det, "emolens_frames_total", stage="detector", direction="in"
+    )
+    assert sample(det, "emolens_faces_total", stage="detector") >= faces
+    assert sample(agg, "emolens_frames_total", stage="aggregator", direction="out") >= 40
+    assert sample(agg, "emolens_faces_total", stage="aggregator") >= faces
+    for page, stage in ((det, "detector"), (agg, "aggregator")):
+        assert sample(page, "emolens_ready", stage=stage) == 1
+        assert sample(page, "emolens_batch_seconds_count", stage=stage) >= 1
+
+
+def _quietly(check) -> bool:
+    """``check()``, False while what it reads is not there yet (a port not open, a gauge unset)."""
+    try:
+        return bool(check())
+    except (OSError, KeyError):
+        return False

@@ -4,6 +4,7 @@ import uuid
 
 from emolens.bus import make_bus
 from emolens.bus.kafka import KafkaBus
+from tests.integration.conftest import topic_configs
 
 
 def drain(consumer, want, rounds=40):
@@ -43,21 +44,6 @@ def test_publish_consume_commit_and_redelivery(kafka_url):
     bus.close()
 
 
-def _topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
-    """The configs the broker reports for ``topics``. ``config_filter="all"``: Tansu reports
-    the configs a topic was created with as its defaults, which Kafka's "modified" filter hides."""
-    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        described = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics], config_filter="all"
-        )
-    finally:
-        admin.close()
-    return {name: {k: v["value"] for k, v in configs.items()} for name, configs in described["topic"].items()}
-
-
 def test_topics_are_created_with_their_retention_partitions_and_replication(kafka_url):
     """Configs and partitions read back from the broker. What this broker (Tansu, memory
     storage) cannot show, so it is not tested here: that messages are deleted after
@@ -70,7 +56,7 @@ def test_topics_are_created_with_their_retention_partitions_and_replication(kafk
     short, plain = f"short-{uuid.uuid4().hex[:8]}", f"plain-{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(bootstrap, partitions=3, replication=1, retention_ms={short: 60_000})
     bus.ensure_topics([short, plain])
-    configs = _topic_configs(bootstrap, [short, plain])
+    configs = topic_configs(bootstrap, [short, plain])
     assert configs[short]["retention.ms"] == configs[short]["segment.ms"] == "60000"
     assert configs[plain].get("retention.ms") != "60000"  # the control: not an echo of ours
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -97,7 +83,7 @@ def test_the_flow_topics_carry_the_retention_of_the_settings(kafka_url):
     bus = make_bus(kafka_url)  # the default settings, as every service on this broker uses
     bus.close()
     expected = topic_retention(Settings())
-    configs = _topic_configs(kafka_url.removeprefix("kafka://"), list(expected))
+    configs = topic_configs(kafka_url.removeprefix("kafka://"), list(expected))
     assert {t: int(c["retention.ms"]) for t, c in configs.items()} == expected
     assert {t: int(c["segment.ms"]) for t, c in configs.items()} == expected  # Kafka deletes whole segments
     assert expected["emolens.frames"] == 600_000
