@@ -25,6 +25,7 @@ class RunSummary:
     frames: int
     observations: int
     seconds: float
+    shed: int = 0  # live frames ingest dropped because detection was behind
 
 
 def run_embedded(
@@ -37,16 +38,21 @@ def run_embedded(
     live: LiveState | None = None,
     classifier: Classifier | None = None,
     seq_start: int | None = None,
+    stop: threading.Event | None = None,
+    max_backlog: int | None = None,
 ) -> RunSummary:
     """Analyze ``source`` for ``camera`` and aggregate it into ``store``.
 
     Ingest runs in a thread; detector and aggregator step in this one until ingest has
     finished and both have drained the bus. Errors of the source (missing, corrupt) raise.
+    A live source runs until ``stop`` is set. The bus between the stages is bounded: ingest
+    waits (recordings) or sheds frames (live) while detection is ``max_backlog`` frames behind.
     """
     source_kind(source)  # fail fast on a missing path or unknown type
     bus = MemoryBus()
     store.ensure_camera(camera)
-    ingest = Ingest(bus, camera, settings, seq_start)
+    backlog = {} if max_backlog is None else {"max_backlog": max_backlog}
+    ingest = Ingest(bus, camera, settings, seq_start, stop=stop, **backlog)
     detector = Detector(bus, settings, classifier or make_classifier(settings.inference, settings.threads))
     aggregator = Aggregator(bus, store, live)
     failure: list[BaseException] = []
@@ -73,4 +79,4 @@ def run_embedded(
     thread.join()
     if failure:
         raise failure[0]
-    return RunSummary(frames, observations, time.perf_counter() - t0)
+    return RunSummary(frames, observations, time.perf_counter() - t0, ingest.shed)

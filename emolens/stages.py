@@ -48,6 +48,10 @@ T = TypeVar("T")
 MAX_FRAME_BYTES = 900_000  # under Kafka's default 1 MB message limit, with room for the envelope
 POSITION_BITS = 40  # frame_seq = source id << 40 | position in the source
 FLUSH_EVERY = 32  # ingest waits for the bus to store its frames every this many frames
+MAX_BACKLOG = 256  # frames the detectors may be behind before ingest waits (recordings) or sheds (live)
+MAX_KEEP_EVERY = 64  # a live source sheds at most 63 frames in 64
+BACKLOG_CHECK_S = 0.5
+DETECTOR_GROUP = "emolens-detector"
 
 
 def default_seq_start() -> int:
@@ -158,7 +162,14 @@ class BusStage:
 class Ingest(BusStage):
     """Publishes a source's sampled frames. Recorded sources (files, folders) number frames by
     (source, position), live ones by the wall clock; ``seq_start`` overrides both. A bus
-    outage is waited out with backoff; a live source that drops is reopened."""
+    outage is waited out with backoff; a live source that drops is reopened.
+
+    Backpressure, when the detectors are ``max_backlog`` frames behind: a recording waits
+    (nothing is lost, it is only read later); a live source sheds, keeping one frame in
+    ``keep_every`` (doubled while the backlog stays high, halved once it is below half), so
+    the newest frames keep flowing at a lower rate; shed frames are counted
+    (``emolens_frames_shed_total``, ``self.shed``).
+    """
 
     name = "ingest"
 
@@ -169,11 +180,57 @@ class Ingest(BusStage):
         settings: Settings,
         seq_start: int | None = None,
         stop: threading.Event | None = None,
+        max_backlog: int = MAX_BACKLOG,
     ) -> None:
         super().__init__(bus, stop)
         self.camera, self.settings = camera, settings
         self.seq_start = seq_start
         self.reconnects = 0
+        self.max_backlog = max_backlog
+        self.shed = 0
+        self.keep_every = 1
+        self._checked_at = 0.0
+        self._near_mark = False  # a recording close to the mark checks on every frame
+        self._unchecked = 0
+
+    def _backlog(self) -> int | None:
+        try:
+            return self.bus.backlog(FRAMES_TOPIC, DETECTOR_GROUP)
+        except RETRYABLE:
+            return None  # unknown: the publish that follows waits for the bus anyway
+
+    def _keep(self, index: int) -> bool:
+        """Live sources: whether frame ``index`` goes out, after adapting ``keep_every``."""
+        now = time.monotonic()
+        if now - self._checked_at >= BACKLOG_CHECK_S:
+            self._checked_at = now
+            backlog = self._backlog()
+            if backlog is not None and backlog >= self.max_backlog:
+                self.keep_every = min(self.keep_every * 2, MAX_KEEP_EVERY)
+            elif backlog is not None and backlog < self.max_backlog // 2:
+                self.keep_every = max(self.keep_every // 2, 1)
+        if index % self.keep_every == 0:
+            return True
+        self.shed += 1
+        metrics.SHED.labels(self.name, "backlog").inc()
+        return False
+
+    def _wait_for_detectors(self) -> None:
+        """Recordings: hold back while the detectors are ``max_backlog`` frames behind (the
+        backlog is read every quarter of the mark in frames, every BACKLOG_CHECK_S, and on
+        every frame once it is above half the mark)."""
+        self._unchecked += 1
+        recent = time.monotonic() - self._checked_at < BACKLOG_CHECK_S
+        if recent and not self._near_mark and self._unchecked < max(1, self.max_backlog // 4):
+            return
+        self._unchecked = 0
+        while not self.stop.is_set():
+            self._checked_at = time.monotonic()
+            backlog = self._backlog()
+            self._near_mark = backlog is not None and backlog >= self.max_backlog // 2
+            if backlog is None or backlog < self.max_backlog:
+                return
+            self.stop.wait(BACKLOG_CHECK_S / 5)
 
     def _on_reconnect(self, attempt: int, reason: str) -> None:
         self.reconnects += 1
@@ -192,6 +249,12 @@ class Ingest(BusStage):
             source, self.settings.fps, self.settings.max_pixels, stop=self.stop, on_reconnect=self._on_reconnect
         )
         for frame in frames:
+            if live and not self._keep(frame.index):
+                continue
+            if not live:
+                self._wait_for_detectors()
+                if self.stop.is_set():
+                    break
             if self.seq_start is not None:
                 seq = self.seq_start + frame.index
             else:
@@ -226,7 +289,7 @@ class Ingest(BusStage):
 
 
 class Detector(BusStage):
-    GROUP = "emolens-detector"
+    GROUP = DETECTOR_GROUP
     name = "detector"
 
     def __init__(

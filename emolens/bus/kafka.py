@@ -116,6 +116,8 @@ class KafkaBus:
         self.retention_ms = dict(retention_ms or {})
         self._pending: list[tuple[str, bytes, bytes, Any]] = []
         self._producer = self._new_producer()
+        self._probe: Any = None  # a group-less consumer and an admin client, for backlog()
+        self._admin: Any = None
 
     def _new_producer(self) -> Any:
         try:
@@ -190,6 +192,29 @@ class KafkaBus:
         self._pending = [(t, k, v, self._send(t, k, v)) for t, k, v in failed]
         raise Unavailable(f"kafka did not store {len(failed)} message(s); resent")
 
+    def backlog(self, topic: str, group: str) -> int:
+        """Messages of ``topic`` that ``group`` has not committed yet (end offsets minus the
+        group's committed offsets, over the topic's partitions; a partition the group never
+        committed counts whole)."""
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.admin import KafkaAdminClient
+
+        with _outage():
+            if self._probe is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+                self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            partitions = self._probe.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in partitions]
+            if not tps:
+                return 0
+            ends = self._probe.end_offsets(tps)
+            committed = self._admin.list_group_offsets({group: tps}).get(group, {})
+        total = 0
+        for tp in tps:
+            done = committed.get(tp)
+            total += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        return max(total, 0)
+
     def consumer(self, topics: list[str], group: str) -> KafkaConsumerAdapter:
         return KafkaConsumerAdapter(self.bootstrap, topics, group)
 
@@ -197,3 +222,7 @@ class KafkaBus:
         with contextlib.suppress(Exception):
             self._producer.flush(timeout=10)
         self._producer.close()
+        for client in (self._probe, self._admin):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()

@@ -220,7 +220,19 @@ def baseline(stack, recording) -> dict:
     return snap
 
 
+def _line(snap: dict) -> str:
+    frames, faces, smiles, _ = snap["sql_totals"]
+    lq = sum(b[3] for b in snap["buckets"])
+    tracks = sum(snap["tracks"])
+    return (
+        f"frames {frames}, faces {faces}, low quality {lq}, smiles {smiles}, tracks {tracks}, live {snap['live'][:3]}"
+    )
+
+
 def _assert_same(got: dict, want: dict, tracks: str = "equal") -> None:
+    # one line per scenario for docs/reliability.md (pytest -s shows it)
+    name = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+    print(f"\nFAULT-REPORT {name}\n  fault-free: {_line(want)}\n  with fault: {_line(got)}")
     assert got["buckets"] == want["buckets"]  # frames, faces, low quality, smiles, emotion mix per minute
     assert got["live"] == got["sql_totals"]  # live counters agree with SQL, count for count
     if tracks == "equal":
