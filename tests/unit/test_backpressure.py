@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from emolens import metrics
 from emolens.bus import FRAMES_TOPIC, MemoryBus
 from emolens.settings import Settings
@@ -35,6 +37,7 @@ def test_a_recording_waits_for_the_detectors_and_loses_nothing(demo_clip):
     assert published == [20] and seen == 20 and ingest.shed == 0
 
 
+@pytest.mark.stream
 def test_a_live_source_sheds_frames_while_the_detectors_are_behind():
     server = MjpegServer(frames_per_connection=100_000)
     server.start()
