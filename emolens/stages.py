@@ -25,7 +25,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from emolens import failpoints, metrics
-from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message
+from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message, dead_letter_topic
 from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailable
 from emolens.inference import Classifier
 from emolens.live import LiveState
@@ -107,10 +107,6 @@ class Stopping(Exception):
 
 
 RETRYABLE = (Unavailable, DeadlineExceeded)
-
-
-def dead_letter_topic(topic: str) -> str:
-    return f"{topic}.dlq"
 
 
 class BusStage:

@@ -202,7 +202,7 @@ class KafkaBus:
         with _outage():
             if self._probe is None:
                 self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-                self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+                self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
             partitions = self._probe.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in partitions]
             if not tps:

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
+from emolens import metrics
 from emolens.contract import EMOTION, MODELS, SMILE, ModelInfo
 
 __all__ = ["EMOTION", "MODELS", "SMILE", "Classifier", "ModelInfo", "predict_many", "softmax"]
@@ -25,11 +26,14 @@ class Classifier(Protocol):
 
 
 def predict_many(classifier: Classifier, batches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """All models' batches; concurrently where the classifier can (Triton), else one by one."""
-    concurrent = getattr(classifier, "predict_many", None)
-    if concurrent is not None:
-        return dict(concurrent(batches))
-    return {model: classifier.predict(model, x) for model, x in batches.items()}
+    """All models' batches; concurrently where the classifier can (Triton), else one by one.
+    Timed as one call (``emolens_inference_seconds``, by backend)."""
+    backend = type(classifier).__name__.removesuffix("Classifier").lower()
+    with metrics.INFERENCE_SECONDS.labels(backend).time():
+        concurrent = getattr(classifier, "predict_many", None)
+        if concurrent is not None:
+            return dict(concurrent(batches))
+        return {model: classifier.predict(model, x) for model, x in batches.items()}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ from emolens import cli, logs, metrics
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus, dead_letter_topic, topic_retention
 from emolens.settings import Settings
 from emolens.stages import Aggregator
-from emolens.stages import dead_letter_topic as stages_dead_letter_topic
 from emolens.store import SqlStore
 from emolens.wire import observations_to_pb
 from tests.redelivery import frame
@@ -82,9 +81,9 @@ def test_every_topic_has_a_retention_and_frames_the_shortest():
     assert retention[FRAMES_TOPIC] == 10 * 60_000 == min(retention.values())
     assert retention[OBSERVATIONS_TOPIC] == 7 * 24 * 3600_000
     assert retention["emolens.frames.dlq"] == 14 * 24 * 3600_000
-    # the stages dead-letter to the topics the bus creates
+    # the stages dead-letter to the topics the bus creates (one helper names them)
     for topic in (FRAMES_TOPIC, OBSERVATIONS_TOPIC):
-        assert stages_dead_letter_topic(topic) == dead_letter_topic(topic) in retention
+        assert dead_letter_topic(topic) in retention
     s = Settings.from_env(
         {"EMOLENS_FRAMES_RETENTION_MS": "60000", "EMOLENS_KAFKA_REPLICATION": "3", "EMOLENS_KAFKA_PARTITIONS": "12"}
     )
