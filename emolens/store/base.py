@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from emolens.observations import FrameObservations, Totals
@@ -51,6 +51,11 @@ class Store(Protocol):
         """Add frames to their buckets in one transaction; frames seen before are skipped.
         Returns the frames that were new (each once, in delivery order): the only ones the
         live counters may count, so a redelivery cannot inflate them."""
+        ...
+
+    def prune_seen(self, older_than: timedelta) -> int:
+        """Forget the frames accepted more than ``older_than`` ago (the replay window): a
+        redelivery within it is skipped, after it the frame counts again. Returns how many."""
         ...
 
     def buckets(

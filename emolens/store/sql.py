@@ -2,6 +2,7 @@
 
 Tables: ``cameras``; ``minute_buckets`` (one row per camera-minute); ``frames_seen`` and
 ``bucket_tracks``, whose primary keys make a redelivered frame or a re-seen track count once.
+``frames_seen`` remembers a frame for the replay window only (:meth:`SqlStore.prune_seen`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    delete,
     event,
     func,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -68,6 +71,7 @@ frames_seen = Table(
     metadata,
     Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
     Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seen_at", DateTime(timezone=False), nullable=False, index=True),  # naive UTC, when accepted
 )
 
 bucket_tracks = Table(
@@ -77,6 +81,8 @@ bucket_tracks = Table(
     Column("minute", DateTime(timezone=False), primary_key=True),
     Column("track_id", BigInteger, primary_key=True, autoincrement=False),
 )
+
+PRUNE_BATCH = 50_000  # rows per DELETE: each is its own short transaction, so no lock is held long
 
 _SUMMED = ["frames", "faces", "low_quality", "smiles", "smile_sum", "quality_sum"] + [
     f"{p}_{e}" for p in ("n", "p") for e in EMOTIONS
@@ -204,9 +210,10 @@ class SqlStore:
         """``apply`` inside a caller's transaction (the aggregator commits offsets after it)."""
         unique = {(f.camera_id, f.frame_seq): f for f in frames}
         self._ensure_cameras(conn, {f.camera_id for f in unique.values()})
+        now = _utcnow()
         inserted = conn.execute(
             self._dialect.insert(frames_seen)
-            .values([{"camera_id": c, "frame_seq": s} for c, s in unique])
+            .values([{"camera_id": c, "frame_seq": s, "seen_at": now} for c, s in unique])
             .on_conflict_do_nothing()
             .returning(frames_seen.c.camera_id, frames_seen.c.frame_seq)
         ).all()
@@ -244,6 +251,26 @@ class SqlStore:
         )
         conn.execute(stmt)
         return new
+
+    def prune_seen(self, older_than: timedelta, batch: int = PRUNE_BATCH) -> int:
+        """Forget frames accepted more than ``older_than`` ago; returns how many. A frame
+        delivered again after that counts again: the replay window (docs/reliability.md).
+        ``bucket_tracks`` is kept: a minute older than the window can still receive its first
+        frames (a recording ingested with ``--start`` in the past, a consumer catching up), and
+        forgetting its tracks would count a visitor twice in that minute."""
+        cutoff = _utcnow() - older_than
+        expired = select(frames_seen.c.camera_id, frames_seen.c.frame_seq).where(frames_seen.c.seen_at < cutoff)
+        stmt = delete(frames_seen).where(
+            tuple_(frames_seen.c.camera_id, frames_seen.c.frame_seq).in_(expired.limit(batch))
+        )
+        removed = 0
+        with self._outage():
+            while True:
+                with self.engine.begin() as conn:
+                    n = conn.execute(stmt).rowcount
+                removed += n
+                if n < batch:
+                    return removed
 
     def _ensure_cameras(self, conn: Connection, ids: set[str]) -> None:
         conn.execute(
@@ -300,6 +327,11 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _utcnow() -> datetime:
+    """Naive UTC, as every time column of the store holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _redacted(url: str) -> str:

@@ -3,11 +3,14 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.engine import make_url
 
 from emolens.live import RedisLiveState, make_live_state
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.store import Camera, SqlStore
+from emolens.store.sql import frames_seen
 from tests.redelivery import redeliver
 
 T0 = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
@@ -90,6 +93,47 @@ def test_postgres_migrations_match_the_models(pg_store):
     assert current_revision(pg_store.engine) == head_revision()
     with pg_store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_postgres_forgets_frames_older_than_the_window_in_batches(pg_store):
+    assert pg_store.apply(frames()) == frames()
+    with pg_store.engine.begin() as conn:  # frames 0-4 were accepted weeks ago
+        conn.execute(
+            update(frames_seen)
+            .where(frames_seen.c.camera_id == "pg-cam", frames_seen.c.frame_seq < 5)
+            .values(seen_at=datetime(2025, 12, 1))
+        )
+    assert pg_store.prune_seen(timedelta(days=7), batch=2) == 5  # three DELETEs: 2, 2, 1
+    assert pg_store.apply(frames()) == frames()[:5]  # forgotten frames count again, the rest not
+    assert sum(b.frames for b in pg_store.buckets(camera_id="pg-cam")) == 13
+
+
+def test_postgres_upgrade_from_0001_keeps_the_rows(postgres_url):
+    from emolens.store.migrate import current_revision, upgrade
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    url = make_url(postgres_url).set(database="emolens_from_0001")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE emolens_from_0001")
+    try:
+        old = create_engine(url)
+        upgrade(old, "0001")
+        with old.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO frames_seen VALUES ('old-cam', 1), ('old-cam', 2)")
+        old.dispose()
+        before = datetime.now(UTC).replace(tzinfo=None)
+        store = SqlStore(url.render_as_string(hide_password=False))
+        assert current_revision(store.engine) == "0002"
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(frames_seen).order_by(frames_seen.c.frame_seq)).all()
+        assert [(r.camera_id, r.frame_seq) for r in rows] == [("old-cam", 1), ("old-cam", 2)]
+        assert all(before <= r.seen_at <= datetime.now(UTC).replace(tzinfo=None) for r in rows)
+        assert store.prune_seen(timedelta(days=7)) == 0 and store.prune_seen(timedelta(0)) == 2
+        store.close()
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE emolens_from_0001 WITH (FORCE)")
+        admin.dispose()
 
 
 def test_redelivery_leaves_postgres_and_redis_equal(postgres_url, redis_url):

@@ -2,6 +2,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event, select, update
 
 from emolens.errors import ConfigError, Unavailable
 from emolens.live import RedisLiveState
@@ -9,6 +10,7 @@ from emolens.observations import FrameObservations
 from emolens.report import bucket_summary
 from emolens.results import EMOTIONS, FaceResult
 from emolens.store import Camera, SqlStore
+from emolens.store.sql import frames_seen
 
 T0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
 
@@ -58,6 +60,74 @@ def test_redelivered_frames_count_once(store):
     assert store.apply(frames()) == []
     assert store.apply(frames()[:2] + frames()[:2]) == []
     assert [(b.faces, b.tracks, b.smile_sum) for b in store.buckets()] == before
+
+
+def _accepted_long_ago(store, camera_id, seqs):
+    """Backdate when the store accepted these frames (as if they came in weeks ago)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(frames_seen)
+            .where(frames_seen.c.camera_id == camera_id, frames_seen.c.frame_seq.in_(seqs))
+            .values(seen_at=datetime(2025, 12, 1))
+        )
+
+
+def _seen(store):
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(select(frames_seen.c.camera_id, frames_seen.c.frame_seq)).all())
+
+
+def test_a_redelivery_within_the_replay_window_is_skipped(store):
+    before = datetime.now(UTC).replace(tzinfo=None)
+    store.apply(frames())
+    after = datetime.now(UTC).replace(tzinfo=None)
+    with store.engine.connect() as conn:
+        stamps = conn.execute(select(frames_seen.c.seen_at)).scalars().all()
+    assert len(stamps) == 4 and all(before <= t <= after for t in stamps)  # naive UTC, when accepted
+    counts = [(b.frames, b.faces, b.tracks) for b in store.buckets()]
+    assert store.prune_seen(timedelta(days=7)) == 0
+    assert store.apply(frames()) == []
+    assert [(b.frames, b.faces, b.tracks) for b in store.buckets()] == counts
+
+
+def test_after_the_replay_window_a_redelivered_frame_counts_again(store):
+    """The trade-off of bounded bookkeeping: a frame older than the window is forgotten, so its
+    replay is counted a second time. Its tracks are not (``bucket_tracks`` is kept)."""
+    store.apply(frames())
+    _accepted_long_ago(store, "cam-1", [0, 1])
+    assert store.prune_seen(timedelta(days=7)) == 2
+    assert _seen(store) == [("cam-1", 2), ("cam-2", 0)]
+    assert store.apply(frames()) == frames()[:2]  # forgotten: new again; 2 frames still remembered
+    first = store.buckets(camera_id="cam-1")[0]
+    assert (first.frames, first.faces, first.low_quality, first.tracks) == (4, 6, 2, 2)  # was (2, 3, 1, 2)
+
+
+def test_pruning_keeps_the_tracks_of_a_backfilled_minute(store):
+    """Why ``bucket_tracks`` is not pruned by minute: a recording ingested with ``--start`` a
+    month back fills minutes far older than the window for the first time, over several
+    batches, and a prune may fall between two of them. Forgetting the minute's tracks there
+    would count visitor 1 twice (2 tracks), which also lowers the k-anonymity bar."""
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    old = month_ago.replace(second=0, microsecond=0)
+    store.apply([FrameObservations("cam-1", 100, old, [face("happy", 0.9, 1)])])
+    assert store.prune_seen(timedelta(days=7)) == 0  # accepted just now: inside the window
+    store.apply([FrameObservations("cam-1", 101, old + timedelta(seconds=30), [face("sad", 0.1, 1)])])
+    (bucket,) = store.buckets(camera_id="cam-1")
+    assert (bucket.minute, bucket.frames, bucket.faces, bucket.tracks) == (old.replace(tzinfo=None), 2, 2, 1)
+
+
+def test_prune_deletes_in_batches_and_counts_every_row(store):
+    store.apply(frames())
+    statements: list[str] = []
+    listener = lambda *a: statements.append(a[2])  # noqa: E731 (conn, cursor, statement, ...)
+    event.listen(store.engine, "before_cursor_execute", listener)
+    try:
+        assert store.prune_seen(timedelta(0), batch=3) == 4  # every row is older than now
+    finally:
+        event.remove(store.engine, "before_cursor_execute", listener)
+    assert sum(s.lstrip().upper().startswith("DELETE") for s in statements) == 2  # 3 rows, then 1
+    assert _seen(store) == [] and store.prune_seen(timedelta(0)) == 0
+    assert sum(b.frames for b in store.buckets()) == 4  # the buckets are the data: never pruned
 
 
 def test_apply_returns_each_new_frame_once(store):
