@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from emolens.bus import MemoryBus
 from emolens.inference import Classifier, make_classifier
@@ -54,7 +54,7 @@ def run_embedded(
     backlog = {} if max_backlog is None else {"max_backlog": max_backlog}
     ingest = Ingest(bus, camera, settings, seq_start, stop=stop, **backlog)
     detector = Detector(bus, settings, classifier or make_classifier(settings.inference, settings.threads))
-    aggregator = Aggregator(bus, store, live)
+    aggregator = Aggregator(bus, store, live, replay_window=timedelta(seconds=settings.replay_window_s))
     failure: list[BaseException] = []
     published: list[int] = []
 

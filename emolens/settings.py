@@ -74,6 +74,9 @@ class Settings:
     dead_letter_retention_ms: int = 14 * DAY_MS  # emolens.frames.dlq, emolens.observations.dlq
     kafka_partitions: int = 4  # the most detector (and aggregator) replicas that share the work
     kafka_replication: int = 1  # the chart's production values set 3
+    # How long the SQL store remembers a frame it accepted: a redelivery or replay within it counts
+    # once, after it again. Bounds the store's redelivery bookkeeping (docs/reliability.md).
+    replay_window_s: int = 7 * DAY_MS // 1000  # 7 days, the observations topic's retention
     # The partner gateway (docs/api.md). Certificates and tokens come from files only, so no
     # secret ever sits in a command line, an environment listing or a log.
     tls_cert: str = ""  # PEM certificate chain of the gateway; with tls_key, the gateway speaks TLS only
@@ -132,6 +135,8 @@ class Settings:
             raise _refuse("rate_limit", self.rate_limit, "must be 0 (no limit) or more")
         if self.health_interval <= 0:
             raise _refuse("health_interval", self.health_interval, "must be positive")
+        if self.replay_window_s <= 0:
+            raise _refuse("replay_window_s", self.replay_window_s, "must be positive (seconds)")
         if self.log_level and self.log_level.upper() not in LOG_LEVELS:
             raise _refuse("log_level", self.log_level, f"choose one of {', '.join(LOG_LEVELS)} (or leave it unset)")
         if self.log_format not in LOG_FORMATS:

@@ -51,6 +51,7 @@ FLUSH_EVERY = 32  # ingest waits for the bus to store its frames every this many
 MAX_BACKLOG = 256  # frames the detectors may be behind before ingest waits (recordings) or sheds (live)
 MAX_KEEP_EVERY = 64  # a live source sheds at most 63 frames in 64
 BACKLOG_CHECK_S = 0.5
+PRUNE_EVERY_S = 600.0  # the aggregator forgets frames older than the replay window this often
 DETECTOR_GROUP = "emolens-detector"
 
 
@@ -368,14 +369,25 @@ class Aggregator(BusStage):
     A database outage is waited out with the batch in hand; a live-state outage only makes the
     counters stale: they are rebuilt from the store's totals once it answers again, and so are
     counters a restarted Redis lost. A message no store can hold goes to the dead-letter topic.
+    At its first step and every ``PRUNE_EVERY_S`` after, the store forgets frames accepted
+    more than ``replay_window`` ago, which bounds its redelivery bookkeeping.
     """
 
     GROUP = "emolens-aggregator"
     name = "aggregator"
 
-    def __init__(self, bus: Bus, store: Store, live: LiveState | None, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        live: LiveState | None,
+        stop: threading.Event | None = None,
+        replay_window: timedelta = timedelta(seconds=Settings.replay_window_s),
+    ) -> None:
         super().__init__(bus, stop)
         self.store, self.live = store, live
+        self.replay_window = replay_window
+        self._pruned_at: float | None = None  # time.monotonic() of the last prune
         self.consumer = bus.consumer([OBSERVATIONS_TOPIC], self.GROUP)
         self._cameras: set[str] = set()
         self.live_stale = live is not None  # rebuilt at the first batch if the live state lost them
@@ -408,8 +420,17 @@ class Aggregator(BusStage):
             metrics.ERRORS.labels(self.name, "live_unavailable").inc()
             log.warning("event=live_degraded stage=%s reason=%r", self.name, str(exc))
 
+    def _prune(self) -> None:
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        removed = self.retry(partial(self.store.prune_seen, self.replay_window), "store")
+        self._pruned_at = now
+        log.info("event=seen_pruned stage=%s rows=%d", self.name, removed)
+
     def step(self, timeout_s: float = 0.5, max_records: int = 512) -> int:
         try:
+            self._prune()
             messages = self.retry(lambda: self.consumer.poll(timeout_s, max_records), "bus")
             metrics.report_lag(self.name, self.consumer.lag)
             if not messages:

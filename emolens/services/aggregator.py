@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from emolens.bus import make_bus
 from emolens.live import make_live_state
@@ -15,5 +16,6 @@ from emolens.store import make_store
 def main(args: argparse.Namespace, settings: Settings) -> int:
     bus = make_bus(settings.bus, settings)
     store = make_store(settings.db)
-    aggregator = Aggregator(bus, store, make_live_state(settings.live))
+    window = timedelta(seconds=settings.replay_window_s)
+    aggregator = Aggregator(bus, store, make_live_state(settings.live), replay_window=window)
     return run_stage("aggregator", aggregator, args.idle_exit, settings, store)

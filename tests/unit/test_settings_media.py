@@ -40,6 +40,8 @@ def test_settings_from_env_and_overrides():
         ("max_pixels", 0, "must be positive"),
         ("fps", -2.0, "must be positive"),
         ("smoothing", 1.0, "[0, 1)"),
+        ("replay_window_s", 0, "must be positive"),
+        ("replay_window_s", -60, "must be positive"),
     ],
 )
 def test_settings_refuse_values_outside_their_choices(field, value, allowed):

@@ -6,10 +6,12 @@ dead-letter topic. The same behaviours on the real stack are in tests/integratio
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 
 import numpy as np
+from sqlalchemy import update
 
-from emolens import metrics
+from emolens import metrics, stages
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus
 from emolens.errors import Unavailable
 from emolens.live import MemoryLiveState
@@ -17,6 +19,7 @@ from emolens.retry import Backoff
 from emolens.settings import Settings
 from emolens.stages import Aggregator, Detector, Ingest, dead_letter_topic, drain
 from emolens.store import Camera, SqlStore
+from emolens.store.sql import frames_seen
 from emolens.wire import observations_to_pb
 from tests.conftest import MODEL_REPO
 from tests.redelivery import frame
@@ -86,6 +89,42 @@ def test_a_stop_during_an_outage_commits_nothing_so_the_batch_comes_back(tmp_pat
     restarted = Aggregator(bus, store, None)  # a new process of the same group
     assert drain(restarted, idle_s=0.2, timeout_s=0.05) == 5
     assert _stored(store) == (5, 10, 5)
+
+
+class Recording:
+    """Wraps a store; remembers the arguments of every ``prune_seen`` call."""
+
+    def __init__(self, inner):
+        self._inner, self.prunes = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def prune_seen(self, older_than):
+        self.prunes.append(older_than)
+        return self._inner.prune_seen(older_than)
+
+
+def test_the_aggregator_prunes_at_start_then_every_ten_minutes_waiting_out_an_outage(tmp_path, monkeypatch):
+    store = SqlStore(f"sqlite:///{tmp_path / 'p.db'}")
+    store.apply([frame("cam-f", 0), frame("cam-f", 1)])
+    with store.engine.begin() as conn:  # frame 0 was accepted long before the window
+        conn.execute(update(frames_seen).where(frames_seen.c.frame_seq == 0).values(seen_at=datetime(2025, 1, 1)))
+    recording = Recording(store)
+    window = timedelta(days=7)
+    aggregator, readiness = _fast(
+        Aggregator(MemoryBus(), Flaky(recording, {"prune_seen": 2}), None, replay_window=window)
+    )
+    assert stages.PRUNE_EVERY_S == 600
+    aggregator.step(timeout_s=0.01)
+    assert recording.prunes == [window] and readiness == [False, True]  # retried, like any store call
+    _publish(aggregator.bus, [0, 1])
+    assert drain(aggregator, idle_s=0.2, timeout_s=0.05) == 2
+    assert recording.prunes == [window]  # not again within ten minutes
+    assert _stored(store) == (3, 6, 3)  # frame 0 was forgotten, so it counted again; frame 1 did not
+    monkeypatch.setattr(stages, "PRUNE_EVERY_S", 0.0)  # as if ten minutes had passed
+    aggregator.step(timeout_s=0.01)
+    assert recording.prunes == [window, window]
 
 
 class Switchable:
