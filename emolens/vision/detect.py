@@ -10,6 +10,11 @@ run with ``ai-edge-litert``, and an OpenCV Haar-cascade fallback.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -58,6 +63,36 @@ def _weights_dir() -> Path:
     return Path(str(files("emolens.vision") / "blazeface"))
 
 
+# What the LiteRT runtime prints from C++ on file descriptor 2 when it applies its default CPU
+# delegate: on every run, at INFO, and no setting (TF_CPP_MIN_LOG_LEVEL included) turns it off.
+_NATIVE_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextmanager
+def _without_native_notice() -> Iterator[None]:
+    """Runs the block with file descriptor 2 sent to a temporary file, then writes what arrived
+    there back to stderr less ``_NATIVE_NOTICE``: anything else (an error from the runtime, a
+    line another thread wrote meanwhile) still shows, only later."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()  # what Python holds for stderr belongs before the block, not in the file
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (closed, or a stream already closed)
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            rest = b"".join(line for line in caught if line.rstrip(b"\r\n") != _NATIVE_NOTICE)
+            if rest:
+                os.write(2, rest)
+
+
 def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
     rows = []
     for stride, reps in zip(strides, per_cell, strict=True):
@@ -104,8 +139,9 @@ class BlazeFaceDetector:
         if not path.exists():
             raise ModelError(f"BlazeFace weights not found at {path}")
         self.name = f"blazeface-{variant}"
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self._interpreter.allocate_tensors()
+        with _without_native_notice():
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
         self._boxes_out, self._scores_out = outputs[0]["index"], outputs[1]["index"]
