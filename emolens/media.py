@@ -306,6 +306,16 @@ def video_frame_count(source: str) -> int:
         cap.release()
 
 
+def video_fps(source: str) -> float:
+    """The frame rate a video file declares (30 when it declares none, as :func:`iter_video` assumes)."""
+    cap = cv2.VideoCapture(source)
+    try:
+        native = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    return float(native) if native and 0 < native < 1000 else 30.0
+
+
 def iter_source(
     source: str,
     fps: float,

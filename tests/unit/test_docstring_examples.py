@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "emolens.annotate",
     "emolens.bus",
     "emolens.bus.base",
     "emolens.bus.memory",
