@@ -101,13 +101,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return _analyze(args, settings, out, annotate_dir)
 
 
-def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotate_dir: Path | None) -> int:
-    import cv2
-    from tqdm import tqdm
+def _stage_ms(analyzer: Any, before: dict[str, float], frames: int) -> str:
+    """``detect_ms=... classify_ms=...``: each stage's milliseconds per frame since ``before``."""
+    now = analyzer.times.seconds
+    return " ".join(f"{k}_ms={1000 * (now[k] - before.get(k, 0.0)) / max(frames, 1):.1f}" for k in now)
 
-    from emolens.annotate import annotate
-    from emolens.media import read_image
-    from emolens.pipeline import Analyzer, to_bgr
+
+def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotate_dir: Path | None) -> int:
+    import time
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from emolens.pipeline import Analyzer
 
     ok = failed = faces = 0
 
@@ -126,69 +132,131 @@ def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotat
     if not inputs:  # nothing to analyse: the models need not load
         print(f"analyzed 0 input(s), 0 face(s); {failed} failed", file=sys.stderr)
         return 2
+    t0 = time.perf_counter()
     analyzer = Analyzer(settings, track=True)
-    for source, kind in tqdm(
-        inputs, desc="inputs", unit="file", disable=None if len(inputs) > 1 else True, file=sys.stderr
-    ):
-        try:
-            if kind == "image":
-                image = read_image(Path(source), settings.max_pixels)
-                analyzer.reset()
-                results = analyzer.analyze(image)
-                emit(source, 0, None, results)
-                faces += len(results)
-                if annotate_dir:
-                    target = annotate_dir / Path(source).name
-                    if target.suffix.lower() == ".pgm":  # the annotations are in colour: PGM holds gray only
-                        target = target.with_suffix(".ppm")
-                    if not cv2.imwrite(str(target), annotate(to_bgr(image), results, args.blur)):
-                        raise InputError(f"{target}: could not write the annotated image")
-            else:
-                faces += _analyze_video(args, analyzer, source, annotate_dir, emit)
-            ok += 1
-        except EmolensError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed += 1
+    log.info(
+        "event=models_loaded detector=%s inference=%s inputs=%d seconds=%.2f",
+        analyzer.detector.name,
+        redact_url(settings.inference),
+        len(inputs),
+        time.perf_counter() - t0,
+    )
+    # The bars go to stderr only when it is a terminal (tqdm's disable=None), and log lines are
+    # written above them rather than through them.
+    with logging_redirect_tqdm():
+        for source, kind in tqdm(
+            inputs,
+            desc="inputs",
+            unit="file",
+            disable=True if args.no_progress or len(inputs) == 1 else None,
+            file=sys.stderr,
+        ):
+            try:
+                if kind == "image":
+                    faces += _analyze_image(args, analyzer, source, annotate_dir, emit)
+                else:
+                    faces += _analyze_video(args, analyzer, source, annotate_dir, emit)
+                ok += 1
+            except EmolensError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+    log.info("event=analyze_done inputs=%d faces=%d failed=%d", ok, faces, failed)
     print(f"analyzed {ok} input(s), {faces} face(s); {failed} failed", file=sys.stderr)
     return 0 if ok else 2
 
 
-def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any) -> int:
+def _analyze_image(args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any) -> int:
+    import time
+
     import cv2
-    from tqdm import tqdm
 
     from emolens.annotate import annotate
-    from emolens.media import iter_video, video_frame_count
+    from emolens.media import read_image
+    from emolens.pipeline import to_bgr
+
+    t0 = time.perf_counter()
+    before = dict(analyzer.times.seconds)
+    image = read_image(Path(source), analyzer.settings.max_pixels)
+    analyzer.reset()
+    results = analyzer.analyze(image)
+    emit(source, 0, None, results)
+    if annotate_dir:
+        target = annotate_dir / Path(source).name
+        if target.suffix.lower() == ".pgm":  # the annotations are in colour: PGM holds gray only
+            target = target.with_suffix(".ppm")
+        if not cv2.imwrite(str(target), annotate(to_bgr(image), results, args.blur)):
+            raise InputError(f"{target}: could not write the annotated image")
+        log.info("event=annotated source=%s path=%s", source, target)
+    log.info(
+        "event=image source=%s faces=%d seconds=%.3f %s",
+        source,
+        len(results),
+        time.perf_counter() - t0,
+        _stage_ms(analyzer, before, 1),
+    )
+    return len(results)
+
+
+def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotate_dir: Path | None, emit: Any) -> int:
+    import time
+    from contextlib import ExitStack
+
+    from tqdm import tqdm
+
+    from emolens.annotate import VideoWriter, annotate
+    from emolens.media import iter_video, video_fps, video_frame_count
 
     analyzer.reset()
-    writer = None
-    n_faces = 0
+    n_frames = n_faces = 0
     total = video_frame_count(source) or None
     fps = args.fps if args.fps else None
-    try:
-        for frame in tqdm(
+    t0 = time.perf_counter()
+    before = dict(analyzer.times.seconds)
+    log.info("event=video_start source=%s frames=%s sample_fps=%s", source, total, fps)
+    with ExitStack() as stack:
+        writer: VideoWriter | None = None
+        bar = tqdm(
             iter_video(source, fps),
-            total=total,
+            total=total if fps is None else None,  # sampled: fewer frames than the file declares
             desc=Path(source).name,
             unit="frame",
-            disable=None,
+            disable=True if args.no_progress else None,
             file=sys.stderr,
             leave=False,
-        ):
+        )
+        for frame in stack.enter_context(bar):
+            t_frame = time.perf_counter()
             results = analyzer.analyze(frame.image)
             emit(source, frame.index, round(frame.timestamp, 3), results)
+            n_frames += 1
             n_faces += len(results)
+            log.info(
+                "event=frame source=%s frame=%d t=%.3f faces=%d ms=%.1f",
+                source,
+                frame.index,
+                frame.timestamp,
+                len(results),
+                1000 * (time.perf_counter() - t_frame),
+            )
             if annotate_dir:
                 if writer is None:
                     h, w = frame.image.shape[:2]
                     target = annotate_dir / (Path(source).stem + ".annotated.mp4")
-                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"mp4v"), fps or 15, (w, h))
-                    if not writer.isOpened():
-                        raise InputError(f"{target}: could not write the annotated video")
+                    # sampled at --fps, the kept frames play at that rate; else at the source's own
+                    writer = stack.enter_context(VideoWriter(target, fps or video_fps(source), (w, h)))
                 writer.write(annotate(frame.image, results, args.blur))
-    finally:
-        if writer is not None:
-            writer.release()
+    if writer is not None:
+        log.info("event=annotated source=%s path=%s codec=%s frames=%d", source, writer.path, writer.codec, n_frames)
+    seconds = time.perf_counter() - t0
+    log.info(
+        "event=video source=%s frames=%d faces=%d seconds=%.2f fps=%.1f %s",
+        source,
+        n_frames,
+        n_faces,
+        seconds,
+        n_frames / max(seconds, 1e-9),
+        _stage_ms(analyzer, before, n_frames),
+    )
     return n_faces
 
 
@@ -379,10 +447,33 @@ def cmd_dev(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- entry point
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emolens")
+    except PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "unknown"
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Every command takes ``-v`` after its verb too. Its default is SUPPRESS so that a verb
+    without it leaves the ``emolens -v`` before the verb standing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.add_help:  # the developer tools (add_help=False) hand every argument to their own parser
+            self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
+
+
+_VERBOSE = "log progress events (key=value) to stderr"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emolens", description="Emotion analytics from faces in images and video.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress events (key=value) to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
+    parser.add_argument("--version", action="version", version=f"emolens {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--inference", help="onnx://PATH or triton://HOST:PORT (EMOLENS_INFERENCE)")
@@ -396,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="DIR", help="write annotated images/videos into DIR")
     p.add_argument("--blur", action="store_true", help="blur faces in annotated output")
     p.add_argument("--fps", type=float, help="sample videos at this rate (default: every frame)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (they show only when stderr is a terminal)"
+    )
     common(p)
     p.set_defaults(func=cmd_analyze)
 
