@@ -331,6 +331,7 @@ def test_topic_settings_short_frame_retention_and_production_replication(helm):
     default = _configmap(docs(helm))
     assert default["EMOLENS_FRAMES_RETENTION_MS"] == "600000"  # frames hold face pixels: minutes
     assert default["EMOLENS_KAFKA_REPLICATION"] == "1"
+    assert float(default["EMOLENS_REPLAY_WINDOW_S"]) == 7 * 24 * 3600
     assert "EMOLENS_LOG_LEVEL" not in default  # the services' own default: INFO
     production = _configmap(docs(helm, "-f", str(CHART / "values-production.yaml")))
     assert production["EMOLENS_KAFKA_REPLICATION"] == "3"
