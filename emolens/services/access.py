@@ -47,6 +47,7 @@ import grpc
 import yaml
 
 from emolens.errors import ConfigError, PermissionDenied, ResourceExhausted, Unauthenticated
+from emolens.services.grpc_errors import rewrapped
 from emolens.settings import Settings
 from emolens.store import Camera
 
@@ -369,16 +370,11 @@ class AccessInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(self.open_methods):
             return handler
-        changes: dict[str, Callable[..., Any]] = {}
-        for name, guard in (
-            ("unary_unary", _guard_unary),
-            ("stream_unary", _guard_unary),
-            ("unary_stream", _guard_streaming),
-            ("stream_stream", _guard_streaming),
-        ):
-            behaviour = getattr(handler, name)
-            if behaviour is not None:
-                changes[name] = guard(behaviour, self.access, method)
+        changes = rewrapped(
+            handler,
+            lambda b: _guard_unary(b, self.access, method),
+            lambda b: _guard_streaming(b, self.access, method),
+        )
         replaced: grpc.RpcMethodHandler = handler._replace(**changes)  # grpc's handlers are namedtuples
         return replaced
 

@@ -164,6 +164,32 @@ def _streaming(behaviour: Callable[..., Iterator[Any]], method: str) -> Callable
     return handler
 
 
+Behaviour = Callable[..., Any]
+
+
+def rewrapped(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Behaviour], Behaviour],
+    streaming: Callable[[Behaviour], Behaviour],
+    skip_non_blocking: bool = False,
+) -> dict[str, Behaviour]:
+    """The behaviours of ``handler`` wrapped by ``unary`` (unary responses) or ``streaming``
+    (streamed responses), as ``handler._replace(**...)`` takes them: how every interceptor of
+    the gateway wraps a method, whatever its kind."""
+    changes: dict[str, Behaviour] = {}
+    for name, wrap in (
+        ("unary_unary", unary),
+        ("stream_unary", unary),
+        ("unary_stream", streaming),
+        ("stream_stream", streaming),
+    ):
+        behaviour = getattr(handler, name)
+        if behaviour is None or (skip_non_blocking and getattr(behaviour, "experimental_non_blocking", False)):
+            continue
+        changes[name] = wrap(behaviour)
+    return changes
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Wraps every method handler of the server it is given to: ``grpc.server(...,
     interceptors=[ErrorInterceptor()])``."""
@@ -177,18 +203,11 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        changes: dict[str, Callable[..., Any]] = {}
-        for name, wrap in (
-            ("unary_unary", _unary),
-            ("stream_unary", _unary),
-            ("unary_stream", _streaming),
-            ("stream_stream", _streaming),
-        ):
-            behaviour = getattr(handler, name)
-            # A non-blocking behaviour (health's Watch) answers through a callback and holds no
-            # thread; wrapped, gRPC would run it as a blocking stream that holds one per watcher.
-            if behaviour is not None and not getattr(behaviour, "experimental_non_blocking", False):
-                changes[name] = wrap(behaviour, method)
+        # A non-blocking behaviour (health's Watch) answers through a callback and holds no
+        # thread; wrapped, gRPC would run it as a blocking stream that holds one per watcher.
+        changes = rewrapped(
+            handler, lambda b: _unary(b, method), lambda b: _streaming(b, method), skip_non_blocking=True
+        )
         deserializer = _lenient(handler.request_deserializer)
         if changes and deserializer is not None:
             changes["request_deserializer"] = deserializer
