@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,17 @@ def triton_url(services_dir):
     svc = dev.start_triton(services_dir / "triton", repo, venv)
     yield svc.url
     dev.stop(svc)
+
+
+def wait_until(what: str, ok: Callable[[], bool], timeout_s: float = 240, every_s: float = 0.2) -> None:
+    """Poll ``ok`` until it is true; a dependency may be down on purpose meanwhile, so an
+    exception from ``ok`` counts as not yet."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if ok():
+                return
+        except Exception:
+            pass
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from emolens.contract import default_repository
 from emolens.live import RedisLiveState
 from emolens.stages import dead_letter_topic
 from emolens.store import SqlStore
-from tests.integration.conftest import TRITON_VENV
+from tests.integration.conftest import TRITON_VENV, wait_until
 
 pytestmark = pytest.mark.fault
 
@@ -95,18 +96,6 @@ def recording(tmp_path_factory) -> Path:
     from emolens.demo import write_demo_clip
 
     return write_demo_clip(tmp_path_factory.mktemp("rec") / "rec.mp4", seconds=12.0, fps=10)
-
-
-def _wait(what: str, ok: Callable[[], bool], timeout_s: float = 240, every_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if ok():
-                return
-        except Exception:
-            pass
-        time.sleep(every_s)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Run:
@@ -210,7 +199,7 @@ def baseline(stack, recording) -> dict:
     try:
         run.ingest()
         expected = _published(stack, "cam-base", recording)
-        _wait("baseline stored", lambda: run.stored() == expected)
+        wait_until("baseline stored", lambda: run.stored() == expected)
         time.sleep(1.0)  # the live counters follow the store
     finally:
         run.stop_all()
@@ -242,14 +231,26 @@ def _assert_same(got: dict, want: dict, tracks: str = "equal") -> None:
         assert sum(got["tracks"]) <= sum(want["tracks"]) + 6
 
 
+@contextmanager
+def running(stack: Stack, recording: Path, camera: str, aggregator_env: dict[str, str] | None = None) -> Iterator[Run]:
+    """A camera's pass with a detector and an aggregator up; every service it started is stopped after."""
+    run = Run(stack, camera, recording, camera)
+    run.start("detect")
+    run.start("aggregate", aggregator_env)
+    try:
+        yield run
+    finally:
+        run.stop_all()
+
+
 def _mid_stream(run: Run, expected: int) -> None:
-    _wait("a third of the frames stored", lambda: run.stored() >= expected // 3, every_s=0.05)
+    wait_until("a third of the frames stored", lambda: run.stored() >= expected // 3, every_s=0.05)
     assert run.stored() < expected, "the run finished before the fault could land mid-stream"
 
 
 def _finish(run: Run, expected: int) -> None:
     try:
-        _wait("every frame stored", lambda: run.stored() >= expected)
+        wait_until("every frame stored", lambda: run.stored() >= expected)
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {run.stored()} of {expected}\n{run.tail_logs()}") from None
     time.sleep(1.5)  # nothing more may arrive, and the live counters settle
@@ -257,33 +258,26 @@ def _finish(run: Run, expected: int) -> None:
 
 
 def test_detector_killed_mid_stream_and_restarted(stack, recording, baseline):
-    run = Run(stack, "cam-detector-kill", recording, "detector-kill")
     expected = baseline["frames"]
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-detector-kill") as run:
         run.ingest()
         _mid_stream(run, expected)
         run.kill("detect")
         run.start("detect")
         _finish(run, expected)
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline, tracks="at_least")
 
 
 @pytest.mark.parametrize("how", ["kill -9", "between database and offset commit"])
 def test_aggregator_killed_mid_stream_and_restarted(stack, recording, baseline, how):
     camera = "cam-agg-kill" if how == "kill -9" else "cam-agg-failpoint"
-    run = Run(stack, camera, recording, camera)
     expected = baseline["frames"]
-    run.start("detect")
     failpoint = {"EMOLENS_FAILPOINT": "aggregator.after_db_commit:1"} if how != "kill -9" else {}
-    agg = run.start("aggregate", failpoint)
-    try:
+    with running(stack, recording, camera, failpoint) as run:
+        agg = run.services["aggregate"]
         run.ingest()
         if failpoint:
-            _wait(
+            wait_until(
                 "the aggregator to die at its failpoint",
                 lambda: (
                     not Path(f"/proc/{agg.pid}").exists() or Path(f"/proc/{agg.pid}/stat").read_text().split()[2] == "Z"
@@ -296,77 +290,62 @@ def test_aggregator_killed_mid_stream_and_restarted(stack, recording, baseline, 
             run.kill("aggregate")
         run.start("aggregate")
         _finish(run, expected)
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline)
 
 
 def test_triton_paused_then_killed_mid_stream(stack, recording, baseline):
     """SIGSTOP: calls time out; the detector retries with backoff, says NOT_SERVING, drops
     nothing; SIGCONT and it goes on. Then Triton killed and started again on its ports."""
-    run = Run(stack, "cam-triton", recording, "triton")
     expected = baseline["frames"]
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-triton") as run:
         run.ingest()
         _mid_stream(run, expected)
         os.kill(stack.triton.pid, signal.SIGSTOP)
         try:
-            _wait("the detector to say NOT_SERVING", lambda: not run.ready("detect"), timeout_s=60)
+            wait_until("the detector to say NOT_SERVING", lambda: not run.ready("detect"), timeout_s=60)
             paused_at = run.stored()
             time.sleep(2)
             assert run.stored() == paused_at  # nothing is classified while Triton is frozen
         finally:
             os.kill(stack.triton.pid, signal.SIGCONT)
-        _wait("the detector ready again", lambda: run.ready("detect"), timeout_s=60)
-        _wait("two thirds stored", lambda: run.stored() >= 2 * expected // 3, every_s=0.05)
+        wait_until("the detector ready again", lambda: run.ready("detect"), timeout_s=60)
+        wait_until("two thirds stored", lambda: run.stored() >= 2 * expected // 3, every_s=0.05)
         if run.stored() < expected:
             dev.stop(stack.triton, sig=signal.SIGKILL)
-            _wait("the detector to say NOT_SERVING", lambda: not run.ready("detect"), timeout_s=60)
+            wait_until("the detector to say NOT_SERVING", lambda: not run.ready("detect"), timeout_s=60)
             time.sleep(3)
             stack.triton = dev.start_triton(stack.work / "triton", stack.triton_repo, TRITON_VENV, stack.triton_ports)
         _finish(run, expected)
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline)
 
 
 def test_postgres_stopped_mid_stream(stack, recording, baseline):
-    run = Run(stack, "cam-pg", recording, "pg")
     expected = baseline["frames"]
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-pg") as run:
         run.ingest()
         _mid_stream(run, expected)
         dev.stop(stack.pg)
-        _wait("the aggregator to say NOT_SERVING", lambda: not run.ready("aggregate"), timeout_s=60)
+        wait_until("the aggregator to say NOT_SERVING", lambda: not run.ready("aggregate"), timeout_s=60)
         time.sleep(3)
         stack.pg = dev.start_postgres(stack.work / "pg", stack.pg_port)
-        _wait("the aggregator ready again", lambda: run.ready("aggregate"), timeout_s=60)
+        wait_until("the aggregator ready again", lambda: run.ready("aggregate"), timeout_s=60)
         _finish(run, expected)
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline)
 
 
 def test_redis_stopped_then_restarted_empty(stack, recording, baseline):
     """Live counters degrade while Redis is away and are rebuilt from SQL once it is back (it
     comes back empty: no persistence); SQL statistics never notice."""
-    run = Run(stack, "cam-redis", recording, "redis")
     expected = baseline["frames"]
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-redis") as run:
         run.ingest()
         _mid_stream(run, expected)
         dev.stop(stack.redis)
-        _wait("two thirds stored while Redis is away", lambda: run.stored() >= 2 * expected // 3, every_s=0.1)
+        wait_until("two thirds stored while Redis is away", lambda: run.stored() >= 2 * expected // 3, every_s=0.1)
         assert run.ready("aggregate")  # degraded live counters are not an outage of the store
         stack.redis = dev.start_redis(stack.work / "redis", stack.redis_port)
         _finish(run, expected)
-        _wait(
+        wait_until(
             "live counters rebuilt",
             lambda: snapshot(stack, run.camera)["live"] == snapshot(stack, run.camera)["sql_totals"],
             timeout_s=30,
@@ -374,31 +353,23 @@ def test_redis_stopped_then_restarted_empty(stack, recording, baseline):
         # every other camera's counters were rebuilt too
         base = snapshot(stack, "cam-base")
         assert base["live"] == base["sql_totals"] == baseline["sql_totals"]
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline)
 
 
 def test_ingest_killed_mid_file_then_rerun_and_the_recording_ingested_twice(stack, recording, baseline):
-    run = Run(stack, "cam-ingest", recording, "ingest")
     expected = baseline["frames"]
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-ingest") as run:
         proc = run.ingest(wait=False)
-        _wait("some frames stored", lambda: run.stored() >= 3, every_s=0.05)
+        wait_until("some frames stored", lambda: run.stored() >= 3, every_s=0.05)
         proc.kill()
         proc.wait()
         run.ingest()  # the restart publishes the whole file again
         run.ingest()  # and someone ingests the same recording once more
         _finish(run, expected)
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline)
 
 
 def test_poison_messages_go_to_dead_letter_topics_and_block_nothing(stack, recording, baseline):
-    run = Run(stack, "cam-poison", recording, "poison")
     expected = baseline["frames"]
     bus = make_bus(stack.env["EMOLENS_BUS"])
     long_id = "x" * 300
@@ -411,20 +382,18 @@ def test_poison_messages_go_to_dead_letter_topics_and_block_nothing(stack, recor
         FRAMES_TOPIC, "cam-poison", frames_pb2.Frame(camera_id="cam-poison", jpeg=b"no jpeg").SerializeToString()
     )
     bus.flush()
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-poison") as run:
         run.ingest()
         _finish(run, expected)
         with urllib.request.urlopen(f"http://127.0.0.1:{run.metrics_port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
         counted = [line for line in text.splitlines() if line.startswith("emolens_dead_letters_total{")]
         assert counted and sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2
-    finally:
-        run.stop_all()
     consumer = bus.consumer([dead_letter_topic(FRAMES_TOPIC), dead_letter_topic(OBSERVATIONS_TOPIC)], "inspect-dlq")
     dead = []
-    _wait("dead letters readable", lambda: bool(dead.extend(consumer.poll(1.0, 100)) or len(dead) >= 4), timeout_s=30)
+    wait_until(
+        "dead letters readable", lambda: bool(dead.extend(consumer.poll(1.0, 100)) or len(dead) >= 4), timeout_s=30
+    )
     assert sorted(m.topic for m in dead) == sorted(
         [dead_letter_topic(FRAMES_TOPIC)] * 2 + [dead_letter_topic(OBSERVATIONS_TOPIC)] * 2
     )
@@ -439,11 +408,8 @@ def test_broker_restart_loses_what_it_held_and_the_services_recover(stack, recor
     broker is back and go on by themselves; frames that sat in the broker are lost (never
     counted twice); what is published after the restart is counted. A durable broker (Kafka
     with replicated, persisted topics, as the chart expects) keeps both and loses nothing."""
-    run = Run(stack, "cam-broker", recording, "broker")
     expected = baseline["frames"]
-    run.start("detect")
-    run.start("aggregate")
-    try:
+    with running(stack, recording, "cam-broker") as run:
         run.ingest()
         _mid_stream(run, expected)
         dev.stop(stack.kafka, sig=signal.SIGKILL)
@@ -454,6 +420,4 @@ def test_broker_restart_loses_what_it_held_and_the_services_recover(stack, recor
         run.ingest()  # the recording again: the frames the broker lost are counted now, once
         _finish(run, expected)
         assert lost_at < expected
-    finally:
-        run.stop_all()
     _assert_same(snapshot(stack, run.camera), baseline, tracks="at_least")

@@ -42,7 +42,7 @@ from emolens import dev
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Message, dead_letter_topic, make_bus
 from emolens.store import SqlStore
 from tests.conftest import MODEL_REPO
-from tests.integration.conftest import topic_configs
+from tests.integration.conftest import topic_configs, wait_until
 
 pytestmark = pytest.mark.pixel
 
@@ -191,18 +191,6 @@ class Kept:
     observations: list[Message] = field(default_factory=list)
 
 
-def _wait(what: str, ok, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if ok():
-                return
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _stored(db: str, camera: str) -> int:
     store = SqlStore(db, create=False)
     try:
@@ -281,7 +269,7 @@ def _run_the_stack(work: Path, env: dict[str, str], camera: str, clip: Path, fac
             cmd += ["--zone", "gate", "--site", "hq", "--fps", "10", "--start", START, "--seq-start", "900000"]
             env_all = {**os.environ, **env}
             subprocess.run(cmd, env=env_all, stdout=log, stderr=subprocess.STDOUT, timeout=300, check=True)
-        _wait("40 frames stored", lambda: _stored(db, camera) == 40)
+        wait_until("40 frames stored", lambda: _stored(db, camera) == 40, timeout_s=300, every_s=0.5)
         port = dev.free_port()
         services.append(dev.start_emolens("gateway", ["gateway", "--port", str(port), "--live", live], env, logs))
         assert _analyze_image_once(port, face) >= 1
