@@ -23,7 +23,7 @@ from emolens.settings import Settings
 from emolens.store import SqlStore
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from tests.conftest import MODEL_REPO
-from tests.integration.conftest import TRITON_VENV
+from tests.integration.conftest import TRITON_VENV, wait_until
 
 SHM_REGIONS = "/dev/shm/triton_python_backend_shm_region_*"
 
@@ -45,6 +45,10 @@ def test_triton_agrees_with_onnx_runtime(triton, model):
     np.testing.assert_allclose(triton.info(model).crop_box, local.info(model).crop_box)
 
 
+def _batch_counts(model_stats: dict) -> dict[int, int]:
+    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in model_stats.get("batch_stats", [])}
+
+
 def test_dynamic_batching_is_used(triton):
     """64 concurrent one-face requests: Triton's own statistics show executions of batch > 1."""
     x = np.random.default_rng(1).uniform(0, 255, (1, 1, 48, 48)).astype(np.float32)
@@ -52,10 +56,18 @@ def test_dynamic_batching_is_used(triton):
     with ThreadPoolExecutor(max_workers=64) as pool:
         results = list(pool.map(lambda _: triton.predict("emotion", x), range(64)))
     assert all(r.shape == (1, 7) for r in results)
-    stats = triton.statistics("emotion")["model_stats"][0]
-    sizes = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
-    old = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in before.get("batch_stats", [])}
-    new = {k: v - old.get(k, 0) for k, v in sizes.items()}
+    old = _batch_counts(before)
+    new: dict[int, int] = {}
+
+    def executions_recorded() -> bool:
+        # Triton records an execution's statistics after its responses are sent, so the last
+        # batch can show up a moment after the client has its answer.
+        nonlocal new
+        now = _batch_counts(triton.statistics("emotion")["model_stats"][0])
+        new = {k: v - old.get(k, 0) for k, v in now.items()}
+        return sum(k * v for k, v in new.items()) >= 64
+
+    wait_until("Triton's statistics count all 64 requests", executions_recorded, timeout_s=10)
     assert sum(k * v for k, v in new.items()) == 64  # every request answered exactly once
     assert any(k > 1 and v > 0 for k, v in new.items()), new
 
