@@ -11,6 +11,7 @@ Where a caller would reasonably catch a builtin, the error is that builtin too, 
 | --- | --- | --- | --- |
 | ``InputError`` | ``ValueError`` | INVALID_ARGUMENT | the caller's input cannot be analysed |
 | ``ImageTooLargeError`` | ``ValueError`` | INVALID_ARGUMENT | an image over the pixel limit |
+| ``QueryTooLarge`` | ``ValueError`` | INVALID_ARGUMENT | a statistics query spans more rows than the limit |
 | ``NotFound`` | ``LookupError`` | NOT_FOUND | a named thing (camera, ...) does not exist |
 | ``Unauthenticated`` | | UNAUTHENTICATED | no credentials, or credentials nobody issued |
 | ``PermissionDenied`` | ``PermissionError`` | PERMISSION_DENIED | the caller may not see what it named |
@@ -41,6 +42,11 @@ class InputError(EmolensError, ValueError):
 
 class ImageTooLargeError(InputError):
     """An image has more pixels than the configured limit."""
+
+
+class QueryTooLarge(InputError):
+    """A statistics query spans more groups x periods than the server answers at once; the
+    message says how many and what to narrow."""
 
 
 class ConfigError(EmolensError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from emolens.observations import FrameObservations, Totals
@@ -35,6 +35,32 @@ class Bucket:
         """k-anonymity: fewer than ``k`` distinct faces (tracks; faces where untracked)."""
         distinct = self.tracks if self.tracks else self.faces
         return distinct < k
+
+
+@dataclass
+class Sighting:
+    """One track in one camera-minute: when first and last seen there, and its usable faces."""
+
+    camera_id: str
+    minute: datetime
+    track_id: int
+    first_seen: datetime
+    last_seen: datetime
+    faces: int = 0
+    smiles: int = 0
+    smile_sum: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EMOTIONS, 0))
+
+
+@dataclass
+class Folded:
+    """New frames summed per camera-minute: what :meth:`SqlStore.apply_folded` writes. Buckets
+    carry no ``tracks`` yet (those need the store's memory of tracks seen in that minute);
+    ``untracked`` counts usable faces without a track id, each its own visitor."""
+
+    buckets: dict[tuple[str, datetime], Bucket] = field(default_factory=dict)
+    sightings: dict[tuple[str, datetime, int], Sighting] = field(default_factory=dict)
+    untracked: dict[tuple[str, datetime], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,6 +104,31 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def fold_frames(frames: Sequence[FrameObservations]) -> Folded:
+    """Buckets, track sightings and untracked faces of ``frames`` (low-quality faces count in
+    ``low_quality`` only: they are neither faces nor visitors)."""
+    out = Folded(buckets=fold(frames))
+    for fr in frames:
+        minute = fr.minute()
+        ts = fr.timestamp.astimezone(UTC).replace(tzinfo=None) if fr.timestamp.tzinfo else fr.timestamp
+        for face in fr.faces:
+            if face.low_quality:
+                continue
+            if face.track_id is None:
+                out.untracked[(fr.camera_id, minute)] = out.untracked.get((fr.camera_id, minute), 0) + 1
+                continue
+            key = (fr.camera_id, minute, face.track_id)
+            s = out.sightings.get(key)
+            if s is None:
+                s = out.sightings[key] = Sighting(fr.camera_id, minute, face.track_id, ts, ts)
+            s.first_seen, s.last_seen = min(s.first_seen, ts), max(s.last_seen, ts)
+            s.faces += 1
+            s.smiles += int(face.smiling)
+            s.smile_sum += face.smile
+            s.counts[face.label] += 1
+    return out
 
 
 def fold(frames: Sequence[FrameObservations]) -> dict[tuple[str, datetime], Bucket]:

@@ -1,109 +1,40 @@
 """SQL store on SQLAlchemy: SQLite for the embedded shape, PostgreSQL for the platform.
 
-Tables: ``cameras``; ``minute_buckets`` (one row per camera-minute); ``frames_seen`` and
-``bucket_tracks``, whose primary keys make a redelivered frame or a re-seen track count once.
-``frames_seen`` remembers a frame for the replay window only (:meth:`SqlStore.prune_seen`).
+The tables are :mod:`emolens.store.schema`; what a batch adds to them is
+:mod:`emolens.store.rollups`. ``frames_seen`` remembers a frame for the replay window only
+(:meth:`SqlStore.prune_seen`); retention is :mod:`emolens.store.retention`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-    tuple_,
-)
+from sqlalchemy import create_engine, delete, event, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from emolens.errors import ConfigError, MissingExtra, NotFound, Unavailable
-from emolens.observations import MAX_ID_LENGTH, FrameObservations, Totals
+from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
-from emolens.store.base import Bucket, Camera, fold
+from emolens.store import partitions, rollups
+from emolens.store.base import Bucket, Camera, Folded, fold_frames
+from emolens.store.schema import bucket_tracks, cameras, frames_seen, metadata, minute_buckets
 
-metadata = MetaData()
-
-cameras = Table(
-    "cameras",
-    metadata,
-    Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
-    Column("zone", String(MAX_ID_LENGTH), nullable=False, default=""),
-    Column("site", String(MAX_ID_LENGTH), nullable=False, default=""),
-)
-
-minute_buckets = Table(
-    "minute_buckets",
-    metadata,
-    Column("camera_id", String(MAX_ID_LENGTH), ForeignKey("cameras.camera_id"), primary_key=True),
-    Column("minute", DateTime(timezone=False), primary_key=True, index=True),
-    Column("frames", Integer, nullable=False, default=0),
-    Column("faces", Integer, nullable=False, default=0),
-    Column("tracks", Integer, nullable=False, default=0),
-    Column("low_quality", Integer, nullable=False, default=0),
-    Column("smiles", Integer, nullable=False, default=0),
-    Column("smile_sum", Float, nullable=False, default=0.0),
-    Column("quality_sum", Float, nullable=False, default=0.0),
-    *[Column(f"n_{e}", Integer, nullable=False, default=0) for e in EMOTIONS],
-    *[Column(f"p_{e}", Float, nullable=False, default=0.0) for e in EMOTIONS],
-)
-
-frames_seen = Table(
-    "frames_seen",
-    metadata,
-    Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
-    Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("seen_at", DateTime(timezone=False), nullable=False, index=True),  # naive UTC, when accepted
-)
-
-bucket_tracks = Table(
-    "bucket_tracks",
-    metadata,
-    Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
-    Column("minute", DateTime(timezone=False), primary_key=True),
-    Column("track_id", BigInteger, primary_key=True, autoincrement=False),
-)
+__all__ = ["SqlStore", "bucket_tracks", "cameras", "frames_seen", "metadata", "minute_buckets"]
 
 PRUNE_BATCH = 50_000  # rows per DELETE: each is its own short transaction, so no lock is held long
-
-_SUMMED = ["frames", "faces", "low_quality", "smiles", "smile_sum", "quality_sum"] + [
-    f"{p}_{e}" for p in ("n", "p") for e in EMOTIONS
-]
-
-
-def _bucket_row(b: Bucket) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "camera_id": b.camera_id,
-        "minute": b.minute,
-        "frames": b.frames,
-        "faces": b.faces,
-        "tracks": b.tracks,
-        "low_quality": b.low_quality,
-        "smiles": b.smiles,
-        "smile_sum": b.smile_sum,
-        "quality_sum": b.quality_sum,
-    }
-    row.update({f"n_{e}": b.counts[e] for e in EMOTIONS})
-    row.update({f"p_{e}": b.prob_sums[e] for e in EMOTIONS})
-    return row
 
 
 def _row_bucket(row: Any) -> Bucket:
@@ -135,6 +66,7 @@ class SqlStore:
         writers do; without it (the read-only commands) a missing SQLite file is ``NotFound``
         and nothing is created."""
         self.url = url
+        self._partitions: set[datetime] = set()  # days whose partitions this process made or saw
         if url.startswith("sqlite"):
             self._dialect: Any = sqlite
         elif url.startswith("postgresql"):
@@ -203,54 +135,63 @@ class SqlStore:
     def apply(self, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
         if not frames:
             return []
-        with self._outage(), self.engine.begin() as conn:
-            return self.apply_in(conn, frames)
+        minutes = {f.minute() for f in frames}
+        self._ensure_partitions(minutes)
+        try:
+            with self._outage(), self.engine.begin() as conn:
+                return self.apply_in(conn, frames)
+        except IntegrityError as exc:
+            if "no partition" not in str(exc.orig):
+                raise
+            # retention dropped a day this process had made (a backfill older than the minute
+            # retention): make it again and retry once
+            self._partitions.clear()
+            self._ensure_partitions(minutes)
+            with self._outage(), self.engine.begin() as conn:
+                return self.apply_in(conn, frames)
 
     def apply_in(self, conn: Connection, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
-        """``apply`` inside a caller's transaction (the aggregator commits offsets after it)."""
+        """``apply`` inside a caller's transaction (the aggregator commits offsets after it).
+        On PostgreSQL the days' partitions must exist (``apply`` makes them)."""
         unique = {(f.camera_id, f.frame_seq): f for f in frames}
         self._ensure_cameras(conn, {f.camera_id for f in unique.values()})
         now = _utcnow()
         inserted = conn.execute(
             self._dialect.insert(frames_seen)
-            .values([{"camera_id": c, "frame_seq": s, "seen_at": now} for c, s in unique])
             .on_conflict_do_nothing()
-            .returning(frames_seen.c.camera_id, frames_seen.c.frame_seq)
+            .returning(frames_seen.c.camera_id, frames_seen.c.frame_seq),
+            [{"camera_id": c, "frame_seq": s, "seen_at": now} for c, s in unique],
         ).all()
         accepted = {(r[0], r[1]) for r in inserted}
         new = [f for key, f in unique.items() if key in accepted]  # in delivery order
-        if not new:
-            return []
-        buckets = fold(new)
-        track_rows = {
-            (f.camera_id, f.minute(), face.track_id)
-            for f in new
-            for face in f.faces
-            if face.track_id is not None and not face.low_quality
-        }
-        if track_rows:
-            fresh = conn.execute(
-                self._dialect.insert(bucket_tracks)
-                .values([{"camera_id": c, "minute": m, "track_id": t} for c, m, t in track_rows])
-                .on_conflict_do_nothing()
-                .returning(bucket_tracks.c.camera_id, bucket_tracks.c.minute)
-            ).all()
-            new_tracks: dict[tuple[str, datetime], int] = defaultdict(int)
-            for c, m in fresh:
-                new_tracks[(c, m)] += 1
-            for key, n in new_tracks.items():
-                buckets[key].tracks += n
-        stmt = self._dialect.insert(minute_buckets).values([_bucket_row(b) for b in buckets.values()])
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["camera_id", "minute"],
-            set_={
-                **{col: minute_buckets.c[col] + excluded[col] for col in _SUMMED},
-                "tracks": minute_buckets.c.tracks + excluded.tracks,
-            },
-        )
-        conn.execute(stmt)
+        if new:
+            rollups.write(conn, self._dialect, fold_frames(new))
         return new
+
+    def apply_folded(self, folded: Folded) -> None:
+        """Write frames already summed per camera-minute (:func:`emolens.store.base.fold_frames`)
+        through the same code as :meth:`apply`, without the per-frame redelivery check: for
+        bulk loads of data that is new by construction (``scripts/generate_stats.py``)."""
+        if not folded.buckets:
+            return
+        self._ensure_partitions({m for _, m in folded.buckets})
+        with self._outage(), self.engine.begin() as conn:
+            self._ensure_cameras(conn, {c for c, _ in folded.buckets})
+            rollups.write(conn, self._dialect, folded)
+
+    def _ensure_partitions(self, minutes: set[datetime]) -> None:
+        """PostgreSQL: make the daily partitions these minutes fall in (and the day after each,
+        so the DDL is usually done a day before the data comes), once per process."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        days = {partitions.day_of(m) for m in minutes}
+        days |= {d + timedelta(days=1) for d in days}
+        missing = days - self._partitions
+        if not missing:
+            return
+        with self._outage(), self.engine.begin() as conn:
+            partitions.create(conn, missing)
+        self._partitions |= missing
 
     def prune_seen(self, older_than: timedelta, batch: int = PRUNE_BATCH) -> int:
         """Forget frames accepted more than ``older_than`` ago; returns how many. A frame
@@ -278,6 +219,17 @@ class SqlStore:
             .values([{"camera_id": c, "zone": "", "site": ""} for c in sorted(ids)])
             .on_conflict_do_nothing()
         )
+        # One writer per camera at a time: the rollups read a period's tracks before adding to
+        # them. Kafka gives each camera one aggregator; during a rebalance two may overlap, and
+        # this row lock (taken in camera order, so two batches never deadlock) makes the second
+        # wait. SQLite has one writer anyway.
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(
+                select(cameras.c.camera_id)
+                .where(cameras.c.camera_id.in_(sorted(ids)))
+                .order_by(cameras.c.camera_id)
+                .with_for_update()
+            ).all()
 
     def buckets(
         self,

@@ -18,7 +18,7 @@ def schema_diff(engine):
 
 def test_migrations_build_exactly_the_models_schema(tmp_path):
     store = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
-    assert current_revision(store.engine) == head_revision() == "0002"
+    assert current_revision(store.engine) == head_revision() == "0003"
     assert schema_diff(store.engine) == []
 
 
@@ -30,9 +30,9 @@ def test_db_command(tmp_path, capsys):
     assert main(["db", "current", "--db", url]) == 0
     assert "revision None" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", url]) == 0
-    assert "revision 0002" in capsys.readouterr().out
+    assert "revision 0003" in capsys.readouterr().out
     assert main(["db", "current", "--db", url]) == 0
-    assert "revision 0002" in capsys.readouterr().out
+    assert "revision 0003" in capsys.readouterr().out
 
 
 def test_0002_keeps_what_a_0001_database_had_seen(tmp_path):
@@ -49,7 +49,7 @@ def test_0002_keeps_what_a_0001_database_had_seen(tmp_path):
     before = datetime.now(UTC).replace(tzinfo=None)
     store = SqlStore(url)
     after = datetime.now(UTC).replace(tzinfo=None)
-    assert current_revision(store.engine) == "0002" and schema_diff(store.engine) == []
+    assert current_revision(store.engine) == "0003" and schema_diff(store.engine) == []
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT camera_id, frame_seq, seen_at FROM frames_seen ORDER BY 1, 2")).all()
         assert conn.execute(text("SELECT count(*) FROM bucket_tracks")).scalar() == 1

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from emolens.store.sql import metadata
+from emolens.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
