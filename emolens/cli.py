@@ -300,10 +300,111 @@ def cmd_stats(args: argparse.Namespace) -> int:
         store.require_schema()
         if args.camera_id and args.camera_id not in {c.camera_id for c in store.cameras()}:
             raise NotFound(f"unknown camera {args.camera_id!r}")  # not the URL: it may hold a password
+        if args.since or args.until or args.by or args.every:
+            return _stats_query(args, settings, store)
         buckets = store.buckets(camera_id=args.camera_id, zone=args.zone, site=args.site)
     finally:
         store.close()
     print_buckets(buckets, settings.k_anonymity, args.format, sys.stdout)
+    return 0
+
+
+def _utc(flag: str, text: str | None) -> Any:
+    """``--since``/``--until``: an ISO date or time, UTC unless it names a zone; naive UTC."""
+    from datetime import UTC, datetime
+
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {text!r} is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00") from exc
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    """``stats`` with ``--since/--until/--by/--every``: groups per period from the rollups,
+    k-safe, every page fetched (a query too big for one answer is refused before it runs).
+    Defaults: ``--every hour --by camera``, until now, since a day (minutes) or a week before."""
+    from datetime import UTC, datetime, timedelta
+
+    from emolens.analytics import By, Every, query_stats
+    from emolens.report import print_stats
+
+    every: Every = args.every or "hour"
+    by: By = args.by or "camera"
+    until = _utc("--until", args.until) or datetime.now(UTC).replace(tzinfo=None)
+    since = _utc("--since", args.since) or until - timedelta(days=1 if every == "minute" else 7)
+    rows, token, suppressed = [], "", None
+    while True:
+        page = query_stats(
+            store,
+            since,
+            until,
+            by=by,
+            every=every,
+            k=settings.k_anonymity,
+            page_size=settings.stats_max_page_size,
+            page_token=token,
+            camera_id=args.camera_id,
+            zone=args.zone,
+            site=args.site,
+            max_rows=settings.stats_max_rows,
+            max_page_size=settings.stats_max_page_size,
+        )
+        rows.extend(page.rows)
+        suppressed = page.suppressed if suppressed is None else suppressed
+        token = page.next_page_token
+        if not token:
+            break
+    print_stats(rows, by, settings.k_anonymity, suppressed, args.format, sys.stdout)
+    return 0
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    """``emolens cameras``: every camera the store knows, with its zone and site."""
+    import csv
+
+    from emolens.store import SqlStore
+
+    settings = _settings(args)
+    store = SqlStore(settings.db, create=False)
+    try:
+        store.require_schema()
+        cams = store.cameras()
+    finally:
+        store.close()
+    records = [{"camera_id": c.camera_id, "zone": c.zone, "site": c.site} for c in cams]
+    if args.format == "json":
+        print(json.dumps(records, indent=1))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=["camera_id", "zone", "site"])
+        writer.writeheader()
+        writer.writerows(records)
+    elif not records:
+        print("no cameras")
+    else:
+        widths = {k: max(len(k), *(len(r[k]) for r in records)) for k in ("camera_id", "zone")}
+        print(f"{'camera_id'.ljust(widths['camera_id'])}  {'zone'.ljust(widths['zone'])}  site")
+        for r in records:
+            print(f"{r['camera_id'].ljust(widths['camera_id'])}  {r['zone'].ljust(widths['zone'])}  {r['site']}")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """``emolens retention apply``: delete what is older than the configured ages and say what went."""
+    from emolens.store import SqlStore
+    from emolens.store.retention import Policy, apply_retention
+
+    settings = _settings(args)
+    store = SqlStore(settings.db, create=False)
+    try:
+        store.require_schema()
+        removed = apply_retention(store, Policy.from_settings(settings))
+    finally:
+        store.close()
+    for r in removed:
+        print(r.describe())
     return 0
 
 
@@ -512,7 +613,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site")
     p.add_argument("--k", type=int, help="hide buckets with fewer distinct faces (EMOLENS_K_ANONYMITY, default 5)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--since", help="ISO date/time (UTC unless it names a zone); with --until/--by/--every: rollups")
+    p.add_argument("--until", help="ISO date/time, exclusive (default now)")
+    p.add_argument("--by", choices=["camera", "zone", "site"], help="group by (default camera)")
+    p.add_argument("--every", choices=["minute", "hour", "day"], help="one row per group and period (default hour)")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("cameras", help="list the cameras the store knows, with zone and site")
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_cameras)
+
+    p = sub.add_parser("retention", help="delete statistics older than the configured ages (docs/analytics.md)")
+    p.add_argument("action", choices=["apply"])
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser("gateway", help="the partner gRPC API: AnalyzeImage, AnalyzeStream, QueryStats, WatchLive")
     p.add_argument("--host", default="127.0.0.1")

@@ -7,6 +7,7 @@ import csv
 import json
 from typing import IO, Any
 
+from emolens.analytics import StatsRow
 from emolens.results import EMOTIONS
 from emolens.store import Bucket
 
@@ -89,3 +90,67 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+STATS_COLUMNS = [
+    "period_start",
+    "site",
+    "zone",
+    "camera_id",
+    "cameras",
+    "frames",
+    "faces",
+    "visitors",
+    "low_quality",
+    "smile_rate",
+    "mean_quality",
+    "mean_dwell_s",
+    "top_emotion",
+    *[f"n_{e}" for e in EMOTIONS],
+]
+
+
+def stats_record(row: StatsRow) -> dict[str, Any]:
+    """One :class:`~emolens.analytics.StatsRow` as a flat record (k-safe already)."""
+    return {
+        "period_start": row.period_start.isoformat(timespec="minutes"),
+        "site": row.site,
+        "zone": row.zone,
+        "camera_id": row.camera_id,
+        "cameras": row.cameras,
+        "frames": row.frames,
+        "faces": row.faces,
+        "visitors": row.visitors,
+        "low_quality": row.low_quality,
+        "smile_rate": None if row.smile_rate is None else round(row.smile_rate, 4),
+        "mean_quality": None if row.mean_quality is None else round(row.mean_quality, 4),
+        "mean_dwell_s": None if row.mean_dwell_s is None else round(row.mean_dwell_s, 1),
+        "top_emotion": row.top_emotion,
+        **{f"n_{e}": row.emotions[e] for e in EMOTIONS},
+    }
+
+
+def print_stats(rows: list[StatsRow], by: str, k: int, suppressed: int | None, fmt: str, out: IO[str]) -> None:
+    """``emolens stats --by/--every``: a table, CSV or JSON of k-safe groups. The table says
+    how many groups were left out for k; CSV and JSON hold only what may be shown."""
+    drop = {"camera": set(), "zone": {"camera_id"}, "site": {"camera_id", "zone"}}[by]
+    columns = [c for c in STATS_COLUMNS if c not in drop]
+    records = [{c: v for c, v in stats_record(r).items() if c not in drop} for r in rows]
+    if fmt == "json":
+        out.write(json.dumps({"k": k, "suppressed": suppressed, "rows": records}, indent=1) + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(records)
+        return
+    if not records:
+        out.write("no data\n")
+    else:
+        cells = [[_fmt(r[c]) for c in columns] for r in records]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
+        for row in cells:
+            out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + "\n")
+    if suppressed:
+        out.write(f"({suppressed} group(s) with fewer than {k} distinct visitors left out)\n")

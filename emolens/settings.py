@@ -77,6 +77,16 @@ class Settings:
     # How long the SQL store remembers a frame it accepted: a redelivery or replay within it counts
     # once, after it again. Bounds the store's redelivery bookkeeping (docs/reliability.md).
     replay_window_s: int = 7 * DAY_MS // 1000  # 7 days, the observations topic's retention
+    # Retention of the statistics (`emolens retention apply`, docs/analytics.md), in days; 0 keeps
+    # forever. Minutes (and their tracks) go first, timelines (anonymous tracks) are the shortest.
+    retention_minutes_days: int = 90
+    retention_hourly_days: int = 400
+    retention_daily_days: int = 0
+    retention_timelines_days: int = 30
+    # Statistics queries (`emolens stats`, QueryStats): groups x periods one query may span, and
+    # the largest page; bigger queries are refused (INVALID_ARGUMENT) instead of answered slowly.
+    stats_max_rows: int = 200_000
+    stats_max_page_size: int = 10_000
     # The partner gateway (docs/api.md). Certificates and tokens come from files only, so no
     # secret ever sits in a command line, an environment listing or a log.
     tls_cert: str = ""  # PEM certificate chain of the gateway; with tls_key, the gateway speaks TLS only
@@ -135,6 +145,17 @@ class Settings:
             raise _refuse("rate_limit", self.rate_limit, "must be 0 (no limit) or more")
         if self.health_interval <= 0:
             raise _refuse("health_interval", self.health_interval, "must be positive")
+        for name in (
+            "retention_minutes_days",
+            "retention_hourly_days",
+            "retention_daily_days",
+            "retention_timelines_days",
+        ):
+            if getattr(self, name) < 0:
+                raise _refuse(name, getattr(self, name), "must be 0 (keep forever) or a number of days")
+        for name in ("stats_max_rows", "stats_max_page_size"):
+            if getattr(self, name) < 1:
+                raise _refuse(name, getattr(self, name), "must be at least 1")
         if self.replay_window_s <= 0:
             raise _refuse("replay_window_s", self.replay_window_s, "must be positive (seconds)")
         if self.log_level and self.log_level.upper() not in LOG_LEVELS:

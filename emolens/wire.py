@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from emolens.analytics import StatsRow
 from emolens.errors import InputError
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
@@ -100,4 +101,25 @@ def bucket_to_pb(bucket: Bucket, k: int) -> analytics_pb2.Bucket:
     msg.mean_quality = bucket.mean_quality
     msg.emotion_counts.extend(bucket.counts[e] for e in EMOTIONS)
     msg.emotion_prob_sums.extend(bucket.prob_sums[e] for e in EMOTIONS)
+    return msg
+
+
+def stats_row_to_pb(row: StatsRow) -> analytics_pb2.StatsRow:
+    msg = analytics_pb2.StatsRow(
+        site=row.site,
+        zone=row.zone,
+        camera_id=row.camera_id,
+        period_start=to_timestamp(row.period_start),
+        cameras=row.cameras,
+        frames=row.frames,
+        faces=row.faces,
+        visitors=row.visitors,
+        low_quality=row.low_quality,
+        smiles=row.smiles,
+        emotion_counts=[row.emotions[e] for e in EMOTIONS],
+    )
+    for name in ("smile_rate", "mean_quality", "mean_dwell_s"):
+        value = getattr(row, name)
+        if value is not None:
+            setattr(msg, name, value)
     return msg

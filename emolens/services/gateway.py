@@ -23,7 +23,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -31,7 +33,8 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
-from emolens.errors import ConfigError, InputError, NotFound, Unavailable
+from emolens.analytics import DEFAULT_PAGE_SIZE, By, Every, query_stats
+from emolens.errors import ConfigError, InputError, NotFound, QueryTooLarge, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
 from emolens.media import decode_image
@@ -45,7 +48,7 @@ from emolens.settings import Settings
 from emolens.store import Camera, Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from emolens.vision.detect import Detection, FaceDetector, make_detector
-from emolens.wire import bucket_to_pb, face_to_pb, from_timestamp, to_timestamp
+from emolens.wire import bucket_to_pb, face_to_pb, from_timestamp, stats_row_to_pb, to_timestamp
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "emolens.v1.Analytics"
@@ -53,6 +56,16 @@ SERVICE_NAME = "emolens.v1.Analytics"
 # for cameras that appeared (or entered the caller's scope) every few seconds.
 WATCH_PERIOD_S = 0.2
 WATCH_CAMERAS_PERIOD_S = 2.0
+_GRANULARITY: dict[int, Every] = {
+    analytics_pb2.GRANULARITY_MINUTE: "minute",
+    analytics_pb2.GRANULARITY_HOUR: "hour",
+    analytics_pb2.GRANULARITY_DAY: "day",
+}
+_GROUPING: dict[int, By] = {
+    analytics_pb2.GROUPING_CAMERA: "camera",
+    analytics_pb2.GROUPING_ZONE: "zone",
+    analytics_pb2.GROUPING_SITE: "site",
+}
 
 
 class _LockedDetector:
@@ -125,6 +138,9 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         until = from_timestamp(request.until).replace(tzinfo=None) if request.HasField("until") else None
         if since and until and since >= until:
             raise InputError("since must be before until")
+        k = self.settings.k_anonymity
+        if request.granularity != analytics_pb2.GRANULARITY_UNSPECIFIED:
+            return self._aggregated(request, since, until, scope.visible(known))
         buckets = self.store.buckets(
             camera_id=request.camera_id or None,
             zone=request.zone or None,
@@ -133,8 +149,44 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
             until=until,
             camera_ids=scope.visible(known),
         )
-        k = self.settings.k_anonymity
+        if len(buckets) > self.settings.stats_max_rows:
+            raise QueryTooLarge(
+                f"{len(buckets):,} minute buckets match, more than {self.settings.stats_max_rows:,}: narrow the "
+                "time range, or set granularity for hourly or daily rows"
+            )
         return analytics_pb2.QueryStatsResponse(buckets=[bucket_to_pb(b, k) for b in buckets], k_anonymity=k)
+
+    def _aggregated(
+        self, request: analytics_pb2.QueryStatsRequest, since: datetime | None, until: datetime | None, visible: Any
+    ) -> analytics_pb2.QueryStatsResponse:
+        """QueryStats with granularity: server-side aggregation, pagination and limits."""
+        if since is None or until is None:
+            raise InputError("since and until are required with granularity")
+        settings = self.settings
+        page = query_stats(
+            self.store,  # type: ignore[arg-type]  # the gateway's store is an SqlStore
+            since,
+            until,
+            by=_GROUPING.get(request.group_by, "camera"),
+            every=_GRANULARITY[request.granularity],
+            k=settings.k_anonymity,
+            page_size=request.page_size or min(DEFAULT_PAGE_SIZE, settings.stats_max_page_size),
+            page_token=request.page_token,
+            camera_id=request.camera_id or None,
+            zone=request.zone or None,
+            site=request.site or None,
+            camera_ids=visible,
+            max_rows=settings.stats_max_rows,
+            max_page_size=settings.stats_max_page_size,
+        )
+        response = analytics_pb2.QueryStatsResponse(
+            rows=[stats_row_to_pb(r) for r in page.rows],
+            k_anonymity=page.k,
+            next_page_token=page.next_page_token,
+        )
+        if page.suppressed is not None:
+            response.suppressed = page.suppressed
+        return response
 
     def WatchLive(self, request, context) -> Iterator[analytics_pb2.LiveCounters]:
         """One camera's counters, or (no ``camera_id``) those of every camera the caller may

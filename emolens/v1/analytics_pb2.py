@@ -26,13 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from emolens.v1 import observations_pb2 as emolens_dot_v1_dot_observations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65molens/v1/analytics.proto\x12\nemolens.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x65molens/v1/observations.proto\"$\n\x13\x41nalyzeImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\"7\n\x14\x41nalyzeImageResponse\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x10.emolens.v1.Face\"/\n\x0bStreamFrame\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tframe_seq\x18\x02 \x01(\x04\"B\n\x0cStreamResult\x12\x11\n\tframe_seq\x18\x01 \x01(\x04\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x02 \x03(\x0b\x32\x10.emolens.v1.Face\"\x98\x01\n\x11QueryStatsRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x02\n\x06\x42ucket\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12*\n\x06minute\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsuppressed\x18\x03 \x01(\x08\x12\x0e\n\x06\x66rames\x18\x04 \x01(\r\x12\r\n\x05\x66\x61\x63\x65s\x18\x05 \x01(\r\x12\x0e\n\x06tracks\x18\x06 \x01(\r\x12\x13\n\x0blow_quality\x18\x07 \x01(\r\x12\x0e\n\x06smiles\x18\x08 \x01(\r\x12\x11\n\tsmile_sum\x18\t \x01(\x01\x12\x14\n\x0cmean_quality\x18\n \x01(\x01\x12\x16\n\x0e\x65motion_counts\x18\x0b \x03(\r\x12\x19\n\x11\x65motion_prob_sums\x18\x0c \x03(\x01\"N\n\x12QueryStatsResponse\x12#\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x12.emolens.v1.Bucket\x12\x13\n\x0bk_anonymity\x18\x02 \x01(\r\"%\n\x10WatchLiveRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"\x98\x01\n\x0cLiveCounters\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12.\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\x12\r\n\x05\x66\x61\x63\x65s\x18\x04 \x01(\x04\x12\x0e\n\x06smiles\x18\x05 \x01(\x04\x12\x16\n\x0e\x65motion_counts\x18\x06 \x03(\x04\x32\xba\x02\n\tAnalytics\x12Q\n\x0c\x41nalyzeImage\x12\x1f.emolens.v1.AnalyzeImageRequest\x1a .emolens.v1.AnalyzeImageResponse\x12\x46\n\rAnalyzeStream\x12\x17.emolens.v1.StreamFrame\x1a\x18.emolens.v1.StreamResult(\x01\x30\x01\x12K\n\nQueryStats\x12\x1d.emolens.v1.QueryStatsRequest\x1a\x1e.emolens.v1.QueryStatsResponse\x12\x45\n\tWatchLive\x12\x1c.emolens.v1.WatchLiveRequest\x1a\x18.emolens.v1.LiveCounters0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65molens/v1/analytics.proto\x12\nemolens.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x65molens/v1/observations.proto\"$\n\x13\x41nalyzeImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\"7\n\x14\x41nalyzeImageResponse\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x10.emolens.v1.Face\"/\n\x0bStreamFrame\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tframe_seq\x18\x02 \x01(\x04\"B\n\x0cStreamResult\x12\x11\n\tframe_seq\x18\x01 \x01(\x04\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x02 \x03(\x0b\x32\x10.emolens.v1.Face\"\x95\x02\n\x11QueryStatsRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bgranularity\x18\x06 \x01(\x0e\x32\x17.emolens.v1.Granularity\x12&\n\x08group_by\x18\x07 \x01(\x0e\x32\x14.emolens.v1.Grouping\x12\x11\n\tpage_size\x18\x08 \x01(\r\x12\x12\n\npage_token\x18\t \x01(\t\"\xea\x02\n\x08StatsRow\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\x30\n\x0cperiod_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63\x61meras\x18\x05 \x01(\r\x12\x0e\n\x06\x66rames\x18\x06 \x01(\x04\x12\r\n\x05\x66\x61\x63\x65s\x18\x07 \x01(\x04\x12\x10\n\x08visitors\x18\x08 \x01(\x04\x12\x13\n\x0blow_quality\x18\t \x01(\x04\x12\x0e\n\x06smiles\x18\n \x01(\x04\x12\x17\n\nsmile_rate\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cmean_quality\x18\x0c \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cmean_dwell_s\x18\r \x01(\x01H\x02\x88\x01\x01\x12\x16\n\x0e\x65motion_counts\x18\x0e \x03(\x04\x42\r\n\x0b_smile_rateB\x0f\n\r_mean_qualityB\x0f\n\r_mean_dwell_s\"\x8b\x02\n\x06\x42ucket\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12*\n\x06minute\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsuppressed\x18\x03 \x01(\x08\x12\x0e\n\x06\x66rames\x18\x04 \x01(\r\x12\r\n\x05\x66\x61\x63\x65s\x18\x05 \x01(\r\x12\x0e\n\x06tracks\x18\x06 \x01(\r\x12\x13\n\x0blow_quality\x18\x07 \x01(\r\x12\x0e\n\x06smiles\x18\x08 \x01(\r\x12\x11\n\tsmile_sum\x18\t \x01(\x01\x12\x14\n\x0cmean_quality\x18\n \x01(\x01\x12\x16\n\x0e\x65motion_counts\x18\x0b \x03(\r\x12\x19\n\x11\x65motion_prob_sums\x18\x0c \x03(\x01\"\xb3\x01\n\x12QueryStatsResponse\x12#\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x12.emolens.v1.Bucket\x12\x13\n\x0bk_anonymity\x18\x02 \x01(\r\x12\"\n\x04rows\x18\x03 \x03(\x0b\x32\x14.emolens.v1.StatsRow\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\x12\x17\n\nsuppressed\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_suppressed\"%\n\x10WatchLiveRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"\x98\x01\n\x0cLiveCounters\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12.\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\x12\r\n\x05\x66\x61\x63\x65s\x18\x04 \x01(\x04\x12\x0e\n\x06smiles\x18\x05 \x01(\x04\x12\x16\n\x0e\x65motion_counts\x18\x06 \x03(\x04*m\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x16\n\x12GRANULARITY_MINUTE\x10\x01\x12\x14\n\x10GRANULARITY_HOUR\x10\x02\x12\x13\n\x0fGRANULARITY_DAY\x10\x03*_\n\x08Grouping\x12\x18\n\x14GROUPING_UNSPECIFIED\x10\x00\x12\x13\n\x0fGROUPING_CAMERA\x10\x01\x12\x11\n\rGROUPING_ZONE\x10\x02\x12\x11\n\rGROUPING_SITE\x10\x03\x32\xba\x02\n\tAnalytics\x12Q\n\x0c\x41nalyzeImage\x12\x1f.emolens.v1.AnalyzeImageRequest\x1a .emolens.v1.AnalyzeImageResponse\x12\x46\n\rAnalyzeStream\x12\x17.emolens.v1.StreamFrame\x1a\x18.emolens.v1.StreamResult(\x01\x30\x01\x12K\n\nQueryStats\x12\x1d.emolens.v1.QueryStatsRequest\x1a\x1e.emolens.v1.QueryStatsResponse\x12\x45\n\tWatchLive\x12\x1c.emolens.v1.WatchLiveRequest\x1a\x18.emolens.v1.LiveCounters0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emolens.v1.analytics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GRANULARITY']._serialized_start=1609
+  _globals['_GRANULARITY']._serialized_end=1718
+  _globals['_GROUPING']._serialized_start=1720
+  _globals['_GROUPING']._serialized_end=1815
   _globals['_ANALYZEIMAGEREQUEST']._serialized_start=106
   _globals['_ANALYZEIMAGEREQUEST']._serialized_end=142
   _globals['_ANALYZEIMAGERESPONSE']._serialized_start=144
@@ -42,15 +46,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMRESULT']._serialized_start=250
   _globals['_STREAMRESULT']._serialized_end=316
   _globals['_QUERYSTATSREQUEST']._serialized_start=319
-  _globals['_QUERYSTATSREQUEST']._serialized_end=471
-  _globals['_BUCKET']._serialized_start=474
-  _globals['_BUCKET']._serialized_end=741
-  _globals['_QUERYSTATSRESPONSE']._serialized_start=743
-  _globals['_QUERYSTATSRESPONSE']._serialized_end=821
-  _globals['_WATCHLIVEREQUEST']._serialized_start=823
-  _globals['_WATCHLIVEREQUEST']._serialized_end=860
-  _globals['_LIVECOUNTERS']._serialized_start=863
-  _globals['_LIVECOUNTERS']._serialized_end=1015
-  _globals['_ANALYTICS']._serialized_start=1018
-  _globals['_ANALYTICS']._serialized_end=1332
+  _globals['_QUERYSTATSREQUEST']._serialized_end=596
+  _globals['_STATSROW']._serialized_start=599
+  _globals['_STATSROW']._serialized_end=961
+  _globals['_BUCKET']._serialized_start=964
+  _globals['_BUCKET']._serialized_end=1231
+  _globals['_QUERYSTATSRESPONSE']._serialized_start=1234
+  _globals['_QUERYSTATSRESPONSE']._serialized_end=1413
+  _globals['_WATCHLIVEREQUEST']._serialized_start=1415
+  _globals['_WATCHLIVEREQUEST']._serialized_end=1452
+  _globals['_LIVECOUNTERS']._serialized_start=1455
+  _globals['_LIVECOUNTERS']._serialized_end=1607
+  _globals['_ANALYTICS']._serialized_start=1818
+  _globals['_ANALYTICS']._serialized_end=2132
 # @@protoc_insertion_point(module_scope)

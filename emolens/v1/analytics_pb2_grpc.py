@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class AnalyticsStub:
-    """The partner API. Errors: INVALID_ARGUMENT for an undecodable or oversized image or a bad
-    time range, NOT_FOUND for an unknown camera.
+    """The partner API. Errors: INVALID_ARGUMENT for an undecodable or oversized image, a bad
+    time range or page token, or a statistics query too big to answer; NOT_FOUND for an
+    unknown camera.
     """
 
     def __init__(self, channel):
@@ -59,8 +60,9 @@ class AnalyticsStub:
 
 
 class AnalyticsServicer:
-    """The partner API. Errors: INVALID_ARGUMENT for an undecodable or oversized image or a bad
-    time range, NOT_FOUND for an unknown camera.
+    """The partner API. Errors: INVALID_ARGUMENT for an undecodable or oversized image, a bad
+    time range or page token, or a statistics query too big to answer; NOT_FOUND for an
+    unknown camera.
     """
 
     def AnalyzeImage(self, request, context):
@@ -78,7 +80,8 @@ class AnalyticsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def QueryStats(self, request, context):
-        """Per-minute aggregates by camera, zone, site and time range (k-anonymous).
+        """Statistics by camera, zone or site and minute, hour or day, aggregated by the server and
+        paginated (with granularity set); without it, the per-minute buckets as before. k-anonymous.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,8 +126,9 @@ def add_AnalyticsServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Analytics:
-    """The partner API. Errors: INVALID_ARGUMENT for an undecodable or oversized image or a bad
-    time range, NOT_FOUND for an unknown camera.
+    """The partner API. Errors: INVALID_ARGUMENT for an undecodable or oversized image, a bad
+    time range or page token, or a statistics query too big to answer; NOT_FOUND for an
+    unknown camera.
     """
 
     @staticmethod
