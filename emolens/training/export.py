@@ -18,21 +18,25 @@ from torch import nn
 
 from emolens.contract import write_model_files
 from emolens.inference.base import softmax
-from emolens.training.model import Ensemble, FaceNet
+from emolens.training.model import Ensemble, build_network
 from emolens.training.tasks import TaskSpec
 
 
 def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
     """The PyTorch twin of ``folder/1/model.onnx`` from ``folder/pytorch.pt``.
 
-    The network shape comes from ``training.json`` where the run overrode the recipe's.
+    The network shape comes from ``training.json``, not from today's recipe.
     """
     state = torch.load(folder / "pytorch.pt")
     meta_path = folder / "training.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    # Exports from before shapes were recorded (sessions 1-3) are all this VGG-style shape;
+    # shape_of records no arch for VGG-style networks.
+    shape = {"channels": (32, 48, 96, 192), "reps": (1, 2, 2, 2), "arch": meta.get("arch", "vgg")}
     if "channels" in meta:
-        spec = dataclasses.replace(spec, channels=tuple(meta["channels"]), reps=tuple(meta["reps"]))
-    model = Ensemble([FaceNet(spec) for _ in state["members"]])
+        shape.update(channels=tuple(meta["channels"]), reps=tuple(meta["reps"]))
+    spec = dataclasses.replace(spec, **shape)
+    model = Ensemble([build_network(spec) for _ in state["members"]], flip=bool(meta.get("flip_tta", False)))
     for net, weights in zip(model.members, state["members"], strict=True):
         net.load_state_dict(weights)
     return model.eval()

@@ -105,6 +105,17 @@ def load_teacher(snapshot: Path, spec: TaskSpec, best: bool = True) -> nn.Module
     return model.eval()
 
 
+def init_from(model: nn.Module, source: nn.Module) -> list[str]:
+    """Copy ``source``'s weights into ``model`` wherever name and shape match (a pretrained
+    backbone under a head for other classes); returns the names left as they were."""
+    mine, theirs = model.state_dict(), source.state_dict()
+    fits = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    model.load_state_dict({**mine, **{k: v.to(mine[k].dtype) for k, v in fits.items()}})
+    left = sorted(set(mine) - set(fits))
+    log.info("event=init_from copied=%d left=%s", len(fits), ",".join(left) or "-")
+    return left
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -150,6 +161,7 @@ def train(
     snapshot: Path | None = None,
     device: str = "cpu",
     distill: Distillation | None = None,
+    init: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``spec`` and return the model of the best validation epoch.
 
@@ -162,7 +174,9 @@ def train(
     epoch rewrites it, so that a new machine continues where the last one stopped.
     With ``views`` (the training crops re-cut as the pipeline would, same order), each image
     of a batch is replaced by its view with probability ``view_share``. With ``distill`` the
-    loss also follows a teacher's soft targets (see :class:`Distillation`).
+    loss also follows a teacher's soft targets (see :class:`Distillation`). With ``init`` a run
+    without a checkpoint starts from that network's weights wherever the shapes fit
+    (:func:`init_from`).
     """
     epochs = epochs or spec.epochs
     workdir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +212,8 @@ def train(
             state["history"],
         )
         log.info("event=warm_start task=%s from=%s epoch=%d best_val_acc=%.4f", spec.name, snapshot, start, best_acc)
+    elif init is not None:
+        init_from(model, init)
 
     model.to(device)
     if distill is not None:

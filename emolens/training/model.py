@@ -110,18 +110,25 @@ def build_network(spec: TaskSpec) -> nn.Module:
 class Ensemble(nn.Module):
     """Networks of one task as one graph: the mean of their class probabilities.
 
-    The output is still called logits: it is the log of the mean probability, so a softmax of
-    it gives that mean back. One network passes through unchanged.
+    With ``flip`` every network also sees the mirrored face, and those probabilities join the
+    mean. The output is still called logits: it is the log of the mean probability, so a
+    softmax of it gives that mean back. One network without ``flip`` passes through unchanged.
     """
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], flip: bool = False) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one network")
         self.members = nn.ModuleList(members)
+        self.flip = flip
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if len(self.members) == 1:
+        if len(self.members) == 1 and not self.flip:
             return self.members[0](image)
-        probs = torch.stack([m(image).softmax(dim=1) for m in self.members]).mean(dim=0)
-        return probs.clamp_min(1e-12).log()
+        if not self.flip:
+            probs = torch.stack([m(image).softmax(dim=1) for m in self.members])
+        else:  # one batch of both views per network: [2N, C] -> [2, N, C]
+            views = torch.cat([image, image.flip(3)])
+            outs = [m(views).softmax(dim=1) for m in self.members]
+            probs = torch.cat([p.reshape(2, -1, p.shape[1]) for p in outs])
+        return probs.mean(dim=0).clamp_min(1e-12).log()

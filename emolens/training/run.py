@@ -40,8 +40,10 @@ from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.export import export
 from emolens.training.loop import (
     CheckpointShapeError,
+    Distillation,
     TrainResult,
     check_checkpoint_shape,
+    load_teacher,
     predict_logits,
     shape_of,
     train,
@@ -78,6 +80,16 @@ def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
     history = state["history"]
     best = max(history, key=lambda r: r["val_acc"])
     return TrainResult(model.eval(), int(best["epoch"]), float(best["val_acc"]), history)
+
+
+def committed_teacher(spec: TaskSpec, snapshot: Path | None = None) -> TrainResult:
+    """The best network of ``spec.teacher``'s committed snapshot, with the figures it carries."""
+    if spec.teacher is None:
+        raise ValueError(f"the {spec.name} recipe names no teacher")
+    path = snapshot or TEACHER_SNAPSHOTS / f"{spec.teacher}.pt"
+    state = torch.load(path, weights_only=False)
+    model = load_teacher(path, TEACHERS[spec.teacher])
+    return TrainResult(model, int(state["best_epoch"]), float(state["best_acc"]), state["history"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,10 +192,15 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {crop_box.round(2).tolist()}")
 
     todo = [args.member] if args.member is not None else list(range(len(spec.members)))
+    trained = [k for k, m in enumerate(spec.members) if m.source == "train"]
+    uses_teacher = any(m.source == "teacher" or m.init_from_teacher or m.distill for m in spec.members)
+    teacher = committed_teacher(spec, args.snapshot) if uses_teacher else None
     results: dict[int, TrainResult] = {}
     if not args.export_only:
         for k in todo:
             member = spec.members[k]
+            if member.source == "teacher":
+                continue
             workdir = member_dir(root, spec, k)
             views = None
             if member.serving_view_share > 0:
@@ -210,15 +227,21 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 views=views,
                 view_share=member.serving_view_share,
                 device=args.device,
+                distill=Distillation(teacher.model, spec.temperature, spec.kd_weight)
+                if member.distill and teacher
+                else None,
+                init=teacher.model if member.init_from_teacher and teacher else None,
             )
-    missing = [k for k in range(len(spec.members)) if not (member_dir(root, spec, k) / "best.pt").exists()]
+    missing = [k for k in trained if not (member_dir(root, spec, k) / "best.pt").exists()]
     if missing:
         print(f"not exported yet: train member(s) {missing} first (--member K), then rerun with --export-only")
         return 0 if not args.export_only else 2
-    for k in range(len(spec.members)):
-        if k not in results:
+    for k, member in enumerate(spec.members):
+        if member.source == "teacher" and teacher is not None:
+            results[k] = teacher
+        elif k not in results:
             results[k] = load_member(member_dir(root, spec, k), spec)
-    model = Ensemble([results[k].model for k in range(len(spec.members))]).eval()
+    model = Ensemble([results[k].model for k in range(len(spec.members))], flip=spec.flip_tta).eval()
     with torch.no_grad():
         val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
     meta = {
@@ -229,10 +252,12 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "train_images": len(tr.images),
         "seed": args.seed,
         "val_accuracy": round(val_acc, 4),
+        "flip_tta": spec.flip_tta,
+        "teacher": spec.teacher,
         "members": [
             {
+                **dataclasses.asdict(spec.members[k]),
                 "seed": args.seed + spec.members[k].seed_offset,
-                "serving_view_share": spec.members[k].serving_view_share,
                 "best_epoch": results[k].best_epoch,
                 "best_val_accuracy": round(results[k].best_val_accuracy, 4),
                 "history": results[k].history,
@@ -243,7 +268,8 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     calibration = tr.images[np.random.default_rng(args.seed + 1).choice(len(tr.images), min(512, len(tr.images)))]
     check = export(model, spec, args.repo, va.images[:512], crop_box, meta, calibration, quantize=not args.fp32)
     print(
-        f"exported {args.repo / spec.name}: {len(spec.members)} network(s), val acc {val_acc:.4f} (fp32), "
+        f"exported {args.repo / spec.name}: {len(spec.members)} network(s), flip {spec.flip_tta}, "
+        f"val acc {val_acc:.4f} (fp32), "
         f"{check} in {time.time() - t0:.0f}s"
     )
     return 0

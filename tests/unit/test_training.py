@@ -1,5 +1,6 @@
 """A tiny training run end to end (a few batches) and the pieces it is built from."""
 
+import dataclasses
 import itertools
 import json
 
@@ -63,13 +64,15 @@ def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path, cap
     meta = json.loads((repo / "smile" / "training.json").read_text())
     assert meta["channels"] == [8, 16] and meta["reps"] == [1, 1]
     model = load_pytorch(repo / "smile", TASKS["smile"])
-    assert [m.out_channels for m in model.members[0].features if isinstance(m, torch.nn.Conv2d)] == [8, 16]
+    widths = {m.out_channels for m in model.members[0].modules() if isinstance(m, torch.nn.Conv2d)}
+    assert widths == {8, 16}
     capsys.readouterr()
     assert train_main([*common, "--repo", str(repo)]) == 2
     assert train_main([*common, "--export-only", "--repo", str(repo)]) == 2
     refusals = capsys.readouterr().err.splitlines()
     assert len(refusals) == 2
-    assert all("was trained with channels 8,16 reps 1,1, but this run asks for channels 32," in r for r in refusals)
+    expected = "was trained with channels 8,16 reps 1,1 arch resnet, but this run asks for channels 32,"
+    assert all(expected in r for r in refusals)
     assert train_main([*common, "--channels", "8,16", "--reps", "1,1,1", "--repo", str(repo)]) == 2
     with pytest.raises(SystemExit) as bad:
         train_main([*common, "--channels", "8,x"])
@@ -118,6 +121,65 @@ def test_ensemble_averages_probabilities():
         torch.testing.assert_close(Ensemble([a]).eval()(x), a(x))  # one network passes through
     with pytest.raises(ValueError):
         Ensemble([])
+
+
+def test_flip_ensemble_averages_both_views_of_every_network():
+    from emolens.training.model import Ensemble, ResFaceNet
+
+    spec = dataclasses.replace(TASKS["emotion"], channels=(8, 16), reps=(1, 1))
+    torch.manual_seed(0)
+    a, b = ResFaceNet(spec).eval(), ResFaceNet(spec).eval()
+    x = torch.rand(3, 1, 48, 48) * 255
+    with torch.no_grad():
+        views = [a(x), b(x), a(x.flip(3)), b(x.flip(3))]
+        mean = sum(v.softmax(1) for v in views) / 4
+        torch.testing.assert_close(Ensemble([a, b], flip=True).eval()(x).softmax(1), mean, atol=1e-6, rtol=1e-5)
+        one = Ensemble([a], flip=True).eval()(x).softmax(1)
+        torch.testing.assert_close(one, (views[0].softmax(1) + views[2].softmax(1)) / 2, atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(one, views[0].softmax(1))  # the mirrored view counts
+
+
+def test_init_from_copies_every_fitting_layer_and_leaves_a_new_head():
+    from emolens.training.loop import init_from
+    from emolens.training.model import ResFaceNet
+
+    shape = {"channels": (8, 16), "reps": (1, 1)}
+    torch.manual_seed(0)
+    source = ResFaceNet(dataclasses.replace(TASKS["emotion"], **shape))  # 7 classes
+    target = ResFaceNet(dataclasses.replace(TASKS["smile"], **shape))  # 2 classes
+    head_before = target.head[-1].weight.clone()
+    left = init_from(target, source)
+    assert left == ["head.3.bias", "head.3.weight"]
+    for name, value in target.state_dict().items():
+        if name not in left:
+            torch.testing.assert_close(value, source.state_dict()[name])
+    torch.testing.assert_close(target.head[-1].weight, head_before)
+
+
+def test_emotion_recipe_ships_the_committed_teacher_beside_a_distilled_network(data_dir, tmp_path):
+    """Member 0 is the committed teacher as it is; member 1 starts from it and is distilled."""
+    from emolens.training.export import load_pytorch
+    from emolens.training.run import committed_teacher
+
+    repo = tmp_path / "repo"
+    args = ["--task", "emotion", "--epochs", "1", "--max-batches", "2", "--limit", "128", "--template-images", "30"]
+    args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
+    assert train_main([*args, "--repo", str(repo)]) == 0
+    meta = json.loads((repo / "emotion" / "training.json").read_text())
+    assert [m["source"] for m in meta["members"]] == ["teacher", "train"]
+    assert meta["members"][1]["distill"] and meta["members"][1]["init_from_teacher"]
+    teacher = committed_teacher(TASKS["emotion"])
+    shipped = load_pytorch(repo / "emotion", TASKS["emotion"])
+    for name, value in teacher.model.state_dict().items():
+        torch.testing.assert_close(shipped.members[0].state_dict()[name], value)
+    assert meta["members"][0]["best_val_accuracy"] == round(teacher.best_val_accuracy, 4)
+    # the distilled network started from the teacher and then moved
+    moved = [
+        not torch.equal(v, teacher.model.state_dict()[k])
+        for k, v in shipped.members[1].state_dict().items()
+        if v.is_floating_point()
+    ]
+    assert any(moved)
 
 
 def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
