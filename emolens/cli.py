@@ -30,6 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         inference=getattr(args, "inference", None),
         detector=getattr(args, "detector", None),
+        detect_interval=getattr(args, "detect_interval", None),
         fps=getattr(args, "fps", None),
         db=getattr(args, "db", None),
         preprocess=getattr(args, "preprocess", None),
@@ -580,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--inference", help="onnx://PATH or triton://HOST:PORT (EMOLENS_INFERENCE)")
         p.add_argument("--detector", choices=["auto", "blazeface", "blazeface-full", "blazeface-short", "haar"])
         p.add_argument("--preprocess", choices=["none", "auto", "clahe"])
+        p.add_argument(
+            "--detect-interval",
+            type=int,
+            metavar="N",
+            help="video: full face detection every N frames, faces followed between (EMOLENS_DETECT_INTERVAL)",
+        )
         p.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = default)")
 
     p = sub.add_parser("analyze", help="faces in images, folders and videos as JSON Lines")

@@ -24,7 +24,8 @@ from emolens.results import EMOTIONS, FaceResult
 from emolens.settings import Settings
 from emolens.track import Tracker, unique_first_id
 from emolens.vision.align import align_face
-from emolens.vision.detect import Detection, FaceDetector, make_detector
+from emolens.vision.detect import BlazeFaceDetector, Detection, FaceDetector, make_detector
+from emolens.vision.follow import FOLLOW_MIN_SCORE, FaceFollower
 from emolens.vision.preprocess import preprocess
 from emolens.vision.quality import assess
 
@@ -72,7 +73,10 @@ class Analyzer:
     """Detect -> quality -> align -> preprocess -> classify (one batch per model per call).
 
     With ``track=True`` (video), faces get track ids and their probabilities are smoothed
-    per track; call ``reset()`` between unrelated clips.
+    per track, and with ``settings.detect_interval`` > 1 the full detector runs every that
+    many frames while a :class:`FaceFollower` follows the faces between; call ``reset()``
+    between unrelated clips (the first frame after it gets full detection, so a still image
+    analysed after ``reset()`` always does).
     """
 
     def __init__(
@@ -94,15 +98,28 @@ class Analyzer:
         self.track = track
         self.unique_track_ids = unique_track_ids
         self.tracker = self._new_tracker() if track else None
+        self.follower = self._new_follower() if track and self.settings.detect_interval > 1 else None
         self.times = StageTimes()
 
     def _new_tracker(self) -> Tracker:
         first = unique_first_id() if self.unique_track_ids else 1
         return Tracker(smoothing=self.settings.smoothing, first_id=first)
 
+    def _new_follower(self) -> FaceFollower | None:
+        """Short-range BlazeFace for the regions; without LiteRT (the Haar fallback) every
+        frame gets full detection."""
+        try:
+            local = BlazeFaceDetector("short", min_score=FOLLOW_MIN_SCORE)
+        except ModelError as exc:
+            log.warning("event=detect_interval_off reason=%r", str(exc))
+            return None
+        return FaceFollower(self.detector, local, self.settings.detect_interval)
+
     def reset(self) -> None:
         if self.tracker is not None:
             self.tracker = self._new_tracker()
+        if self.follower is not None:
+            self.follower.reset()
 
     def analyze(self, image: np.ndarray) -> list[FaceResult]:
         """Faces of one image or video frame (gray, BGR or BGRA)."""
@@ -113,7 +130,8 @@ class Analyzer:
         t0 = time.perf_counter()
         frames = [to_bgr(im) for im in images]
         t1 = time.perf_counter()
-        detections = [self.detector.detect(f) for f in frames]
+        detect = self.follower.detect if self.follower is not None else self.detector.detect
+        detections = [detect(f) for f in frames]  # in order: the follower's state runs frame to frame
         t2 = time.perf_counter()
         grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
         smile_crops, emotion_crops, qualities = [], [], []

@@ -22,6 +22,7 @@ MODULES = [
     "emolens.track",
     "emolens.vision.align",
     "emolens.vision.detect",
+    "emolens.vision.follow",
 ]
 
 
