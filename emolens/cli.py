@@ -699,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser("report", help="a period's statistics as one self-contained HTML report with plots, or CSV")
-    p.add_argument("--db", help="SQL store URL (EMOLENS_DB); the read-only analyst role is enough")
+    p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
     p.add_argument("--since", required=True, help="start, ISO date or time (in --tz; default UTC)")
     p.add_argument("--until", required=True, help="end, exclusive; the report compares with the period before")
     p.add_argument("--by", choices=["zone", "site", "camera"], default="zone", help="group by (default zone)")
