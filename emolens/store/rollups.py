@@ -104,8 +104,9 @@ def write(conn: Connection, dialect: Any, folded: Folded) -> None:
         ).all()
         for c, m in fresh:
             buckets[(c, m)].tracks += 1
+    minute_rows = [bucket_row(b) for b in buckets.values()]
     for grain in GRAINS:
-        _write_grain(conn, dialect, grain, folded)
+        _write_grain(conn, dialect, grain, folded, minute_rows)
     if folded.sightings:
         _write_timelines(conn, dialect, folded.sightings.values())
     stmt = dialect.insert(minute_buckets)
@@ -114,10 +115,12 @@ def write(conn: Connection, dialect: Any, folded: Folded) -> None:
         index_elements=["camera_id", "minute"],
         set_={col: minute_buckets.c[col] + excluded[col] for col in [*SUMMED, "tracks"]},
     )
-    conn.execute(stmt, [bucket_row(b) for b in buckets.values()])
+    conn.execute(stmt, minute_rows)
 
 
-def _write_grain(conn: Connection, dialect: Any, grain: Grain, folded: Folded) -> None:
+def _write_grain(
+    conn: Connection, dialect: Any, grain: Grain, folded: Folded, minute_rows: list[dict[str, Any]]
+) -> None:
     visitors: dict[tuple[str, datetime], int] = defaultdict(int)
     dwell: dict[tuple[str, datetime], float] = defaultdict(float)
     seen: dict[tuple[str, datetime, int], list[datetime]] = {}
@@ -168,9 +171,8 @@ def _write_grain(conn: Connection, dialect: Any, grain: Grain, folded: Folded) -
     for (camera_id, minute), n in folded.untracked.items():
         visitors[(camera_id, grain.start(minute))] += n
     sums: dict[tuple[str, datetime], dict[str, Any]] = {}
-    for b in folded.buckets.values():
-        period = (b.camera_id, grain.start(b.minute))
-        src = bucket_row(b)
+    for src in minute_rows:
+        period = (src["camera_id"], grain.start(src["minute"]))
         acc = sums.get(period)
         if acc is None:
             sums[period] = {"camera_id": period[0], "period_start": period[1], **{c: src[c] for c in SUMMED}}

@@ -86,6 +86,8 @@ class SqlStore:
             raise ConfigError(f"the database URL is malformed ({type(exc).__name__})") from exc
         # Messages name an SQLite file (the user's own) but never a server's host or password.
         self.name = f"SQLite database {parsed.database}" if url.startswith("sqlite") else "the PostgreSQL database"
+        # executemany INSERTs (the rollups' upserts) as multi-row VALUES, not one statement per row
+        self.engine.dialect.use_insertmanyvalues_wo_returning = True
         if url.startswith("sqlite"):
             _check_sqlite_file(parsed.database, create)
             event.listen(self.engine, "connect", _sqlite_pragmas if create else _sqlite_reader_pragmas)

@@ -1,0 +1,92 @@
+"""Rollups, distinct visitors, timelines, the k rule on every path, pagination and retention
+on SQLite (tests/analytics_checks.py; the same checks run on PostgreSQL in the integration
+tests), plus the generator's fast path against its per-frame path."""
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import text
+
+from emolens.analytics import query_stats
+from emolens.cli import main as cli
+from emolens.errors import InputError
+from emolens.store import SqlStore
+from emolens.synthetic import generate
+from tests import analytics_checks as checks
+
+
+@pytest.fixture
+def filled(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    store = SqlStore(url)
+    obs = checks.fill(store)
+    yield store, url, obs
+    store.close()
+
+
+def test_rollups_count_distinct_visitors_per_hour_and_day(filled):
+    store, _, obs = filled
+    checks.check_rollups(store, obs)
+
+
+def test_redelivered_frames_leave_the_rollups_unchanged(filled):
+    store, _, obs = filled
+    assert store.apply(obs[:2000]) == []
+    checks.check_rollups(store, obs)
+
+
+def test_visitor_timelines(filled):
+    store, _, obs = filled
+    checks.check_timelines(store, obs)
+
+
+def test_k_rule_on_views_queries_cli_and_query_stats(filled, capsys):
+    store, url, obs = filled
+    checks.check_k_everywhere(store, url, obs, capsys)
+
+
+def test_retention_deletes_exactly_the_older_rows(filled):
+    store, _, obs = filled
+    checks.check_retention(store, obs)
+
+
+def test_minutes_mode_writes_what_the_frames_would(tmp_path):
+    """The generator's fast path (camera-minutes through apply_folded) leaves every table as
+    the per-frame path through apply does."""
+    a, b = SqlStore(f"sqlite:///{tmp_path / 'f.db'}"), SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
+    generate(a, 3, 2, datetime(2026, 3, 6), fps=1 / 30, mode="frames", rate=8)
+    generate(b, 3, 2, datetime(2026, 3, 6), fps=1 / 30, mode="minutes", rate=8)
+    for table in ("minute_buckets", "bucket_tracks", "rollup_hourly", "rollup_daily", "visitor_timelines"):
+        q = text(f"SELECT * FROM {table} ORDER BY 1, 2, 3")
+        with a.engine.connect() as ca, b.engine.connect() as cb:
+            ra, rb = ca.execute(q).all(), cb.execute(q).all()
+        assert ra and [tuple(map(_round, r)) for r in ra] == [tuple(map(_round, r)) for r in rb], table
+
+
+def _round(v):
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def test_bad_queries_are_refused(filled):
+    store, _, _ = filled
+    since, until = datetime(2026, 3, 6), datetime(2026, 3, 8)
+    with pytest.raises(InputError, match="before"):
+        query_stats(store, until, since)
+    with pytest.raises(InputError, match="page_size"):
+        query_stats(store, since, until, page_size=0)
+    page = query_stats(store, since, until, k=1, page_size=5)
+    with pytest.raises(InputError, match="another query"):
+        query_stats(store, since, until, k=2, page_size=5, page_token=page.next_page_token)
+    with pytest.raises(InputError, match="issued"):
+        query_stats(store, since, until, page_token="not-a-token")
+
+
+def test_cameras_and_retention_commands(filled, capsys):
+    _, url, _ = filled
+    assert cli(["cameras", "--db", url, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["camera_id,zone,site", "cam-0000,entrance,site-00"]
+    assert cli(["stats", "--db", url, "--since", "2020-01-01", "--every", "minute"]) == 2
+    assert "narrow the time range" in capsys.readouterr().err
+    assert cli(["retention", "apply", "--db", url]) == 0  # 90 days of minutes: March 2026 is "now"-relative
+    out = capsys.readouterr().out
+    assert "minute_buckets: removed" in out and "rollup_daily: kept (no age set)" in out
