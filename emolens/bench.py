@@ -1,7 +1,7 @@
 """Benchmarks (never timed tests): throughput measured side by side in one run.
 
     emolens bench                 # every benchmark (starts the servers the last three need)
-    emolens bench --only onnx     # one of: onnx, precision, analyze, triton, aggregator, e2e
+    emolens bench --only onnx     # one of: onnx, precision, analyze, triton, aggregator, e2e, analytics
 
 Writes docs/benchmarks.md and docs/benchmarks.json under the current directory (``--out``
 chooses another place). Measures the models in the package unless ``--repo`` names another
@@ -358,6 +358,87 @@ def bench_e2e(repo: Path, workdir: Path, seconds_of_video: float = 12.0) -> dict
             dev.stop(svc)
 
 
+def bench_analytics(workdir: Path, cameras: int = 200, days: tuple[int, ...] = (7, 30)) -> dict[str, object]:
+    """Statistics at city scale on PostgreSQL: ``cameras`` x each of ``days`` generated (one
+    fresh database each) through the aggregator's rollup code, then the queries QueryStats and
+    the report run, timed (best of 3), and the store's size per camera-day."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from emolens.analytics import query_all, query_stats
+    from emolens.store import SqlStore
+    from emolens.synthetic import generate
+
+    svc = dev.start_postgres(workdir / "pg-analytics")
+    runs: list[dict[str, object]] = []
+    try:
+        admin = create_engine(svc.url, isolation_level="AUTOCOMMIT")
+        for n_days in days:
+            name = f"emolens_analytics_{n_days}"
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
+            url = make_url(svc.url).set(database=name).render_as_string(hide_password=False)
+            store = SqlStore(url)
+            start = datetime(2026, 1, 5)  # a Monday
+            gen = generate(store, cameras, n_days, start)
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+                sizes: dict[str, int] = dict(
+                    conn.execute(
+                        text(
+                            "SELECT coalesce(p.relname, c.relname), sum(pg_total_relation_size(c.oid))::bigint "
+                            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
+                            "WHERE n.nspname = 'public' AND c.relkind = 'r' GROUP BY 1"
+                        )
+                    ).all()
+                )
+            until = start + timedelta(days=n_days)
+
+            def best(run: Callable[[], object]) -> float:
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    run()
+                    times.append(time.perf_counter() - t0)
+                return min(times)
+
+            timings = {
+                "site_by_day_s": best(
+                    lambda: query_stats(store, start, until, by="site", every="day", site="site-00", k=5)  # noqa: B023
+                ),
+                "month_sites_by_day_s": best(
+                    lambda: query_all(store, start, until, by="site", every="day", k=5, page_size=10_000)  # noqa: B023
+                ),
+                "month_zones_by_hour_s": best(
+                    lambda: query_all(store, start, until, by="zone", every="hour", k=5, page_size=10_000)  # noqa: B023
+                ),
+                "month_cameras_by_day_s": best(
+                    lambda: query_all(store, start, until, by="camera", every="day", k=5, page_size=10_000)  # noqa: B023
+                ),
+            }
+            store.close()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE {name}")
+            camera_days = cameras * n_days
+            runs.append(
+                {
+                    "days": n_days,
+                    "visitors": gen.visitors,
+                    "generate_s": round(gen.seconds, 1),
+                    "bytes_per_camera_day": round(sum(sizes.values()) / camera_days),
+                    "bytes_per_camera_day_by_table": {t: round(b / camera_days) for t, b in sorted(sizes.items())},
+                    **{k: round(v, 3) for k, v in timings.items()},
+                }
+            )
+        admin.dispose()
+    finally:
+        dev.stop(svc)
+    return {"cameras": cameras, "runs": runs}
+
+
 def render(results: dict[str, object]) -> str:
     lines = [
         "# Benchmarks",
@@ -469,6 +550,46 @@ def render(results: dict[str, object]) -> str:
             f"**{e['frames_per_s']:.1f} frames/s** ({e['frames']} frames in {e['seconds']:.1f} s).",
             "",
         ]
+    if "analytics" in results:
+        an = results["analytics"]
+        assert isinstance(an, dict)
+        runs = an["runs"]
+        lines += [
+            "## Statistics at city scale (PostgreSQL)",
+            "",
+            f"{an['cameras']} cameras (20 a site, 5 zones), generated by `scripts/generate_stats.py` through the",
+            "aggregator's rollup code at 5 fps; every query is `emolens.analytics.query_stats` (what `QueryStats`,",
+            "`emolens stats` and the report run), all pages, best of 3. Goal: each < 10 s on 2 cores; time and",
+            "size per camera-day no more than linear in the days. `emolens bench --only analytics` reruns it.",
+            "",
+            markdown_table(
+                [
+                    "days",
+                    "one site by day (s)",
+                    "all sites by day (s)",
+                    "all zones by hour (s)",
+                    "all cameras by day (s)",
+                    "store bytes per camera-day",
+                    "generation (s)",
+                ],
+                [
+                    [
+                        str(r["days"]),
+                        f"{r['site_by_day_s']:.3f}",
+                        f"{r['month_sites_by_day_s']:.3f}",
+                        f"{r['month_zones_by_hour_s']:.3f}",
+                        f"{r['month_cameras_by_day_s']:.3f}",
+                        f"{r['bytes_per_camera_day']:,}",
+                        f"{r['generate_s']:.0f}",
+                    ]
+                    for r in runs
+                ],
+            ),
+            "",
+            "Bytes per camera-day by table (the last run): "
+            + ", ".join(f"{t} {b:,}" for t, b in runs[-1]["bytes_per_camera_day_by_table"].items() if b),
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -477,7 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="emolens bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repo", type=Path, default=default_repository(), help="model repository to measure")
-    parser.add_argument("--only", choices=["onnx", "precision", "analyze", "triton", "aggregator", "e2e"])
+    parser.add_argument("--only", choices=["onnx", "precision", "analyze", "triton", "aggregator", "e2e", "analytics"])
+    parser.add_argument("--analytics-cameras", type=int, default=200, help="cameras of the analytics bench")
+    parser.add_argument(
+        "--analytics-days",
+        default="7,30",
+        help="days of the analytics bench, one fresh database each (comma-separated)",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="time per ONNX measurement")
     parser.add_argument("--out", type=Path, default=Path("docs", "benchmarks.md"), help="Markdown report (+ .json)")
     args = parser.parse_args(argv)
@@ -504,6 +631,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "e2e"):
             results["e2e"] = bench_e2e(args.repo, work)
             print(json.dumps(results["e2e"], indent=1), file=sys.stderr)
+        if args.only in (None, "analytics"):
+            days = tuple(int(d) for d in args.analytics_days.split(","))
+            results["analytics"] = bench_analytics(work, args.analytics_cameras, days)
+            print(json.dumps(results["analytics"], indent=1), file=sys.stderr)
+    previous = args.out.with_suffix(".json")
+    if args.only and previous.exists():  # one section rerun: keep the others of the last full run
+        results = {**json.loads(previous.read_text()), **results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(results))
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
