@@ -25,9 +25,9 @@ from emolens.settings import Settings
 from emolens.track import Tracker, unique_first_id
 from emolens.vision.align import align_face
 from emolens.vision.detect import BlazeFaceDetector, Detection, FaceDetector, make_detector
-from emolens.vision.follow import FOLLOW_MIN_SCORE, FaceFollower
+from emolens.vision.follow import FOLLOW_MIN_SCORE, FaceFollower, second_opinion
 from emolens.vision.preprocess import preprocess
-from emolens.vision.quality import assess
+from emolens.vision.quality import Quality, assess
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class Analyzer:
         self.unique_track_ids = unique_track_ids
         self.tracker = self._new_tracker() if track else None
         self.follower = self._new_follower() if track and self.settings.detect_interval > 1 else None
+        self.checker = self._new_checker()
         self.times = StageTimes()
 
     def _new_tracker(self) -> Tracker:
@@ -114,6 +115,22 @@ class Analyzer:
             log.warning("event=detect_interval_off reason=%r", str(exc))
             return None
         return FaceFollower(self.detector, local, self.settings.detect_interval)
+
+    @staticmethod
+    def _new_checker() -> FaceDetector | None:
+        """Short-range BlazeFace that reads a second score for each freshly detected face (it
+        reports down to 0.05, so the score itself is the opinion); None without LiteRT."""
+        try:
+            return BlazeFaceDetector("short", min_score=0.05)
+        except ModelError:
+            return None
+
+    def _confidence(self, frame: np.ndarray, det: Detection, fresh: bool) -> float:
+        """The lower of the detector's score and a second opinion on a region around the face.
+        A followed face was just re-found by a region run already: its score is that opinion."""
+        if not fresh or self.checker is None:
+            return det.score
+        return min(det.score, second_opinion(frame, det, self.checker))
 
     def reset(self) -> None:
         if self.tracker is not None:
@@ -131,15 +148,25 @@ class Analyzer:
         frames = [to_bgr(im) for im in images]
         t1 = time.perf_counter()
         detect = self.follower.detect if self.follower is not None else self.detector.detect
-        detections = [detect(f) for f in frames]  # in order: the follower's state runs frame to frame
+        detections: list[list[Detection]] = []
+        confidences: list[float] = []
+        for f in frames:  # in order: the follower's state runs frame to frame
+            dets = detect(f)
+            fresh = self.follower is None or self.follower.last_pass == "full"
+            detections.append(dets)
+            confidences.extend(self._confidence(f, d, fresh) for d in dets)
         t2 = time.perf_counter()
         grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-        smile_crops, emotion_crops, qualities = [], [], []
+        smile_crops: list[np.ndarray] = []
+        emotion_crops: list[np.ndarray] = []
+        qualities: list[Quality] = []
         for gray, dets in zip(grays, detections, strict=True):
             for det in dets:
                 smile_crops.append(self._crop(gray, det, self.smile_info))
                 emotion_crops.append(self._crop(gray, det, self.emotion_info))
-                qualities.append(assess(self._box_pixels(gray, det), det.landmarks, det.width))
+                qualities.append(
+                    assess(self._box_pixels(gray, det), det.landmarks, det.width, confidences[len(qualities)])
+                )
         t3 = time.perf_counter()
         n = len(smile_crops)
         if n:

@@ -80,6 +80,25 @@ def _shift(det: Detection, x0: float, y0: float) -> Detection:
     )
 
 
+def second_opinion(image: np.ndarray, det: Detection, detector: FaceDetector, region: float = 2.0) -> float:
+    """The best score ``detector`` gives a face in a square region ``region`` times the size of
+    ``det`` around it, with its centre within a third of the face width of ``det``'s centre and a
+    width within 0.6-1.6x (0.0 if none): a second look at the face at another scale."""
+    h, w = image.shape[:2]
+    width = max(det.width, det.height)
+    centre = _centre(det.box)
+    half = region * width / 2
+    x0, y0 = int(max(centre[0] - half, 0)), int(max(centre[1] - half, 0))
+    x1, y1 = int(min(centre[0] + half, w)), int(min(centre[1] + half, h))
+    best = 0.0
+    for cand in detector.detect(image[y0:y1, x0:x1]):
+        cand = _shift(cand, x0, y0)
+        near = float(np.hypot(*(_centre(cand.box) - centre))) < width / 3
+        if near and 0.6 <= cand.width / max(det.width, 1e-6) <= 1.6:
+            best = max(best, cand.score)
+    return best
+
+
 class FaceFollower:
     """A :class:`FaceDetector` for consecutive frames of one camera (stateful: one per camera,
     ``reset()`` between unrelated clips).
