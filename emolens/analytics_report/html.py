@@ -91,7 +91,7 @@ def _cards(summary: Table) -> str:
     rows = {r[0]: r for r in summary.rows}
     shown = [
         ("visitors", "Visitors", lambda v: f"{v:,}"),
-        ("faces", "Faces seen", lambda v: f"{v:,}"),
+        ("faces", "Face observations", lambda v: f"{v:,}"),
         ("smile_rate", "Smile rate", lambda v: f"{v:.1%}"),
         ("mean_dwell_s", "Mean dwell time", lambda v: f"{v:,.0f} s"),
     ]
@@ -202,7 +202,7 @@ def render(data: ReportData, source: str, generated_at: datetime | None = None) 
             "busiest-hours",
             "Busiest hours",
             f"Mean visitors per day by hour of day ({escape(tz_name)}); the 3 busiest are dark. "
-            f"Busiest weekday hours: {top_text}.",
+            f"Busiest hours of the week (visitors summed over the period): {top_text}.",
             svg.bar_chart(
                 "busiest-hours",
                 "Visitors by hour of day",
@@ -221,7 +221,8 @@ def render(data: ReportData, source: str, generated_at: datetime | None = None) 
             "smile-heatmap",
             f"Smile rate by hour and weekday, per {data.by}",
             "Share of faces smiling in each hour of the week, pooled over the period; darker is more smiles "
-            "(each map has its own scale, printed above it). Hatched: no hour there had enough distinct visitors.",
+            "(each map has its own scale, printed above it: its middle 90% of hours; the rest take the end colours). "
+            "Hatched: no hour there had enough distinct visitors.",
             '<div class="heatmaps">' + _heatmaps(data, heat) + "</div>",
             [heat],
         )

@@ -232,13 +232,28 @@ def _heat_colour(rate: float, lo: float, hi: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _robust_range(values: list[float]) -> tuple[float, float]:
+    """The 5th to 95th percentile of the cells (all of them when there are few): an hour at the
+    edge of the day with a handful of faces must not flatten every other colour.
+
+    >>> _robust_range([0.0] + [0.3] * 18 + [1.0])
+    (0.3, 0.3)
+    >>> _robust_range([0.1, 0.5])
+    (0.1, 0.5)
+    """
+    v = sorted(values)
+    if len(v) < 20:
+        return v[0], v[-1]
+    return v[round(0.05 * (len(v) - 1))], v[round(0.95 * (len(v) - 1))]
+
+
 def heat_map(plot: str, title: str, cells: dict[tuple[int, int], float], group: str) -> str:
     """Smile rate by weekday (rows, Monday first) and hour of day (columns); a missing cell (no
     data, or suppressed) stays grey with a hatch so it cannot be read as a low rate."""
     if not cells:
         return empty_chart(plot, title, f"{group}: no hour has enough distinct visitors to show")
     left, top, cell_w, cell_h = 48, 40, (WIDTH - 64) / 24, 22
-    lo, hi = min(cells.values()), max(cells.values())
+    lo, hi = _robust_range(list(cells.values()))
     height = top + 7 * cell_h + 34
     parts = [_open(plot, title, height, extra=f' data-group="{escape(group)}"')]
     # ids are document-wide in HTML: one per chart, stable across runs (not hash(), which is salted)
@@ -250,8 +265,8 @@ def heat_map(plot: str, title: str, cells: dict[tuple[int, int], float], group: 
     hatch = f"url(#{hatch_id})"
     parts.append(f'<text x="{left}" y="16" font-weight="600">{escape(group)}</text>')
     parts.append(
-        f'<text x="{WIDTH - 16}" y="16" text-anchor="end" fill="#555">smile rate {lo:.0%} '
-        f'<tspan fill="{_heat_colour(lo, lo, hi)}">&#9632;</tspan> to {hi:.0%} '
+        f'<text x="{WIDTH - 16}" y="16" text-anchor="end" fill="#555">smile rate &#8804;{lo:.0%} '
+        f'<tspan fill="{_heat_colour(lo, lo, hi)}">&#9632;</tspan> to &#8805;{hi:.0%} '
         f'<tspan fill="{_heat_colour(hi, lo, hi)}">&#9632;</tspan></text>'
     )
     for d, name in enumerate(WEEKDAYS):

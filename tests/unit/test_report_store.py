@@ -5,8 +5,14 @@ the HTML, and one line for each user mistake."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
 import random
+import struct
+import subprocess
+import sys
+import termios
 import zipfile
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -184,3 +190,40 @@ def test_missing_database_is_not_created(tmp_path, capsys):
     argv = ["report", "--db", f"sqlite:///{db}", "--since", "2026-03-01", "--until", "2026-03-02"]
     assert main([*argv, "--out", str(tmp_path / "r.html")]) == 2
     assert "no such database" in capsys.readouterr().err and not db.exists()
+
+
+def _stderr_of(argv: list[str], terminal: bool) -> str:
+    """``emolens`` in a child process whose stderr is a terminal (a pseudo-terminal) or a pipe."""
+    if not terminal:
+        return subprocess.run(
+            [sys.executable, "-m", "emolens", *argv], capture_output=True, text=True, check=True
+        ).stderr
+    main_fd, child_fd = os.openpty()
+    # a terminal of 24 x 100 characters: in one of 0 x 0 (a bare pty) a progress bar has no room
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "emolens", *argv], stderr=child_fd, stdout=subprocess.DEVNULL)
+        os.close(child_fd)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main_fd, 1 << 16)
+            except OSError:  # EIO: the child's side is closed and everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(main_fd)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_only_on_a_terminal(filled, tmp_path):
+    url, *_ = filled
+    argv = ["report", "--db", url, "--since", "2026-03-03", "--until", "2026-03-05", "--out", str(tmp_path / "r.html")]
+    on_terminal = _stderr_of(argv, terminal=True)
+    assert "querying" in on_terminal and "rows" in on_terminal
+    piped = _stderr_of(argv, terminal=False)
+    assert "querying" not in piped and piped.startswith("report: ")
+    assert "querying" not in _stderr_of([*argv, "--no-progress"], terminal=True)
