@@ -6,6 +6,9 @@ import importlib
 import pytest
 
 MODULES = [
+    "emolens.analytics_report.model",
+    "emolens.analytics_report.source",
+    "emolens.analytics_report.svg",
     "emolens.annotate",
     "emolens.bus",
     "emolens.bus.base",
