@@ -55,7 +55,8 @@ def collect(
     progress: Callable[[int], None] | None = None,
 ) -> ReportData:
     """Query everything a report shows: ``[since, until)`` by hour and by day, the previous
-    period of equal length by day, and the dwell-time bins. ``since``/``until`` are naive UTC.
+    period of equal length by day, and the dwell-time bins. ``since``/``until`` are naive UTC;
+    a period (hour, UTC day) counts when it starts inside the range.
     ``progress(n)`` is called after each page of ``n`` rows (the CLI's progress bar)."""
     if until <= since:
         raise ConfigError(f"--until {until:%Y-%m-%dT%H:%M} must be after --since {since:%Y-%m-%dT%H:%M}")
@@ -74,7 +75,9 @@ def collect(
     ):
         rows: list[StatRow] = []
         for page in source.stat_pages(start, end, by, every, k):
-            rows.extend(page.rows)
+            # a source may floor ``start`` to its period (query_stats does): a day that began
+            # before the period (--since at 23:00 UTC, from --tz) is not part of it
+            rows.extend(r for r in page.rows if r.period_start >= start)
             hidden += page.suppressed
             if progress:
                 progress(len(page.rows))

@@ -145,6 +145,18 @@ def test_csv_figures_match_counts_from_the_frames(filled, tmp_path, capsys):
         assert "staff-room" not in str(rows)
 
 
+def test_days_count_when_they_start_inside_the_period(filled, tmp_path):
+    """--since 2026-03-03 in Berlin is 03-02 23:00 UTC: the UTC days that start inside the period
+    are 03-03 and 03-04, as in UTC; 03-02 (which began an hour before) is not part of it."""
+    url, visitors, *_ = filled
+    common = ["report", "--db", url, "--since", "2026-03-03", "--until", "2026-03-05", "--k", "5"]
+    assert main([*common, "--out", str(tmp_path / "utc.zip")]) == 0
+    assert main([*common, "--tz", "Europe/Berlin", "--out", str(tmp_path / "berlin.zip")]) == 0
+    utc = {r["zone"]: int(r["visitors"]) for r in _zip_tables(tmp_path / "utc.zip")["change_by_group"]}
+    berlin = {r["zone"]: int(r["visitors"]) for r in _zip_tables(tmp_path / "berlin.zip")["change_by_group"]}
+    assert berlin == utc == {z: _period_sum(visitors, SINCE, UNTIL, z) for z in utc}
+
+
 def test_html_report_from_the_store(filled, tmp_path):
     url, *_ = filled
     out = tmp_path / "report.html"
