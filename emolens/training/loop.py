@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from emolens.training.model import build_network
 from emolens.training.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
+
+# The committed teacher snapshots travel with the package source (not the wheel).
+TEACHER_SNAPSHOTS = Path(str(files("emolens.training") / "teachers"))
 
 
 class CheckpointShapeError(ValueError):
@@ -162,6 +166,7 @@ def train(
     device: str = "cpu",
     distill: Distillation | None = None,
     init: nn.Module | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``spec`` and return the model of the best validation epoch.
 
@@ -176,7 +181,8 @@ def train(
     of a batch is replaced by its view with probability ``view_share``. With ``distill`` the
     loss also follows a teacher's soft targets (see :class:`Distillation`). With ``init`` a run
     without a checkpoint starts from that network's weights wherever the shapes fit
-    (:func:`init_from`).
+    (:func:`init_from`). ``sample_weights`` (one per training image) weight each image's
+    hard-label loss, so that suspected label noise counts less (emolens.training.noise).
     """
     epochs = epochs or spec.epochs
     workdir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +191,7 @@ def train(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing, reduction="none")
     state_path, best_path = workdir / "last.pt", workdir / "best.pt"
     start, best_acc, best_epoch, history = 0, -1.0, -1, []
     if state_path.exists():
@@ -239,11 +245,13 @@ def train(
                 source = np.where(use[:, None, None], views[idx], source)
             x = torch.from_numpy(augment_batch(source, rng)).to(device)
             y = torch.from_numpy(train_split.labels[idx]).to(device)
+            w = None if sample_weights is None else torch.from_numpy(sample_weights[idx].astype(np.float32)).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(spec, epoch, step, steps, epochs)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
-                loss = loss_fn(logits.float(), y)
+                per_image = loss_fn(logits.float(), y)
+                loss = per_image.mean() if w is None else (per_image * w).sum() / w.sum()
                 if distill is not None:
                     with torch.no_grad():
                         teacher_logits = distill.teacher(x).float()

@@ -28,7 +28,6 @@ import dataclasses
 import logging
 import sys
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from emolens.training.canvas import measure_crop_box
 from emolens.training.data import DatasetMissingError, Split, load_split
 from emolens.training.export import export
 from emolens.training.loop import (
+    TEACHER_SNAPSHOTS,
     CheckpointShapeError,
     Distillation,
     TrainResult,
@@ -49,12 +49,11 @@ from emolens.training.loop import (
     train,
 )
 from emolens.training.model import Ensemble, build_network
+from emolens.training.noise import audit, embed
 from emolens.training.serving import serving_views
 from emolens.training.tasks import TASKS, TEACHERS, TaskSpec
 from emolens.vision.detect import make_detector
 
-# The committed teacher snapshots travel with the package source (not the wheel).
-TEACHER_SNAPSHOTS = Path(str(files("emolens.training") / "teachers"))
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
 
 
@@ -90,6 +89,26 @@ def committed_teacher(spec: TaskSpec, snapshot: Path | None = None) -> TrainResu
     state = torch.load(path, weights_only=False)
     model = load_teacher(path, TEACHERS[spec.teacher])
     return TrainResult(model, int(state["best_epoch"]), float(state["best_acc"]), state["history"])
+
+
+def suspect_weights(spec: TaskSpec, teacher: torch.nn.Module, tr: Split, cache: Path) -> np.ndarray:
+    """Per-image loss weights: ``spec.suspect_weight`` where the label-noise audit contradicts the
+    label, 1 elsewhere. The audit is cached beside the checkpoints (it is deterministic)."""
+    if cache.exists():
+        with np.load(cache) as saved:
+            suspect = saved["suspect"]
+    else:
+        result = audit(embed(teacher, tr.images), tr.labels, len(spec.classes))
+        suspect = result.suspect
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, suspect=suspect, p_label=result.p_label)
+    if len(suspect) != len(tr.labels):
+        raise ValueError(f"{cache} audits {len(suspect)} images, the training split has {len(tr.labels)}")
+    print(
+        f"label audit: {int(suspect.sum())} of {len(suspect)} training labels contradicted out of fold, "
+        f"weighted {spec.suspect_weight}"
+    )
+    return np.where(suspect, spec.suspect_weight, 1.0).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +215,9 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     uses_teacher = any(m.source == "teacher" or m.init_from_teacher or m.distill for m in spec.members)
     teacher = committed_teacher(spec, args.snapshot) if uses_teacher else None
     results: dict[int, TrainResult] = {}
+    weights = None
+    if spec.suspect_weight < 1.0 and teacher is not None and not args.export_only:
+        weights = suspect_weights(spec, teacher.model, tr, root / f"{spec.name}-audit.npz")
     if not args.export_only:
         for k in todo:
             member = spec.members[k]
@@ -231,6 +253,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 if member.distill and teacher
                 else None,
                 init=teacher.model if member.init_from_teacher and teacher else None,
+                sample_weights=weights,
             )
     missing = [k for k in trained if not (member_dir(root, spec, k) / "best.pt").exists()]
     if missing:
