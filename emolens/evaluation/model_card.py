@@ -47,6 +47,22 @@ class PipelineResult:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """How the two models agree with each other and with the other model's dataset."""
+
+    # FER2013 test accuracy without the images whose pixels also occur in train or val
+    emotion_accuracy_without_duplicates: float
+    emotion_faces_without_duplicates: int
+    # P(happy) of the emotion model as a smile score on SMILEsmileD test
+    emotion_happy_auc_on_smiles: float
+    # the smile model on FER2013 test, smile = happy
+    smile_accuracy_on_fer_happy: float
+    smile_auc_on_fer_happy: float
+    # set name -> (share of faces with P(happy) >= 0.7 that the smile model calls smiling, faces)
+    consistency: Mapping[str, tuple[float, int]]
+
+
+@dataclass(frozen=True)
 class ModelEvaluation:
     """Everything the card says about one model."""
 
@@ -144,8 +160,30 @@ def _pipeline_table(pipeline: Mapping[str, PipelineResult] | None) -> str:
     )
 
 
+def _agreement_fields(a: Agreement | None) -> dict[str, str]:
+    if a is None:
+        return {"no_duplicates": "not measured in this run", "agreement": "_Not measured in this run._"}
+    table = markdown_table(
+        ["figure", "value"],
+        [
+            ["emotion P(happy) as a smile score, SMILEsmileD test (ROC-AUC)", f"{a.emotion_happy_auc_on_smiles:.4f}"],
+            ["smile model on FER2013 test, smile = happy (accuracy)", _pct(a.smile_accuracy_on_fer_happy)],
+            ["smile model on FER2013 test, smile = happy (ROC-AUC)", f"{a.smile_auc_on_fer_happy:.4f}"],
+            *[
+                [f"consistency on {name}: P(happy) >= 0.7 and the smile model says smile", f"{_pct(v)} of {n}"]
+                for name, (v, n) in a.consistency.items()
+            ],
+        ],
+    )
+    dedup = f"{_pct(a.emotion_accuracy_without_duplicates)} on the {a.emotion_faces_without_duplicates} test faces"
+    return {"no_duplicates": dedup + " whose pixels occur in neither `train` nor `val`", "agreement": table}
+
+
 def render_card(
-    models: Sequence[ModelEvaluation], pipeline: Mapping[str, PipelineResult] | None, limit: int | None = None
+    models: Sequence[ModelEvaluation],
+    pipeline: Mapping[str, PipelineResult] | None,
+    limit: int | None = None,
+    agreement: Agreement | None = None,
 ) -> str:
     """The model card's Markdown; ``models`` holds the smile and the emotion model, ``limit`` marks
     a quick look on the first N faces per set."""
@@ -155,6 +193,7 @@ def render_card(
     fields = {
         "scope": f"(quick look: --limit {limit})" if limit else "on the full `test` splits",
         "pipeline": _pipeline_table(pipeline),
+        **_agreement_fields(agreement),
     }
     for m in models:
         fields.update(_model_fields(m))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from emolens.contract import default_repository
 from emolens.evaluation.metrics import class_report, confusion_matrix, roc_auc
-from emolens.evaluation.model_card import DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
 from emolens.inference import EMOTION, SMILE, Classifier, softmax
 from emolens.inference.onnx import OnnxClassifier
 from emolens.settings import Settings
@@ -148,6 +148,52 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
     )
 
 
+def _resized(images: np.ndarray, side: int) -> np.ndarray:
+    if images.shape[1] == side:
+        return images
+    return np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in images])
+
+
+def duplicate_free(data_dir: Path | None) -> np.ndarray:
+    """Mask over FER2013 `test` (in load_split's order): the faces whose pixels occur in no
+    `train` or `val` image (``dup_group``, computed from pixels only, never from labels)."""
+    from emolens.training.data import data_dir as default_data_dir
+
+    with np.load((data_dir or default_data_dir()) / TASKS[EMOTION].dataset) as archive:
+        split, group = archive["split"], archive["dup_group"]
+    seen = set(group[split != "test"].tolist())
+    return np.array([g not in seen for g in group[split == "test"].tolist()])
+
+
+def agreement(
+    clf: Classifier, fer: dict[str, Split], smiles: dict[str, Split], fer_test_probs: np.ndarray, keep: np.ndarray
+) -> Agreement:
+    """Cross-dataset figures and happy <-> smile consistency (``fer``/``smiles``: val and test)."""
+    emo_size, smile_size = clf.info(EMOTION).size, clf.info(SMILE).size
+    happy = list(clf.info(EMOTION).labels).index("happy")
+    fer_test = fer["test"]
+    consistency: dict[str, tuple[float, int]] = {}
+    smile_on_fer = predict(clf, SMILE, _resized(fer_test.images, smile_size))[:, 1]
+    happy_on_smiles = predict(clf, EMOTION, _resized(smiles["test"].images, emo_size))[:, happy]
+    for name, data in (("FER2013", fer), ("SMILEsmileD", smiles)):
+        for split in ("val", "test"):
+            images = data[split].images
+            p_happy = predict(clf, EMOTION, _resized(images, emo_size))[:, happy]
+            p_smile = predict(clf, SMILE, _resized(images, smile_size))[:, 1]
+            sure = p_happy >= 0.7
+            agree = float((p_smile[sure] >= 0.5).mean()) if sure.any() else 0.0
+            consistency[f"{name} {split}"] = (agree, int(sure.sum()))
+    is_happy = (fer_test.labels == happy).astype(np.int64)
+    return Agreement(
+        emotion_accuracy_without_duplicates=float((fer_test_probs.argmax(1)[keep] == fer_test.labels[keep]).mean()),
+        emotion_faces_without_duplicates=int(keep.sum()),
+        emotion_happy_auc_on_smiles=roc_auc(smiles["test"].labels, happy_on_smiles),
+        smile_accuracy_on_fer_happy=float(((smile_on_fer >= 0.5) == is_happy.astype(bool)).mean()),
+        smile_auc_on_fer_happy=roc_auc(is_happy, smile_on_fer),
+        consistency=consistency,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="emolens evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    test_probs: dict[str, np.ndarray] = {}
     for model in (SMILE, EMOTION):
         test, val = splits[model]
         if args.limit:
@@ -182,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 None if test.extra_labels is None else test.extra_labels[: args.limit],
             )
             val = Split(val.images[: args.limit], val.labels[: args.limit])
-        res, _ = direct(clf, model, test)
+        res, test_probs[model] = direct(clf, model, test)
         robust = robustness(clf, model, test, res.accuracy, args.seed)
         prep = choose_preprocessing(clf, model, val, args.seed)
         onnx_bytes = (args.repo / model / "1" / "model.onnx").stat().st_size
@@ -213,6 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{model}: accuracy {res.accuracy:.4f} auc {res.auc} ferplus {res.ferplus_accuracy}", file=sys.stderr)
 
+    keep = duplicate_free(args.data_dir)
+    fer = {"test": splits[EMOTION][0], "val": splits[EMOTION][1]}
+    smiles = {"test": splits[SMILE][0], "val": splits[SMILE][1]}
+    if args.limit:
+        keep = keep[: args.limit]
+        fer = {k: Split(v.images[: args.limit], v.labels[: args.limit]) for k, v in fer.items()}
+        smiles = {k: Split(v.images[: args.limit], v.labels[: args.limit]) for k, v in smiles.items()}
+    agree = agreement(clf, fer, smiles, test_probs[EMOTION], keep)
+    results["agreement"] = asdict(agree)
+    print(f"agreement: {agree}", file=sys.stderr)
+
     pipeline: dict[str, PipelineResult] = {}
     if not args.skip_pipeline:
         settings = Settings.from_env(inference=f"onnx://{args.repo}", detector="blazeface")
@@ -227,6 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_card(models, pipeline, args.limit))
+    args.out.write_text(render_card(models, pipeline, args.limit, agree))
     print(f"wrote {args.out} and {args.json} in {time.time() - t0:.0f}s", file=sys.stderr)
     return 0
