@@ -675,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("stats", help="per-minute aggregates as a table")
+    p = sub.add_parser("stats", help="statistics: per-minute buckets, or by camera|zone|site per minute|hour|day")
     p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
     p.add_argument("--camera-id")
     p.add_argument("--zone")
