@@ -227,7 +227,7 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
         )
         for frame in stack.enter_context(bar):
             t_frame = time.perf_counter()
-            results = analyzer.analyze(frame.image)
+            results = analyzer.analyze(frame.image, frame.timestamp)
             emit(source, frame.index, round(frame.timestamp, 3), results)
             n_frames += 1
             n_faces += len(results)
@@ -645,9 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preprocess", choices=["none", "auto", "clahe"])
         p.add_argument(
             "--detect-interval",
-            type=int,
-            metavar="N",
-            help="video: full face detection every N frames, faces followed between (EMOLENS_DETECT_INTERVAL)",
+            type=float,
+            metavar="SECONDS",
+            help="video: full face detection every SECONDS, faces followed between; 0 = every frame "
+            "(EMOLENS_DETECT_INTERVAL, default 0.33)",
         )
         p.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = default)")
 

@@ -25,7 +25,7 @@ from emolens.settings import Settings
 from emolens.track import Tracker, unique_first_id
 from emolens.vision.align import align_face
 from emolens.vision.detect import BlazeFaceDetector, Detection, FaceDetector, make_detector
-from emolens.vision.follow import FOLLOW_MIN_SCORE, FaceFollower, second_opinion
+from emolens.vision.follow import REGION_MIN_SCORE, FaceFollower, second_opinion
 from emolens.vision.preprocess import preprocess
 from emolens.vision.quality import Quality, assess
 
@@ -73,10 +73,11 @@ class Analyzer:
     """Detect -> quality -> align -> preprocess -> classify (one batch per model per call).
 
     With ``track=True`` (video), faces get track ids and their probabilities are smoothed
-    per track, and with ``settings.detect_interval`` > 1 the full detector runs every that
-    many frames while a :class:`FaceFollower` follows the faces between; call ``reset()``
-    between unrelated clips (the first frame after it gets full detection, so a still image
-    analysed after ``reset()`` always does).
+    per track, and with ``settings.detect_interval`` > 0 the full detector runs every that
+    many seconds of video while a :class:`FaceFollower` follows the faces between (frames
+    without a timestamp are taken ``1 / settings.fps`` apart); call ``reset()`` between
+    unrelated clips (the first frame after it gets full detection, so a still image analysed
+    after ``reset()`` always does).
     """
 
     def __init__(
@@ -98,8 +99,8 @@ class Analyzer:
         self.track = track
         self.unique_track_ids = unique_track_ids
         self.tracker = self._new_tracker() if track else None
-        self.follower = self._new_follower() if track and self.settings.detect_interval > 1 else None
         self.checker = self._new_checker()
+        self.follower = self._new_follower() if track and self.settings.detect_interval > 0 else None
         self.times = StageTimes()
 
     def _new_tracker(self) -> Tracker:
@@ -107,28 +108,27 @@ class Analyzer:
         return Tracker(smoothing=self.settings.smoothing, first_id=first)
 
     def _new_follower(self) -> FaceFollower | None:
-        """Short-range BlazeFace for the regions; without LiteRT (the Haar fallback) every
-        frame gets full detection."""
-        try:
-            local = BlazeFaceDetector("short", min_score=FOLLOW_MIN_SCORE)
-        except ModelError as exc:
-            log.warning("event=detect_interval_off reason=%r", str(exc))
+        """Short-range BlazeFace (the checker) for the regions; without LiteRT (the Haar
+        fallback) every frame gets full detection."""
+        if self.checker is None:
+            log.warning("event=detect_interval_off reason='no region detector (LiteRT missing)'")
             return None
-        return FaceFollower(self.detector, local, self.settings.detect_interval)
+        return FaceFollower(self.detector, self.checker, self.settings.detect_interval, fps=self.settings.fps)
 
     @staticmethod
     def _new_checker() -> FaceDetector | None:
         """Short-range BlazeFace that reads a second score for each freshly detected face (it
-        reports down to 0.05, so the score itself is the opinion); None without LiteRT."""
+        reports down to REGION_MIN_SCORE, so the score itself is the opinion) and follows faces
+        between full detections; None without LiteRT."""
         try:
-            return BlazeFaceDetector("short", min_score=0.05)
+            return BlazeFaceDetector("short", min_score=REGION_MIN_SCORE)
         except ModelError:
             return None
 
-    def _confidence(self, frame: np.ndarray, det: Detection, fresh: bool) -> float:
-        """The lower of the detector's score and a second opinion on a region around the face.
-        A followed face was just re-found by a region run already: its score is that opinion."""
-        if not fresh or self.checker is None:
+    def _confidence(self, frame: np.ndarray, det: Detection) -> float:
+        """The lower of the detector's score and a second opinion on a region around the face
+        (the follower reads both itself: see ``FaceFollower.confidences``)."""
+        if self.checker is None:
             return det.score
         return min(det.score, second_opinion(frame, det, self.checker))
 
@@ -138,23 +138,31 @@ class Analyzer:
         if self.follower is not None:
             self.follower.reset()
 
-    def analyze(self, image: np.ndarray) -> list[FaceResult]:
-        """Faces of one image or video frame (gray, BGR or BGRA)."""
-        return self.analyze_batch([image])[0]
+    def analyze(self, image: np.ndarray, timestamp: float | None = None) -> list[FaceResult]:
+        """Faces of one image or video frame (gray, BGR or BGRA) taken at ``timestamp`` seconds
+        (video; any origin, see ``FaceFollower.detect``)."""
+        return self.analyze_batch([image], None if timestamp is None else [timestamp])[0]
 
-    def analyze_batch(self, images: Sequence[np.ndarray]) -> list[list[FaceResult]]:
-        """Faces of many images or consecutive frames; all their faces share one model call."""
+    def analyze_batch(
+        self, images: Sequence[np.ndarray], timestamps: Sequence[float] | None = None
+    ) -> list[list[FaceResult]]:
+        """Faces of many images or consecutive frames (taken at ``timestamps`` seconds, for the
+        detection interval); all their faces share one model call."""
         t0 = time.perf_counter()
         frames = [to_bgr(im) for im in images]
+        if timestamps is not None and len(timestamps) != len(frames):
+            raise InputError(f"{len(frames)} frames but {len(timestamps)} timestamps")
         t1 = time.perf_counter()
-        detect = self.follower.detect if self.follower is not None else self.detector.detect
         detections: list[list[Detection]] = []
         confidences: list[float] = []
-        for f in frames:  # in order: the follower's state runs frame to frame
-            dets = detect(f)
-            fresh = self.follower is None or self.follower.last_pass == "full"
+        for i, f in enumerate(frames):  # in order: the follower's state runs frame to frame
+            if self.follower is not None:
+                dets = self.follower.detect(f, None if timestamps is None else timestamps[i])
+                confidences.extend(self.follower.confidences)
+            else:
+                dets = self.detector.detect(f)
+                confidences.extend(self._confidence(f, d) for d in dets)
             detections.append(dets)
-            confidences.extend(self._confidence(f, d, fresh) for d in dets)
         t2 = time.perf_counter()
         grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
         smile_crops: list[np.ndarray] = []

@@ -347,7 +347,8 @@ class Detector(BusStage):
             for camera_id, items in by_camera.items():
                 analyzer = self._analyzer(camera_id)
                 images = [im for _, im in items]
-                results = self.retry(partial(analyzer.analyze_batch, images), "inference")
+                stamps = [from_timestamp(f.captured_at).timestamp() for f, _ in items]  # the detection interval's clock
+                results = self.retry(partial(analyzer.analyze_batch, images, stamps), "inference")
                 for (f, _), faces in zip(items, results, strict=True):
                     metrics.FACES.labels(self.name).inc(len(faces))
                     obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)

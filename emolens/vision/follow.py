@@ -9,13 +9,20 @@ detector's input, the scale short range is best at. The full detector runs again
 when a followed face is lost (it left, turned away, or something covered it), when something
 moved outside the followed faces and their bodies (someone may have walked in), or when the
 picture changed as a whole (a scene cut, seen as a jump in the frame's brightness
-histogram), and in any case after ``interval`` frames: a face that turns towards the camera
-without moving may go unseen that long.
+histogram), and in any case once ``interval_s`` seconds have passed since the last one: a face
+that turns towards the camera without moving, or that another face uncovers as it walks on, may
+go unseen that long. The interval is in seconds, not frames, because that time is what bounds
+the faces missed: a camera sampled at 5 fps and a 15 fps video miss the same share.
+
+Each face is re-found with its own score threshold, taken from how the region detector scored
+it at its last full detection (``second_opinion``, which is also the quality score's faceness
+input): a blurred face the full detector finds at 0.55 and the region detector scores 0.42 is
+followed, instead of being declared lost on every frame.
 
 >>> import numpy as np
 >>> from emolens.vision.detect import make_detector
->>> follower = FaceFollower(make_detector("blazeface"), make_detector("blazeface-short"), interval=5)
->>> follower.detect(np.zeros((480, 640, 3), np.uint8)), follower.last_pass
+>>> follower = FaceFollower(make_detector("blazeface"), make_detector("blazeface-short", min_score=0.05), 0.33)
+>>> follower.detect(np.zeros((480, 640, 3), np.uint8), timestamp=0.0), follower.last_pass
 ([], 'full')
 """
 
@@ -34,11 +41,16 @@ from emolens.vision.detect import Detection, FaceDetector
 
 log = logging.getLogger(__name__)
 
-# The local detector's score threshold inside a region: a face was there a frame ago, so less
-# evidence suffices. Measured on the demo clip at 15 fps: 0.5 lost a followed face on 59 of 180
-# frames (mostly a blurred face in the background that short range scores 0.40-0.48), 0.35 on 22,
-# with the same faces found; on 300 drifting test faces the found rate did not change.
-FOLLOW_MIN_SCORE = 0.5
+# The region detector's score a followed face needs: FOLLOW_RATIO times its score in the region
+# at its last full detection, within FOLLOW_SCORES. A face was there a moment ago, so less
+# evidence than the full detector's 0.5 suffices; a face the region detector scores low from
+# the start (blurred, in the background) keeps a threshold it can meet. Measured: see
+# docs/architecture.md (Detection).
+FOLLOW_RATIO = 0.7
+FOLLOW_SCORES = (0.25, 0.5)
+# The region detector's own floor: it must report scores that low for the thresholds above,
+# and for the second opinion (which reads the score itself).
+REGION_MIN_SCORE = 0.05
 
 # Histogram of a frame shrunk to this size: cheap, and blind to noise and small motion.
 _THUMB = (80, 60)
@@ -63,10 +75,25 @@ def histogram_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).sum() / 2)
 
 
+@dataclass(frozen=True)
+class _Found:
+    detection: Detection
+    confidence: float  # what the quality score's faceness reads (see FaceFollower.confidences)
+    min_score: float  # the region score that re-finds it in the next frame
+    fresh: float  # its confidence at its last full detection
+    calibration: _Calibration  # the full detector's framing on the region detector's
+
+
 @dataclass
 class _Followed:
     detection: Detection
     velocity: np.ndarray  # box centre motion, pixels per frame
+    found: _Found
+
+
+def follow_threshold(opinion: float) -> float:
+    """The region score a face needs to stay followed, from its region score at detection."""
+    return float(np.clip(FOLLOW_RATIO * opinion, *FOLLOW_SCORES))
 
 
 def _centre(box: tuple[float, float, float, float]) -> np.ndarray:
@@ -80,47 +107,88 @@ def _shift(det: Detection, x0: float, y0: float) -> Detection:
     )
 
 
-def second_opinion(image: np.ndarray, det: Detection, detector: FaceDetector, region: float = 2.0) -> float:
-    """The best score ``detector`` gives a face in a square region ``region`` times the size of
-    ``det`` around it, with its centre within a third of the face width of ``det``'s centre and a
-    width within 0.6-1.6x (0.0 if none): a second look at the face at another scale."""
+def region_look(image: np.ndarray, det: Detection, detector: FaceDetector, region: float = 2.0) -> Detection | None:
+    """The face ``detector`` finds with the best score in a square region ``region`` times the
+    size of ``det`` around it, with its centre within a third of the face width of ``det``'s
+    centre and a width within 0.6-1.6x (None if none), in frame pixels: a second look at the
+    face at another scale."""
     h, w = image.shape[:2]
     width = max(det.width, det.height)
     centre = _centre(det.box)
     half = region * width / 2
     x0, y0 = int(max(centre[0] - half, 0)), int(max(centre[1] - half, 0))
     x1, y1 = int(min(centre[0] + half, w)), int(min(centre[1] + half, h))
-    best = 0.0
+    best: Detection | None = None
     for cand in detector.detect(image[y0:y1, x0:x1]):
         cand = _shift(cand, x0, y0)
         near = float(np.hypot(*(_centre(cand.box) - centre))) < width / 3
-        if near and 0.6 <= cand.width / max(det.width, 1e-6) <= 1.6:
-            best = max(best, cand.score)
+        if near and 0.6 <= cand.width / max(det.width, 1e-6) <= 1.6 and (best is None or cand.score > best.score):
+            best = cand
     return best
+
+
+def second_opinion(image: np.ndarray, det: Detection, detector: FaceDetector, region: float = 2.0) -> float:
+    """The score of :func:`region_look`'s face (0.0 if none)."""
+    found = region_look(image, det, detector, region)
+    return 0.0 if found is None else found.score
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """How the full detector's box of a face sits on the region detector's box of it: the two
+    detectors frame a face differently (the region one up to 20% larger on small faces), and
+    the crops, the size term of the quality score and the motion prediction all expect the
+    full detector's framing."""
+
+    scale: tuple[float, float] = (1.0, 1.0)  # full box width, height / region box width, height
+    offset: tuple[float, float] = (0.0, 0.0)  # full box centre - region box centre, in region box widths
+
+    @staticmethod
+    def between(full: Detection, region: Detection | None) -> _Calibration:
+        if region is None or region.width <= 0 or region.height <= 0:
+            return _Calibration()
+        d = _centre(full.box) - _centre(region.box)
+        return _Calibration(
+            (full.width / region.width, full.height / region.height),
+            (float(d[0]) / region.width, float(d[1]) / region.width),
+        )
+
+    def apply(self, region: Detection) -> Detection:
+        cx, cy = _centre(region.box) + np.array(self.offset) * region.width
+        hw, hh = region.width * self.scale[0] / 2, region.height * self.scale[1] / 2
+        return Detection((cx - hw, cy - hh, cx + hw, cy + hh), region.score, region.landmarks)
 
 
 class FaceFollower:
     """A :class:`FaceDetector` for consecutive frames of one camera (stateful: one per camera,
     ``reset()`` between unrelated clips).
 
-    ``full`` finds faces anywhere; ``local`` (BlazeFace short range) re-finds one face in a
-    region ``region`` times its size around its predicted box. ``interval=1`` runs ``full`` on
-    every frame. A face counts as followed when the local detector finds a face in its region
-    whose centre lies within ``max_shift`` face widths of the prediction and whose width is
-    within ``max_scale`` of the last one; otherwise it is lost and the frame gets a full
-    detection. ``scene_cut`` is the histogram change (0..1) that forces a full detection, and
+    ``full`` finds faces anywhere; ``local`` (BlazeFace short range, reporting scores down to
+    ``REGION_MIN_SCORE``) re-finds one face in a region ``region`` times its size around its
+    predicted box, and gives each freshly detected face its second opinion. ``interval_s=0``
+    runs ``full`` on every frame. A face counts as followed when the local detector finds a
+    face in its region, scoring at least that face's threshold (``follow_threshold``), whose
+    centre lies within ``max_shift`` face widths of the prediction and whose width is within
+    ``max_scale`` of the last one; otherwise it is lost and the frame gets a full detection.
+    ``scene_cut`` is the histogram change (0..1) that forces a full detection, and
     ``motion_pixels`` the number of thumbnail pixels (80x60) that changed outside the followed
     faces and their bodies that does (12 such pixels are about a 30 px face at 640x480).
 
-    ``passes`` counts what ran: ``full`` (with the reason) and ``follow`` frames.
+    Frames without a timestamp are taken to come ``1 / fps`` seconds apart.
+
+    After each ``detect``, ``last_pass`` says what ran (``full`` or ``follow``) and
+    ``confidences`` holds, per face found, the lower of its detection score and its region
+    score (fresh faces) or its region score (followed faces); ``passes`` counts the passes
+    (``full`` with the reason, and ``follow``).
     """
 
     def __init__(
         self,
         full: FaceDetector,
         local: FaceDetector,
-        interval: int,
+        interval_s: float,
         *,
+        fps: float = 5.0,
         region: float = 2.0,
         max_shift: float = 0.5,
         max_scale: float = 1.5,
@@ -128,51 +196,73 @@ class FaceFollower:
         motion_pixels: int = 12,
         body: float = 2.0,
     ) -> None:
-        if interval < 1:
-            raise ConfigError(f"detection interval must be at least 1 frame, got {interval}")
+        if not interval_s >= 0:
+            raise ConfigError(f"detection interval must be 0 s (every frame) or more, got {interval_s}")
+        if not fps > 0:
+            raise ConfigError(f"frame rate must be positive, got {fps}")
         self.full, self.local = full, local
-        self.interval = interval
+        self.interval_s, self.frame_s = interval_s, 1.0 / fps
         self.region, self.max_shift, self.max_scale, self.scene_cut = region, max_shift, max_scale, scene_cut
         self.motion_pixels, self.body = motion_pixels, body
-        self.name = f"{full.name}/{interval}+follow-{local.name}"
+        self.name = f"{full.name}/{interval_s:g}s+follow-{local.name}"
         self.passes: Counter[str] = Counter()
         self.last_pass = ""
+        self.confidences: list[float] = []
         self.reset()
 
     def reset(self) -> None:
         """Forget the faces and the last frame: the next frame gets a full detection."""
         self._faces: list[_Followed] = []
-        self._since_full = 0
+        self._full_at = 0.0
+        self._now: float | None = None
         self._thumb: np.ndarray | None = None
         self._hist: np.ndarray | None = None
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, timestamp: float | None = None) -> list[Detection]:
+        """Faces in ``image``, a frame taken at ``timestamp`` seconds (any origin; None: one
+        frame period after the previous frame)."""
+        if timestamp is None:
+            timestamp = 0.0 if self._now is None else self._now + self.frame_s
         thumb = thumbnail(image)
         hist = brightness_histogram(thumb)
-        reason = self._full_reason(thumb, hist, image.shape[1], image.shape[0])
-        self._thumb, self._hist = thumb, hist
-        followed: list[Detection] | None = None
+        reason = self._full_reason(thumb, hist, image.shape[1], image.shape[0], timestamp)
+        self._thumb, self._hist, self._now = thumb, hist, timestamp
+        followed: list[_Found] | None = None
         if reason is None:
             followed = self._follow(image)
             if followed is None:
                 reason = "lost"
         if followed is None:
-            found = self.full.detect(image)
-            self._since_full = 1
+            found = self._detect_fully(image)
+            self._full_at = timestamp
             self.passes[f"full_{reason}"] += 1
             self.last_pass = "full"
         else:
             found = followed
-            self._since_full += 1
             self.passes["follow"] += 1
             self.last_pass = "follow"
+        self.confidences = [f.confidence for f in found]
         self._remember(found)
-        return found
+        return [f.detection for f in found]
 
-    def _full_reason(self, thumb: np.ndarray, hist: np.ndarray, width: int, height: int) -> str | None:
-        if self._thumb is None or self._hist is None or self._thumb.shape != thumb.shape:
+    def _detect_fully(self, image: np.ndarray) -> list[_Found]:
+        out = []
+        for det in self.full.detect(image):
+            look = region_look(image, det, self.local, self.region)
+            opinion = 0.0 if look is None else look.score
+            confidence = min(det.score, opinion)
+            out.append(_Found(det, confidence, follow_threshold(opinion), confidence, _Calibration.between(det, look)))
+        return out
+
+    def _full_reason(
+        self, thumb: np.ndarray, hist: np.ndarray, width: int, height: int, timestamp: float
+    ) -> str | None:
+        if self._thumb is None or self._hist is None or self._now is None or self._thumb.shape != thumb.shape:
             return "first"
-        if self._since_full >= self.interval:
+        if timestamp < self._now:  # another clip, or a clock that went back
+            return "first"
+        # a little slack: 5 frames at 15 fps are 0.333 s on a clock that rounds to milliseconds
+        if timestamp - self._full_at >= self.interval_s - 1e-3:
             return "interval"
         if histogram_change(hist, self._hist) > self.scene_cut:
             return "scene_cut"
@@ -182,7 +272,7 @@ class FaceFollower:
 
     def _moved_elsewhere(self, thumb: np.ndarray, width: int, height: int) -> bool:
         """Whether something changed outside the followed faces and the bodies below them: a
-        person walking in is detected on arrival, not up to ``interval`` frames later."""
+        person walking in is detected on arrival, not up to ``interval_s`` later."""
         assert self._thumb is not None
         moved = cv2.absdiff(thumb, self._thumb) > _MOTION_LEVEL
         sx, sy = thumb.shape[1] / width, thumb.shape[0] / height
@@ -197,10 +287,10 @@ class FaceFollower:
             moved[top:, left:right] = False
         return int(np.count_nonzero(moved)) >= self.motion_pixels
 
-    def _follow(self, image: np.ndarray) -> list[Detection] | None:
+    def _follow(self, image: np.ndarray) -> list[_Found] | None:
         """Every face re-found in its region, or None as soon as one is lost."""
         h, w = image.shape[:2]
-        out: list[Detection] = []
+        out: list[_Found] = []
         for face in self._faces:
             box = face.detection.box
             width = max(box[2] - box[0], box[3] - box[1])
@@ -213,7 +303,9 @@ class FaceFollower:
             best: Detection | None = None
             best_shift = self.max_shift
             for cand in self.local.detect(image[y0:y1, x0:x1]):
-                cand = _shift(cand, x0, y0)
+                if cand.score < face.found.min_score:
+                    continue
+                cand = face.found.calibration.apply(_shift(cand, x0, y0))
                 shift = float(np.hypot(*(_centre(cand.box) - predicted))) / width
                 scale = cand.width / max(box[2] - box[0], 1e-6)
                 if shift <= best_shift and 1 / self.max_scale <= scale <= self.max_scale:
@@ -221,22 +313,26 @@ class FaceFollower:
             if best is None:
                 return None
             # two followed faces that ran into one box are one face now
-            if any(overlap_of_smaller(best.box, o.box) > 0.5 for o in out):
+            if any(overlap_of_smaller(best.box, o.detection.box) > 0.5 for o in out):
                 continue
-            out.append(best)
+            # no more confident than at its full detection: the full detector's score is noisy
+            # (+-0.07 frame to frame) and a region score alone would rate some faces higher
+            # than a full detection does, which would move them across the quality threshold
+            fresh = face.found.fresh
+            out.append(_Found(best, min(best.score, fresh), face.found.min_score, fresh, face.found.calibration))
         return out
 
-    def _remember(self, found: list[Detection]) -> None:
+    def _remember(self, found: list[_Found]) -> None:
         """Keep ``found`` with each face's motion, taken from the remembered face it overlaps most."""
         previous = self._faces
         boxes = np.array([p.detection.box for p in previous], np.float64).reshape(-1, 4)
         faces = []
-        for det in found:
+        for f in found:
             velocity = np.zeros(2)
             if len(previous):
-                match = overlaps(det.box, boxes)
+                match = overlaps(f.detection.box, boxes)
                 i = int(np.argmax(match))
                 if match[i] > 0.3:
-                    velocity = _centre(det.box) - _centre(previous[i].detection.box)
-            faces.append(_Followed(det, velocity))
+                    velocity = _centre(f.detection.box) - _centre(previous[i].detection.box)
+            faces.append(_Followed(f.detection, velocity, f))
         self._faces = faces

@@ -8,7 +8,7 @@ import pytest
 from emolens import Analyzer, Settings
 from emolens.errors import ConfigError
 from emolens.vision.detect import BlazeFaceDetector, make_detector
-from emolens.vision.follow import FOLLOW_MIN_SCORE, FaceFollower
+from emolens.vision.follow import FOLLOW_SCORES, REGION_MIN_SCORE, FaceFollower, follow_threshold
 
 
 class Counting:
@@ -29,7 +29,7 @@ def full():
 
 @pytest.fixture(scope="module")
 def local():
-    return BlazeFaceDetector("short", min_score=FOLLOW_MIN_SCORE)
+    return BlazeFaceDetector("short", min_score=REGION_MIN_SCORE)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def _covers(det, point):
 
 def test_a_moving_face_is_followed_between_full_detections(full, local, head):
     counting = Counting(full)
-    follower = FaceFollower(counting, local, interval=100)
+    follower = FaceFollower(counting, local, interval_s=100)
     for k in range(12):
         x, y = 40 + 30 * k, 100 + 6 * k  # 30 px a frame: a brisk walk at 5 fps
         faces = follower.detect(_frame(head, x, y))
@@ -64,19 +64,44 @@ def test_a_moving_face_is_followed_between_full_detections(full, local, head):
     assert follower.passes == {"full_first": 1, "follow": 11}
 
 
-def test_full_detection_every_interval_frames(full, local, head):
-    counting = Counting(full)
-    follower = FaceFollower(counting, local, interval=4)
+def test_full_detection_every_interval_seconds_at_any_frame_rate(full, local, head):
+    for fps, every in ((15, 5), (5, 2)):  # 0.33 s: every 5th frame at 15 fps, every 2nd at 5 fps
+        counting = Counting(full)
+        follower = FaceFollower(counting, local, interval_s=0.33)
+        passes = []
+        for k in range(2 * every + 1):
+            follower.detect(_frame(head, 100 + 5 * k, 120), timestamp=10.0 + k / fps)
+            passes.append(follower.last_pass)
+        assert passes == (["full"] + ["follow"] * (every - 1)) * 2 + ["full"], fps
+        assert counting.calls == 3
+
+
+def test_frames_without_timestamps_are_taken_one_frame_period_apart(full, local, head):
+    follower = FaceFollower(full, local, interval_s=0.4, fps=5)
     passes = []
-    for k in range(9):
+    for k in range(5):
         follower.detect(_frame(head, 100 + 5 * k, 120))
         passes.append(follower.last_pass)
-    assert passes == ["full", "follow", "follow", "follow"] * 2 + ["full"]
-    assert counting.calls == 3
+    assert passes == ["full", "follow", "full", "follow", "full"]
+
+
+def test_a_clock_that_goes_back_starts_afresh(full, local, head):
+    follower = FaceFollower(full, local, interval_s=100)
+    follower.detect(_frame(head, 100, 120), timestamp=5.0)
+    follower.detect(_frame(head, 104, 120), timestamp=5.2)
+    assert follower.last_pass == "follow"
+    follower.detect(_frame(head, 108, 120), timestamp=0.0)  # another clip
+    assert follower.last_pass == "full" and follower.passes["full_first"] == 2
+
+
+def test_each_face_is_refound_with_its_own_threshold():
+    assert follow_threshold(0.95) == FOLLOW_SCORES[1]  # a clear face: the full detector's 0.5
+    assert FOLLOW_SCORES[0] < follow_threshold(0.42) < 0.42  # a blurred one: below its own score
+    assert follow_threshold(0.1) == FOLLOW_SCORES[0]  # never below the floor
 
 
 def test_a_scene_cut_triggers_a_full_detection(full, local, head):
-    follower = FaceFollower(full, local, interval=100)
+    follower = FaceFollower(full, local, interval_s=100)
     follower.detect(_frame(head, 200, 120, background=40))
     follower.detect(_frame(head, 204, 120, background=40))
     assert follower.last_pass == "follow"
@@ -86,7 +111,7 @@ def test_a_scene_cut_triggers_a_full_detection(full, local, head):
 
 
 def test_a_lost_face_triggers_a_full_detection(full, local, head):
-    follower = FaceFollower(full, local, interval=100)
+    follower = FaceFollower(full, local, interval_s=100)
     follower.detect(_frame(head, 100, 120))
     frame = _frame(head, 100, 120)
     frame[120 : 120 + head.shape[0], 100 : 100 + head.shape[1]] = 90  # the face is gone
@@ -96,7 +121,7 @@ def test_a_lost_face_triggers_a_full_detection(full, local, head):
 
 
 def test_a_face_walking_in_is_detected_on_arrival_not_at_the_next_interval(full, local, head):
-    follower = FaceFollower(full, local, interval=100)
+    follower = FaceFollower(full, local, interval_s=100)
     assert len(follower.detect(_frame(head, 20, 40))) == 1
     frame = _frame(head, 24, 40)
     small = cv2.resize(head, None, fx=0.7, fy=0.7)
@@ -106,35 +131,84 @@ def test_a_face_walking_in_is_detected_on_arrival_not_at_the_next_interval(full,
     assert len(faces) == 2
 
 
-def test_counts_stay_close_to_full_detection_on_the_demo_clip(full, local):
-    """The demo clip (15 fps, 1-3 faces, a dim and a side-lit stretch): the faces found per
-    frame with interval 5 against full detection on every frame."""
-    from emolens.demo import demo_frames
+class Memo:
+    """The full detector, remembering its answer per frame: the runs compared below see the
+    same frames, and a frame's full detection does not depend on the frames before it."""
 
-    frames = demo_frames(seconds=8.0, fps=15)
-    follower = FaceFollower(full, local, interval=5)
-    reference = sum(len(full.detect(f)) for f in frames)
-    followed = sum(len(follower.detect(f)) for f in frames)
-    assert abs(followed - reference) <= 0.03 * reference
-    assert follower.passes["follow"] >= len(frames) // 3  # it did save work
+    def __init__(self, inner):
+        self.inner, self.name, self.seen = inner, inner.name, {}
+
+    def detect(self, image):
+        key = id(image)
+        if key not in self.seen:
+            self.seen[key] = (image, self.inner.detect(image))  # the image keeps its id unique
+        return list(self.seen[key][1])
+
+
+def _minute(analyzer, frames, fps):
+    """The demo clip's one per-minute bucket as the aggregator folds it."""
+    from datetime import UTC, datetime, timedelta
+
+    from emolens.observations import FrameObservations
+    from emolens.store.base import fold
+
+    t0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    observations = [
+        FrameObservations("cam", i, t0 + timedelta(seconds=i / fps), analyzer.analyze(f, i / fps))
+        for i, f in enumerate(frames)
+    ]
+    (bucket,) = fold(observations).values()
+    return bucket
+
+
+def test_minute_statistics_stay_within_2_percent_of_full_detection_at_15_and_5_fps(full):
+    """The demo clip (12 s, 1-3 faces, a blurred face in the background, a dim and a side-lit
+    stretch) as a 15 fps video and sampled at 5 fps (the embedded run's default): the minute's
+    faces, smiles, smile sum and emotion mix with the default detection interval against full
+    detection on every frame. The interval is in seconds: in frames, 5 held at 15 fps but
+    missed 4.2% of the faces at 5 fps."""
+    from emolens.demo import demo_frames
+    from emolens.inference import make_classifier
+
+    frames = demo_frames(seconds=12.0, fps=15)
+    classifier = make_classifier("onnx://")
+    memo = Memo(full)
+    for fps, clip in ((15, frames), (5, frames[::3])):
+        settings = Settings.from_env({}, fps=fps)
+        assert settings.detect_interval > 0  # the default under test
+        every = Analyzer(settings.with_(detect_interval=0.0), classifier=classifier, detector=memo, track=True)
+        interval = Analyzer(settings, classifier=classifier, detector=memo, track=True)
+        ref, got = _minute(every, clip, fps), _minute(interval, clip, fps)
+        assert ref.faces > 0.5 * len(clip)
+        assert abs(got.faces - ref.faces) <= 0.02 * ref.faces, (fps, got.faces, ref.faces)
+        assert abs(got.smiles - ref.smiles) <= 0.02 * ref.smiles, (fps, got.smiles, ref.smiles)
+        assert abs(got.smile_sum - ref.smile_sum) <= 0.02 * ref.smile_sum, fps
+        for emotion, p in ref.prob_sums.items():
+            assert abs(got.prob_sums[emotion] / got.faces - p / ref.faces) <= 0.02, (fps, emotion)
+        passes = interval.follower.passes
+        assert passes["follow"] >= len(clip) // 3, passes  # it did save work
+        # the blurred background face is followed with its own threshold, not lost every frame
+        assert passes["full_lost"] <= len(clip) // 10, passes
 
 
 def test_analyzer_follows_on_video_and_detects_fully_on_stills(astronaut, head):
-    analyzer = Analyzer(Settings.from_env({}, detect_interval=4), track=True)
-    assert analyzer.follower is not None and analyzer.follower.interval == 4
+    analyzer = Analyzer(Settings.from_env({}, detect_interval=0.8, fps=5), track=True)
+    assert analyzer.follower is not None and analyzer.follower.interval_s == 0.8
     ids = [analyzer.analyze(_frame(head, 60 + 10 * k, 100))[0].track_id for k in range(4)]
     assert len(set(ids)) == 1
     assert analyzer.follower.passes == {"full_first": 1, "follow": 3}
     analyzer.reset()  # what `emolens analyze` does before each still image
     analyzer.analyze(astronaut)
     assert analyzer.follower.last_pass == "full"
-    assert Analyzer(Settings.from_env({}, detect_interval=1), track=True).follower is None
-    assert Analyzer(Settings.from_env({}, detect_interval=4)).follower is None  # stills: no tracking
+    assert Analyzer(Settings.from_env({}, detect_interval=0), track=True).follower is None
+    assert Analyzer(Settings.from_env({}, detect_interval=0.8)).follower is None  # stills: no tracking
 
 
 def test_detect_interval_setting():
-    assert Settings.from_env({"EMOLENS_DETECT_INTERVAL": "7"}).detect_interval == 7
+    assert Settings.from_env({"EMOLENS_DETECT_INTERVAL": "0.5"}).detect_interval == 0.5
     with pytest.raises(ConfigError, match="detect_interval"):
-        Settings.from_env({}, detect_interval=0)
+        Settings.from_env({}, detect_interval=-1)
+    with pytest.raises(ConfigError, match="detect_interval"):
+        Settings.from_env({}, detect_interval=float("nan"))
     with pytest.raises(ConfigError):
-        FaceFollower(make_detector("blazeface-short"), make_detector("blazeface-short"), interval=0)
+        FaceFollower(make_detector("blazeface-short"), make_detector("blazeface-short"), interval_s=-0.1)
