@@ -42,7 +42,9 @@ def day_of(t: datetime) -> datetime:
 
 
 def partition_name(table: str, day: datetime) -> str:
-    """>>> partition_name("minute_buckets", datetime(2026, 3, 1))
+    """The partition of ``table`` that holds ``day``.
+
+    >>> partition_name("minute_buckets", datetime(2026, 3, 1))
     'minute_buckets_p20260301'
     """
     return f"{table}_p{day:%Y%m%d}"

@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "emolens.analytics",
     "emolens.analytics_report.model",
     "emolens.analytics_report.source",
     "emolens.analytics_report.svg",
@@ -21,7 +22,9 @@ MODULES = [
     "emolens.services.access",
     "emolens.services.gateway",
     "emolens.services.grpc_errors",
+    "emolens.store.partitions",
     "emolens.store.sql",
+    "emolens.synthetic",
     "emolens.track",
     "emolens.vision.align",
     "emolens.vision.detect",
