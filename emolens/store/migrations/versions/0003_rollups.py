@@ -11,7 +11,7 @@ day (``minute_buckets_p20260301``), made on demand by the store, so that retenti
 partitions instead of deleting rows. Existing rows are copied into the partitions.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -176,7 +176,10 @@ def _partition_existing(table: str, columns: list[sa.Column]) -> None:
     if table == "minute_buckets":
         op.create_index("ix_minute_buckets_minute", table, ["minute"])
     days = bind.execute(sa.text(f"SELECT DISTINCT date_trunc('day', minute) FROM {old}")).scalars().all()
-    for day in days:
+    # and the coming week's: the previous release's aggregators keep inserting while the new
+    # pods roll out (the Helm pre-upgrade job has already migrated), and they make no partitions
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    for day in sorted({*days, *(today + timedelta(days=d) for d in range(-1, 8))}):
         _create_partition(table, day)
     op.execute(f"INSERT INTO {table} SELECT * FROM {old}")
     op.execute(f"DROP TABLE {old}")
