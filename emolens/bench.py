@@ -1,7 +1,8 @@
 """Benchmarks (never timed tests): throughput measured side by side in one run.
 
     emolens bench                 # every benchmark (starts the servers the last three need)
-    emolens bench --only onnx     # one of: onnx, precision, analyze, peers, triton, aggregator, e2e, analytics
+    emolens bench --only onnx     # one of: onnx, precision, analyze, peers, cameras, triton, aggregator, e2e,
+                                  # analytics
 
 Writes docs/benchmarks.md and docs/benchmarks.json under the current directory (``--out``
 chooses another place). Measures the models in the package unless ``--repo`` names another
@@ -243,6 +244,54 @@ def bench_peers(repo: Path, seconds_of_video: float = 12.0, rounds: int = 3, n_f
     out["detector"] = (video.follower or video.detector).name
     out["ratio"] = ours_row["clip_frames_per_s"] / theirs_row["clip_frames_per_s"]
     return out
+
+
+def bench_cameras(
+    repo: Path, counts: tuple[int, ...] = (1, 2, 4, 6), seconds_of_video: float = 12.0
+) -> dict[str, object]:
+    """Cameras per box: ``emolens run`` (the embedded shape: a decoding thread per source, one
+    detector stepping over all cameras, one classifier batch per tick, SQLite) on N 640x480
+    recordings at once, each sampled at 5 fps; recordings are read as fast as the detector
+    takes them, so frames/s over all cameras / 5 is the number of live 5 fps cameras it keeps
+    up with."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from emolens.demo import write_demo_clip
+    from emolens.inference import make_classifier
+    from emolens.runner import CameraSource, run_cameras
+    from emolens.store import Camera, SqlStore
+
+    fps = 5.0
+    settings = Settings.from_env(inference=f"onnx://{repo}", fps=fps)
+    classifier = make_classifier(settings.inference, settings.threads)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_demo_clip(Path(tmp) / "cam-0.mp4", seconds=seconds_of_video, fps=15)
+        for n in counts:
+            sources = []
+            for i in range(n):
+                path = Path(tmp) / f"cam-{i}.mp4"
+                if not path.exists():
+                    shutil.copyfile(clip, path)
+                sources.append(CameraSource(str(path), Camera(f"cam-{i}", f"zone-{i % 2}", "bench")))
+            store = SqlStore(f"sqlite:///{tmp}/cameras-{n}.db")
+            summary = run_cameras(
+                sources, store, settings, start=datetime(2026, 6, 1, 9, tzinfo=UTC), classifier=classifier
+            )
+            store.close()
+            rate = summary.frames / summary.seconds
+            runs.append(
+                {
+                    "cameras": n,
+                    "frames": summary.frames,
+                    "seconds": summary.seconds,
+                    "frames_per_s": rate,
+                    "cameras_at_5fps": rate / fps,
+                }
+            )
+            print(json.dumps(runs[-1]), file=sys.stderr)
+    return {"fps": fps, "cpus": os.cpu_count(), "runs": runs, "held": max(int(r["cameras_at_5fps"]) for r in runs)}
 
 
 def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int) -> float:
@@ -627,6 +676,35 @@ def render(results: dict[str, object]) -> str:
             "",
             *pr.get("notes", []),
         ]
+    if "cameras" in results:
+        cams = results["cameras"]
+        assert isinstance(cams, dict)
+        lines += [
+            "## Cameras per box (embedded run, 640x480 at 5 fps)",
+            "",
+            "`emolens run` with N cameras in one process (a decoding thread per source, one detector for all,",
+            "one classifier batch per tick with the faces of every camera, SQLite store), each camera the 12 s",
+            "demo clip sampled at 5 fps. Recordings are read as fast as detection takes them, so frames/s over",
+            f"all cameras / 5 is how many live 5 fps cameras this machine keeps up with. {cams['cpus']} CPUs.",
+            "",
+            markdown_table(
+                ["cameras in the run", "frames", "seconds", "frames/s (all cameras)", "5 fps cameras held"],
+                [
+                    [
+                        str(r["cameras"]),
+                        str(r["frames"]),
+                        f"{r['seconds']:.1f}",
+                        f"{r['frames_per_s']:.1f}",
+                        f"{r['cameras_at_5fps']:.1f}",
+                    ]
+                    for r in cams["runs"]
+                ],
+            ),
+            "",
+            f"**{cams['held']} cameras** at 5 fps on this box.",
+            "",
+            *cams.get("notes", []),
+        ]
     if "triton" in results:
         t = results["triton"]
         assert isinstance(t, dict)
@@ -724,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=default_repository(), help="model repository to measure")
     parser.add_argument(
         "--only",
-        choices=["onnx", "precision", "analyze", "peers", "triton", "aggregator", "e2e", "analytics"],
+        choices=["onnx", "precision", "analyze", "peers", "cameras", "triton", "aggregator", "e2e", "analytics"],
     )
     parser.add_argument("--analytics-cameras", type=int, default=200, help="cameras of the analytics bench")
     parser.add_argument(
@@ -749,6 +827,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "peers"):
         results["peers"] = bench_peers(args.repo)
         print(json.dumps(results["peers"], indent=1), file=sys.stderr)
+    if args.only in (None, "cameras"):
+        results["cameras"] = bench_cameras(args.repo)
+        print(json.dumps(results["cameras"], indent=1), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # the postgres user must reach its data folder

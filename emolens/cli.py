@@ -264,28 +264,49 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
 # ---------------------------------------------------------------- run / stats / demo
 
 
+def _run_cameras(args: argparse.Namespace) -> list[Any]:
+    """The cameras of ``emolens run``: ``--source`` with ``--camera-id`` (one camera), and/or
+    repeated ``--camera id=...,source=...`` and a ``--cameras`` YAML file."""
+    from emolens.runner import CameraSource, load_cameras, parse_camera
+    from emolens.store import Camera
+
+    cameras = []
+    if args.source or args.camera_id:
+        if not (args.source and args.camera_id):
+            raise ConfigError("--source and --camera-id go together (or use --camera id=ID,source=SOURCE)")
+        cameras.append(CameraSource(args.source, Camera(args.camera_id, args.zone, args.site)))
+    elif args.zone or args.site:
+        raise ConfigError("--zone and --site belong to --source/--camera-id; give them inside --camera")
+    cameras += [parse_camera(spec) for spec in args.camera or []]
+    if args.cameras:
+        cameras += load_cameras(Path(args.cameras))
+    if not cameras:
+        raise ConfigError("give a source: --source FILE --camera-id ID, --camera id=ID,source=FILE, or --cameras FILE")
+    return cameras
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from emolens.live import make_live_state
-    from emolens.runner import run_embedded
-    from emolens.store import Camera, make_store
+    from emolens.runner import run_cameras
+    from emolens.store import make_store
 
     settings = _settings(args)
     start = parse_start(args.start)
+    cameras = _run_cameras(args)
     store = make_store(settings.db)
     try:
-        summary = run_embedded(
-            args.source,
-            Camera(args.camera_id, args.zone, args.site),
-            store,
-            settings,
-            start=start,
-            live=make_live_state(settings.live),
-        )
+        summary = run_cameras(cameras, store, settings, start=start, live=make_live_state(settings.live))
     finally:
         store.close()
+    rate = summary.frames / max(summary.seconds, 1e-9)
+    for c in cameras:
+        print(
+            f"camera {c.camera.camera_id}: {summary.frames_by_camera.get(c.camera.camera_id, 0)} frames",
+            file=sys.stderr,
+        )
     print(
-        f"camera {args.camera_id}: {summary.frames} frames analysed, {summary.observations} stored in "
-        f"{redact_url(settings.db)} ({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)",
+        f"{len(cameras)} camera(s): {summary.frames} frames analysed, {summary.observations} stored in "
+        f"{redact_url(settings.db)} ({rate:.1f} frames/s)",
         file=sys.stderr,
     )
     return 0
@@ -664,11 +685,18 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("run", help="the whole platform in one process: source -> per-minute SQL buckets")
-    p.add_argument("--source", required=True, help="video file, rtsp/http URL, webcam index or image folder")
-    p.add_argument("--camera-id", required=True)
+    p = sub.add_parser("run", help="the whole platform in one process: one or more sources -> per-minute SQL buckets")
+    p.add_argument("--source", help="video file, rtsp/http URL, webcam index or image folder (with --camera-id)")
+    p.add_argument("--camera-id")
     p.add_argument("--zone", default="")
     p.add_argument("--site", default="")
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="id=ID,source=SOURCE[,zone=Z][,site=S]",
+        help="one more camera (repeatable); all sources are decoded in parallel and analysed together",
+    )
+    p.add_argument("--cameras", metavar="FILE", help="cameras from a YAML file: a list of {id, source, zone, site}")
     p.add_argument("--db", help="SQL store URL (default sqlite:///emolens.db, EMOLENS_DB)")
     p.add_argument("--fps", type=float, help="frames per second to analyze (EMOLENS_FPS, default 5)")
     p.add_argument("--start", help="ISO time of the source's first frame (files; default now)")

@@ -148,51 +148,49 @@ class Analyzer:
     ) -> list[list[FaceResult]]:
         """Faces of many images or consecutive frames (taken at ``timestamps`` seconds, for the
         detection interval); all their faces share one model call."""
+        return analyze_together([(self, images, timestamps)])[0]
+
+    def _prepare(self, images: Sequence[np.ndarray], timestamps: Sequence[float] | None) -> _Prepared:
+        """Decode, detect (the follower's state runs frame to frame), assess and crop."""
         t0 = time.perf_counter()
         frames = [to_bgr(im) for im in images]
         if timestamps is not None and len(timestamps) != len(frames):
             raise InputError(f"{len(frames)} frames but {len(timestamps)} timestamps")
         t1 = time.perf_counter()
-        detections: list[list[Detection]] = []
+        prepared = _Prepared()
         confidences: list[float] = []
-        for i, f in enumerate(frames):  # in order: the follower's state runs frame to frame
+        for i, f in enumerate(frames):
             if self.follower is not None:
                 dets = self.follower.detect(f, None if timestamps is None else timestamps[i])
                 confidences.extend(self.follower.confidences)
             else:
                 dets = self.detector.detect(f)
                 confidences.extend(self._confidence(f, d) for d in dets)
-            detections.append(dets)
+            prepared.detections.append(dets)
         t2 = time.perf_counter()
-        grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-        smile_crops: list[np.ndarray] = []
-        emotion_crops: list[np.ndarray] = []
-        qualities: list[Quality] = []
-        for gray, dets in zip(grays, detections, strict=True):
+        for f, dets in zip(frames, prepared.detections, strict=True):
+            if not dets:
+                continue
+            gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
             for det in dets:
-                smile_crops.append(self._crop(gray, det, self.smile_info))
-                emotion_crops.append(self._crop(gray, det, self.emotion_info))
-                qualities.append(
-                    assess(self._box_pixels(gray, det), det.landmarks, det.width, confidences[len(qualities)])
+                prepared.smile_crops.append(self._crop(gray, det, self.smile_info))
+                prepared.emotion_crops.append(self._crop(gray, det, self.emotion_info))
+                prepared.qualities.append(
+                    assess(self._box_pixels(gray, det), det.landmarks, det.width, confidences[len(prepared.qualities)])
                 )
         t3 = time.perf_counter()
-        n = len(smile_crops)
-        if n:
-            logits = predict_many(
-                self.classifier,
-                {
-                    SMILE: np.stack(smile_crops)[:, None].astype(np.float32),
-                    EMOTION: np.stack(emotion_crops)[:, None].astype(np.float32),
-                },
-            )
-            smile_p, emo_p = softmax(logits[SMILE]), softmax(logits[EMOTION])
-        else:
-            smile_p = np.zeros((0, 2), np.float32)
-            emo_p = np.zeros((0, len(EMOTIONS)), np.float32)
-        t4 = time.perf_counter()
+        for stage, dt in (("decode", t1 - t0), ("detect", t2 - t1), ("align", t3 - t2)):
+            self.times.add(stage, dt)
+        self.times.frames += len(frames)
+        self.times.faces += len(prepared.qualities)
+        return prepared
+
+    def _finish(self, prepared: _Prepared, smile_p: np.ndarray, emo_p: np.ndarray) -> list[list[FaceResult]]:
+        """Track, smooth and build the results of ``prepared`` from its faces' probabilities."""
+        t0 = time.perf_counter()
         out: list[list[FaceResult]] = []
         k = 0
-        for dets in detections:
+        for dets in prepared.detections:
             probs = np.concatenate([smile_p[k : k + len(dets), 1:2], emo_p[k : k + len(dets)]], axis=1)
             ids: list[int | None] = [None] * len(dets)
             if self.tracker is not None:
@@ -201,7 +199,7 @@ class Analyzer:
                 ids = list(tracked)
             faces = []
             for j, det in enumerate(dets):
-                q = qualities[k + j]
+                q = prepared.qualities[k + j]
                 faces.append(
                     FaceResult(
                         box=det.box,
@@ -217,17 +215,7 @@ class Analyzer:
                 )
             k += len(dets)
             out.append(faces)
-        t5 = time.perf_counter()
-        for stage, dt in (
-            ("decode", t1 - t0),
-            ("detect", t2 - t1),
-            ("align", t3 - t2),
-            ("classify", t4 - t3),
-            ("track", t5 - t4),
-        ):
-            self.times.add(stage, dt)
-        self.times.frames += len(frames)
-        self.times.faces += n
+        self.times.add("track", time.perf_counter() - t0)
         return out
 
     def _crop(self, gray: np.ndarray, det: Detection, info: ModelInfo) -> np.ndarray:
@@ -238,3 +226,53 @@ class Analyzer:
     def _box_pixels(gray: np.ndarray, det: Detection) -> np.ndarray:
         x0, y0, x1, y1 = (round(v) for v in det.box)
         return gray[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
+
+
+@dataclass
+class _Prepared:
+    """One camera's frames between detection and classification."""
+
+    detections: list[list[Detection]] = field(default_factory=list)
+    qualities: list[Quality] = field(default_factory=list)
+    smile_crops: list[np.ndarray] = field(default_factory=list)
+    emotion_crops: list[np.ndarray] = field(default_factory=list)
+
+
+def analyze_together(
+    jobs: Sequence[tuple[Analyzer, Sequence[np.ndarray], Sequence[float] | None]],
+) -> list[list[list[FaceResult]]]:
+    """Frames of several cameras, each ``(analyzer, frames, timestamps)`` with the camera's own
+    Analyzer (its tracker and follower): detection per camera, then ONE call per model for the
+    faces of every camera whose analyzers share a classifier, then tracking per camera. What
+    each camera gets is what its own ``analyze_batch`` would give; the models see one batch.
+
+    >>> analyze_together([(Analyzer(), [frame], None)])  # doctest: +SKIP
+    [[[FaceResult(...)]]]
+    """
+    prepared = [analyzer._prepare(images, stamps) for analyzer, images, stamps in jobs]
+    probs: list[tuple[np.ndarray, np.ndarray]] = [
+        (np.zeros((0, 2), np.float32), np.zeros((0, len(EMOTIONS)), np.float32))
+    ] * len(jobs)
+    by_classifier: dict[int, list[int]] = defaultdict(list)
+    for i, (analyzer, _, _) in enumerate(jobs):
+        if prepared[i].qualities:
+            by_classifier[id(analyzer.classifier)].append(i)
+    for members in by_classifier.values():
+        t0 = time.perf_counter()
+        classifier = jobs[members[0]][0].classifier
+        logits = predict_many(
+            classifier,
+            {
+                SMILE: np.stack([c for i in members for c in prepared[i].smile_crops])[:, None].astype(np.float32),
+                EMOTION: np.stack([c for i in members for c in prepared[i].emotion_crops])[:, None].astype(np.float32),
+            },
+        )
+        smile_p, emo_p = softmax(logits[SMILE]), softmax(logits[EMOTION])
+        spent, total = time.perf_counter() - t0, len(smile_p)
+        k = 0
+        for i in members:
+            n = len(prepared[i].qualities)
+            probs[i] = (smile_p[k : k + n], emo_p[k : k + n])
+            k += n
+            jobs[i][0].times.add("classify", spent * n / total)  # the batch's time, shared by faces
+    return [analyzer._finish(prepared[i], *probs[i]) for i, (analyzer, _, _) in enumerate(jobs)]

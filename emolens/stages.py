@@ -31,7 +31,7 @@ from emolens.inference import Classifier
 from emolens.live import LiveState
 from emolens.media import decode_image, is_live, iter_source
 from emolens.observations import MAX_ID_LENGTH, FrameObservations
-from emolens.pipeline import Analyzer, to_bgr
+from emolens.pipeline import Analyzer, analyze_together, to_bgr
 from emolens.retry import Backoff
 from emolens.settings import Settings
 from emolens.store import Camera, Store
@@ -344,12 +344,19 @@ class Detector(BusStage):
                 decoded = self._decode(m)
                 if decoded is not None:
                     by_camera[decoded[0].camera_id].append(decoded)
-            for camera_id, items in by_camera.items():
-                analyzer = self._analyzer(camera_id)
-                images = [im for _, im in items]
-                stamps = [from_timestamp(f.captured_at).timestamp() for f, _ in items]  # the detection interval's clock
-                results = self.retry(partial(analyzer.analyze_batch, images, stamps), "inference")
-                for (f, _), faces in zip(items, results, strict=True):
+            # each camera's frames in order through its own analyzer (tracker, follower); the
+            # faces of all cameras in one classifier call per model
+            jobs = [
+                (
+                    self._analyzer(camera_id),
+                    [im for _, im in items],
+                    [from_timestamp(f.captured_at).timestamp() for f, _ in items],  # the detection interval's clock
+                )
+                for camera_id, items in by_camera.items()
+            ]
+            results = self.retry(partial(analyze_together, jobs), "inference")
+            for (camera_id, items), camera_results in zip(by_camera.items(), results, strict=True):
+                for (f, _), faces in zip(items, camera_results, strict=True):
                     metrics.FACES.labels(self.name).inc(len(faces))
                     obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)
                     payload = observations_to_pb(obs, f.zone, f.site).SerializeToString()
