@@ -247,7 +247,7 @@ def bench_peers(repo: Path, seconds_of_video: float = 12.0, rounds: int = 3, n_f
 
 
 def bench_cameras(
-    repo: Path, counts: tuple[int, ...] = (1, 2, 4, 6), seconds_of_video: float = 12.0
+    repo: Path, counts: tuple[int, ...] = (1, 2, 4, 6, 8), seconds_of_video: float = 12.0
 ) -> dict[str, object]:
     """Cameras per box: ``emolens run`` (the embedded shape: a decoding thread per source, one
     detector stepping over all cameras, one classifier batch per tick, SQLite) on N 640x480
@@ -291,7 +291,9 @@ def bench_cameras(
                 }
             )
             print(json.dumps(runs[-1]), file=sys.stderr)
-    return {"fps": fps, "cpus": os.cpu_count(), "runs": runs, "held": max(int(r["cameras_at_5fps"]) for r in runs)}
+    # held: the most cameras of a run that kept up with all of them at 5 fps
+    kept_up = [int(r["cameras"]) for r in runs if float(r["cameras_at_5fps"]) >= int(r["cameras"])]
+    return {"fps": fps, "cpus": os.cpu_count(), "runs": runs, "held": max(kept_up, default=0)}
 
 
 def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int) -> float:
@@ -688,7 +690,7 @@ def render(results: dict[str, object]) -> str:
             f"all cameras / 5 is how many live 5 fps cameras this machine keeps up with. {cams['cpus']} CPUs.",
             "",
             markdown_table(
-                ["cameras in the run", "frames", "seconds", "frames/s (all cameras)", "5 fps cameras held"],
+                ["cameras in the run", "frames", "seconds", "frames/s (all cameras)", "frames/s ÷ 5"],
                 [
                     [
                         str(r["cameras"]),
@@ -701,7 +703,7 @@ def render(results: dict[str, object]) -> str:
                 ],
             ),
             "",
-            f"**{cams['held']} cameras** at 5 fps on this box.",
+            f"**{cams['held']} cameras** at 5 fps on this box: the largest run that kept up with all of its cameras.",
             "",
             *cams.get("notes", []),
         ]
