@@ -23,6 +23,12 @@ class OnnxClassifier:
             raise ModelError(f"model repository {repo} not found")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Idle intra-op threads would otherwise spin between runs: the pipeline calls the
+        # models once a frame, between BlazeFace and video decoding, and on 2 cores those
+        # spinning threads took the CPU from them (the demo clip ran at 47 against 115
+        # frames/s without spinning, alternating rounds of one run), and even back-to-back
+        # batches of 64 ran faster without it on a shared machine (docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._info: dict[str, ModelInfo] = {}
         self._sessions: dict[str, ort.InferenceSession] = {}
