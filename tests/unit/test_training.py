@@ -156,17 +156,21 @@ def test_init_from_copies_every_fitting_layer_and_leaves_a_new_head():
     torch.testing.assert_close(target.head[-1].weight, head_before)
 
 
-def test_emotion_recipe_ships_the_committed_teacher_beside_a_distilled_network(data_dir, tmp_path):
+def test_a_recipe_can_ship_the_committed_teacher_beside_a_distilled_network(data_dir, tmp_path, monkeypatch):
     """Member 0 is the committed teacher as it is; member 1 starts from it and is distilled."""
     from emolens.training.export import load_pytorch
     from emolens.training.run import committed_teacher
+    from emolens.training.tasks import Member
+
+    members = (Member(source="teacher"), Member(1, 0.5, init_from_teacher=True, distill=True))
+    monkeypatch.setitem(TASKS, "emotion", dataclasses.replace(TASKS["emotion"], members=members, flip_tta=True))
 
     repo = tmp_path / "repo"
     args = ["--task", "emotion", "--epochs", "1", "--max-batches", "2", "--limit", "128", "--template-images", "30"]
     args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
     assert train_main([*args, "--repo", str(repo)]) == 0
     meta = json.loads((repo / "emotion" / "training.json").read_text())
-    assert [m["source"] for m in meta["members"]] == ["teacher", "train"]
+    assert [m["source"] for m in meta["members"]] == ["teacher", "train"] and meta["flip_tta"]
     assert meta["members"][1]["distill"] and meta["members"][1]["init_from_teacher"]
     teacher = committed_teacher(TASKS["emotion"])
     shipped = load_pytorch(repo / "emotion", TASKS["emotion"])
@@ -180,6 +184,7 @@ def test_emotion_recipe_ships_the_committed_teacher_beside_a_distilled_network(d
         if v.is_floating_point()
     ]
     assert any(moved)
+    assert shipped.flip and len(shipped.members) == 2
 
 
 def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
