@@ -159,19 +159,25 @@ class Analyzer:
         t1 = time.perf_counter()
         prepared = _Prepared()
         confidences: list[float] = []
+        grays: list[np.ndarray | None] = []
         for i, f in enumerate(frames):
+            gray = None
             if self.follower is not None:
-                dets = self.follower.detect(f, None if timestamps is None else timestamps[i])
+                # one gray copy of the frame: the follower's motion thumbnail and the crops share it
+                gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+                dets = self.follower.detect(f, None if timestamps is None else timestamps[i], gray=gray)
                 confidences.extend(self.follower.confidences)
             else:
                 dets = self.detector.detect(f)
                 confidences.extend(self._confidence(f, d) for d in dets)
             prepared.detections.append(dets)
+            grays.append(gray)
         t2 = time.perf_counter()
-        for f, dets in zip(frames, prepared.detections, strict=True):
+        for f, gray, dets in zip(frames, grays, prepared.detections, strict=True):
             if not dets:
                 continue
-            gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+            if gray is None:
+                gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
             for det in dets:
                 prepared.smile_crops.append(self._crop(gray, det, self.smile_info))
                 prepared.emotion_crops.append(self._crop(gray, det, self.emotion_info))

@@ -218,12 +218,15 @@ class FaceFollower:
         self._thumb: np.ndarray | None = None
         self._hist: np.ndarray | None = None
 
-    def detect(self, image: np.ndarray, timestamp: float | None = None) -> list[Detection]:
+    def detect(
+        self, image: np.ndarray, timestamp: float | None = None, *, gray: np.ndarray | None = None
+    ) -> list[Detection]:
         """Faces in ``image``, a frame taken at ``timestamp`` seconds (any origin; None: one
-        frame period after the previous frame)."""
+        frame period after the previous frame); ``gray``, the frame in gray when the caller
+        has it already (the pipeline cuts its crops from it), saves converting it again."""
         if timestamp is None:
             timestamp = 0.0 if self._now is None else self._now + self.frame_s
-        thumb = thumbnail(image)
+        thumb = thumbnail(image if gray is None else gray)
         hist = brightness_histogram(thumb)
         reason = self._full_reason(thumb, hist, image.shape[1], image.shape[0], timestamp)
         self._thumb, self._hist, self._now = thumb, hist, timestamp
