@@ -5,9 +5,17 @@ import numpy as np
 import pytest
 
 from emolens.errors import InputError
+from emolens.geometry import overlaps
 from emolens.training.canvas import detection_at, measure_crop_box
 from emolens.vision.align import align_face, crop_transform
-from emolens.vision.detect import BlazeFaceDetector, HaarFaceDetector, TiledDetector, make_detector
+from emolens.vision.detect import (
+    BlazeFaceDetector,
+    HaarFaceDetector,
+    TiledDetector,
+    letterbox,
+    make_detector,
+    nms_groups,
+)
 from emolens.vision.preprocess import noise_sigma, preprocess
 from emolens.vision.quality import assess
 
@@ -188,3 +196,38 @@ def test_demo_frame_with_three_faces_has_no_duplicates(detector):
     assert len(faces) >= 2
     for (x0, y0), (x1, y1) in itertools.combinations(centers, 2):
         assert abs(x0 - x1) + abs(y0 - y1) > 40  # no two boxes on one face
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (720, 1280), (303, 414), (200, 200), (96, 128)])
+@pytest.mark.parametrize("size", [128, 192])
+def test_letterbox_gives_the_pixels_of_padding_then_resizing(shape, size):
+    rng = np.random.default_rng(size + shape[0])
+    image = cv2.GaussianBlur(rng.integers(0, 256, (*shape, 3), np.uint8), (0, 0), 1.5)
+    h, w = shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    square = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    assert np.array_equal(letterbox(image, size), cv2.resize(square, (size, size), interpolation=interp))
+
+
+def test_nms_groups_are_the_greedy_groups_of_one_overlap_call_per_kept_face():
+    def greedy(boxes, scores, iou):
+        groups, remaining = [], np.argsort(-scores)
+        while remaining.size:
+            member = overlaps(boxes[remaining[0]], boxes[remaining]) > iou
+            groups.append(remaining[member])
+            remaining = remaining[~member]
+        return groups
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        centres = rng.random((n, 2)).astype(np.float32)
+        sizes = (rng.random((n, 2)) * 0.3 + 0.02).astype(np.float32)
+        scores = rng.random(n).astype(np.float32)
+        if trial % 2:  # repeated boxes and tied scores, as a region run reports them
+            centres, scores = np.round(centres * 8) / 8, np.round(scores * 4) / 4
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).astype(np.float32)
+        got, want = nms_groups(boxes, scores, 0.3), greedy(boxes, scores, 0.3)
+        assert [g.tolist() for g in got] == [g.tolist() for g in want]
