@@ -182,19 +182,28 @@ def query_stats(
                 f"the query spans {n_groups} {by}(s) x {periods} {every}(s) = {n_groups * periods:,} rows, "
                 f"more than {max_rows:,}: narrow the time range, use a coarser --every or group by a wider --by"
             )
-        grouped = filters(_grouped(by, every, since, until)).subquery()
-        kept = grouped.c.visitors >= k
-        q = select(grouped).where(kept)
-        order = (grouped.c.period_start, grouped.c.site, grouped.c.zone, grouped.c.camera_id)
-        if after is not None:
-            q = q.where(tuple_(*order) > tuple_(*[literal(v) for v in after]))
-        rows = conn.execute(q.order_by(*order).limit(page_size + 1)).all()
+        # A page reads only the periods it can show: windows of page_size // groups periods
+        # from where the last page ended, until it has more than a page. Each period holds at
+        # most one row per group, so the whole answer reads every period about once, however
+        # many pages it takes (one query over the whole range per page would grow with pages x
+        # range).
+        span = STEP[every] * max(1, page_size // max(n_groups, 1))
+        start = after[0] if after is not None else since
+        rows: list[Any] = []
+        while start < until and len(rows) <= page_size:
+            end = min(until, start + span)
+            window = filters(_grouped(by, every, start, end)).subquery()
+            order = (window.c.period_start, window.c.site, window.c.zone, window.c.camera_id)
+            q = select(window).where(window.c.visitors >= k)
+            if after is not None and start == after[0]:
+                q = q.where(tuple_(*order) > tuple_(*[literal(v) for v in after]))
+            rows += conn.execute(q.order_by(*order).limit(page_size + 1 - len(rows))).all()
+            start = end
         suppressed = None
         if after is None:
+            whole = filters(_grouped(by, every, since, until)).subquery()
             suppressed = conn.execute(
-                select(func.count())
-                .select_from(grouped)
-                .where(or_(grouped.c.visitors < k, grouped.c.visitors.is_(None)))
+                select(func.count()).select_from(whole).where(or_(whole.c.visitors < k, whole.c.visitors.is_(None)))
             ).scalar_one()
     out = [_row(r._mapping) for r in rows[:page_size]]
     token = _encode_token(fp, out[-1]) if len(rows) > page_size else ""

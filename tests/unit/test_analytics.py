@@ -90,3 +90,25 @@ def test_cameras_and_retention_commands(filled, capsys):
     assert cli(["retention", "apply", "--db", url]) == 0  # 90 days of minutes: March 2026 is "now"-relative
     out = capsys.readouterr().out
     assert "minute_buckets: removed" in out and "rollup_daily: kept (no age set)" in out
+
+
+@pytest.mark.parametrize("by", ["camera", "zone", "site"])
+def test_pages_of_any_size_add_up_to_the_whole_answer(filled, by):
+    """Pages read the periods window by window: whatever the page size, the pages hold every
+    row of the one-page answer once, in order, and only the last page is short."""
+    store, _, _ = filled
+    since, until = datetime(2026, 3, 6, 5), datetime(2026, 3, 8)
+    for every in ("hour", "day"):
+        whole = query_stats(store, since, until, by=by, every=every, k=2, page_size=10_000)
+        assert whole.rows and not whole.next_page_token
+        for size in (1, 3, 17):
+            pages, token = [], ""
+            while True:
+                page = query_stats(store, since, until, by=by, every=every, k=2, page_size=size, page_token=token)
+                pages.append(page.rows)
+                assert len(pages) <= len(whole.rows), "pages never end"
+                token = page.next_page_token
+                if not token:
+                    break
+            assert [r for p in pages for r in p] == whole.rows, (by, every, size)
+            assert all(len(p) == size for p in pages[:-1]) and 0 < len(pages[-1]) <= size
