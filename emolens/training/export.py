@@ -18,6 +18,7 @@ from torch import nn
 
 from emolens.contract import write_model_files
 from emolens.inference.base import softmax
+from emolens.training.loop import full_weights, half_weights
 from emolens.training.model import Ensemble, build_network
 from emolens.training.tasks import TaskSpec
 
@@ -38,7 +39,7 @@ def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
     spec = dataclasses.replace(spec, **shape)
     model = Ensemble([build_network(spec) for _ in state["members"]], flip=bool(meta.get("flip_tta", False)))
     for net, weights in zip(model.members, state["members"], strict=True):
-        net.load_state_dict(weights)
+        net.load_state_dict(full_weights(weights))
     return model.eval()
 
 
@@ -125,7 +126,8 @@ def export(
             shutil.copyfile(fp32_path, onnx_path)
     write_model_files(repo, spec.name, spec.size, crop_box)
     (out_dir / "training.json").write_text(json.dumps({**meta, "export": checks}, indent=2) + "\n")
-    # The PyTorch weights travel with the ONNX file so tests can check the two still agree.
+    # The PyTorch weights travel with the ONNX file so tests can check the two still agree;
+    # fp16 halves the file (the int8 graph is much further from fp32 than fp16 is).
     members = getattr(model, "members", [model])
-    torch.save({"members": [m.state_dict() for m in members]}, out_dir / "pytorch.pt")
+    torch.save({"members": [half_weights(m.state_dict()) for m in members]}, out_dir / "pytorch.pt")
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in checks.items())

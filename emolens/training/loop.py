@@ -52,11 +52,11 @@ def check_checkpoint_shape(state: dict, spec: TaskSpec, path: Path) -> None:
         )
 
 
-def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def half_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def _full(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def full_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -68,8 +68,8 @@ def write_snapshot(state_path: Path, best_path: Path, snapshot: Path) -> None:
     """
     state = torch.load(state_path, weights_only=False)
     packed = {key: state[key] for key in ("epoch", "best_acc", "best_epoch", "history", "shape")}
-    packed["model"] = _half(state["model"])
-    packed["best_model"] = _half(torch.load(best_path))
+    packed["model"] = half_weights(state["model"])
+    packed["best_model"] = half_weights(torch.load(best_path))
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     tmp = snapshot.with_suffix(".tmp")
     torch.save(packed, tmp)
@@ -105,7 +105,7 @@ def load_teacher(snapshot: Path, spec: TaskSpec, best: bool = True) -> nn.Module
     state = torch.load(snapshot, weights_only=False)
     check_checkpoint_shape(state, spec, snapshot)
     model = build_network(spec)
-    model.load_state_dict(_full(state["best_model" if best else "model"]))
+    model.load_state_dict(full_weights(state["best_model" if best else "model"]))
     return model.eval()
 
 
@@ -209,8 +209,8 @@ def train(
     elif snapshot is not None and snapshot.exists():
         state = torch.load(snapshot, weights_only=False)
         check_checkpoint_shape(state, spec, snapshot)
-        model.load_state_dict(_full(state["model"]))
-        torch.save(_full(state["best_model"]), best_path)
+        model.load_state_dict(full_weights(state["model"]))
+        torch.save(full_weights(state["best_model"]), best_path)
         start, best_acc, best_epoch, history = (
             state["epoch"] + 1,
             state["best_acc"],

@@ -73,7 +73,9 @@ def test_normalisation_is_inside_the_graph(name):
     rng = np.random.default_rng(1)
     x = rng.uniform(40, 200, (4, 1, SIZE[name], SIZE[name])).astype(np.float32)
     a = clf.predict(name, x)
-    np.testing.assert_allclose(clf.predict(name, x + 30), a, atol=1e-3)
+    # int8: the float rounding of x + 30 can move a value across a quantisation step, so "unchanged"
+    # means within a few hundredths (without the standardisation the logits move by whole units)
+    np.testing.assert_allclose(clf.predict(name, x + 30), a, atol=0.03)
     assert np.abs(clf.predict(name, x * 0.8 + 20) - a).max() < 0.25 * np.abs(a).max()
 
 
