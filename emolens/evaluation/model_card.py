@@ -91,10 +91,14 @@ def _summary(res: DirectResult) -> str:
 
 def _networks(training: Mapping[str, Any]) -> str:
     nets = "; ".join(
-        f"{training.get('epochs', '?')} ({net['best_epoch']}), {net['best_val_accuracy']}"
+        f"{len(net['history']) if net.get('history') else training.get('epochs', '?')} ({net['best_epoch']}), "
+        f"{net['best_val_accuracy']}"
+        + (" (the teacher)" if net.get("source") == "teacher" else "")
         + (f", {net['serving_view_share']:.0%} re-cut crops" if net.get("serving_view_share") else "")
         for net in training.get("members", [])
     )
+    if nets and training.get("flip_tta"):
+        nets += "; mirrored view averaged"
     return nets or "?"
 
 
