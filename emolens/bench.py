@@ -586,7 +586,7 @@ def render(results: dict[str, object]) -> str:
         lines += [
             "## ONNX Runtime throughput per model (faces/s, CPU)",
             "",
-            "Goal: >= 1500 faces/s per model at batch 64.",
+            "Goal: >= 500 faces/s per model at batch 64 (real time needs about 150: 30 fps, a few faces a frame).",
             "",
             markdown_table(
                 ["model", "batch 1", "batch 8", "batch 64"],
