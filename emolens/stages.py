@@ -35,6 +35,7 @@ from emolens.pipeline import Analyzer, analyze_together, to_bgr
 from emolens.retry import Backoff
 from emolens.settings import Settings
 from emolens.store import Camera, Store
+from emolens.store.seen import POSITION_BITS  # frame_seq = source id << 40 | position in the source
 from emolens.v1 import frames_pb2, observations_pb2
 from emolens.vision.detect import FaceDetector
 from emolens.wire import from_timestamp, observations_from_pb, observations_to_pb, to_timestamp
@@ -46,7 +47,6 @@ T = TypeVar("T")
 
 
 MAX_FRAME_BYTES = 900_000  # under Kafka's default 1 MB message limit, with room for the envelope
-POSITION_BITS = 40  # frame_seq = source id << 40 | position in the source
 FLUSH_EVERY = 32  # ingest waits for the bus to store its frames every this many frames
 MAX_BACKLOG = 256  # frames the detectors may be behind before ingest waits (recordings) or sheds (live)
 MAX_KEEP_EVERY = 64  # a live source sheds at most 63 frames in 64

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select, update
+
 from emolens.bus import OBSERVATIONS_TOPIC, MemoryBus
 from emolens.live import LiveState
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.stages import Aggregator, drain
-from emolens.store import Store
+from emolens.store import SqlStore, Store, seen
+from emolens.store.sql import frames_seen_blocks
 from emolens.wire import observations_to_pb
 
 T0 = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
@@ -51,3 +54,27 @@ def redeliver(store: Store, live: LiveState, camera_id: str) -> tuple[tuple[int,
     counters = live.get(camera_id)
     stored = (sum(b.frames for b in buckets), sum(b.faces for b in buckets), sum(b.smiles for b in buckets))
     return stored, (counters.frames, counters.faces, counters.smiles)
+
+
+def accepted_long_ago(store: SqlStore, camera_id: str, seqs: list[int], when: datetime = datetime(2025, 12, 1)) -> None:
+    """Backdate when the store last accepted a frame in the blocks (1024 frames each) that hold
+    these frames, as if they had come in weeks ago: every frame of those blocks is then older
+    than the window."""
+    t = frames_seen_blocks
+    with store.engine.begin() as conn:
+        for source_id, block in {seen.block_of(s) for s in seqs}:
+            conn.execute(
+                update(t)
+                .where(t.c.camera_id == camera_id, t.c.source_id == source_id, t.c.block == block)
+                .values(seen_at=when)
+            )
+
+
+def seen_frames(store: SqlStore) -> list[tuple[str, int]]:
+    """Every (camera_id, frame_seq) the store remembers, read back from its bitmaps."""
+    t = frames_seen_blocks
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.c.camera_id, t.c.source_id, t.c.block, t.c.bits)).all()
+    return sorted(
+        (c, seen.frame_seq_of(src, b, bit)) for c, src, b, bits in rows for bit in seen.positions(bytes(bits))
+    )

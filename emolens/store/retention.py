@@ -7,7 +7,7 @@
 | ``rollup_daily`` | ``RETENTION_DAILY_DAYS`` | ``period_start`` |
 | ``visitor_timelines`` | ``RETENTION_TIMELINES_DAYS`` | ``last_seen`` |
 | ``rollup_hourly_tracks``, ``rollup_daily_tracks`` | ``RETENTION_TIMELINES_DAYS`` | ``period_start`` |
-| ``frames_seen`` | ``REPLAY_WINDOW_S`` | ``seen_at`` (:meth:`SqlStore.prune_seen`) |
+| ``frames_seen_blocks`` | ``REPLAY_WINDOW_S`` | ``seen_at``, 1024 frames a row (:meth:`SqlStore.prune_seen`) |
 
 A row goes when its time is before ``now - age``; an age of 0 keeps a table forever. On
 PostgreSQL the per-minute tables drop every daily partition that ends at or before the cutoff
@@ -118,7 +118,7 @@ def apply_retention(store: SqlStore, policy: Policy, now: datetime | None = None
                     len(removed.partitions),
                 )
             out.append(removed)
-    seen = Removed("frames_seen", now - timedelta(seconds=policy.replay_window_s))
+    seen = Removed("frames_seen_blocks", now - timedelta(seconds=policy.replay_window_s))
     seen.rows = store.prune_seen(timedelta(seconds=policy.replay_window_s))
     out.append(seen)
     return out

@@ -2,8 +2,9 @@
 the two). Time columns hold naive UTC.
 
 Raw material: ``minute_buckets`` (one row per camera-minute; on PostgreSQL partitioned by day,
-:mod:`emolens.store.partitions`), with ``frames_seen`` and ``bucket_tracks``, whose primary keys
-make a redelivered frame or a re-seen track count once. Answers: ``rollup_hourly`` and
+:mod:`emolens.store.partitions`), with ``frames_seen_blocks`` (a bitmap of the frames accepted,
+:mod:`emolens.store.seen`) and ``bucket_tracks``, which make a redelivered frame or a re-seen track
+count once. Answers: ``rollup_hourly`` and
 ``rollup_daily`` (one row per camera and hour or day, distinct visitors counted through
 ``rollup_hourly_tracks`` / ``rollup_daily_tracks``), ``visitor_timelines`` (one row per anonymous
 track) and ``privacy_settings`` (the k of the k-safe views ``analytics_*``, docs/analytics.md).
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -54,12 +56,14 @@ minute_buckets = Table(
     *[Column(f"p_{e}", Float, nullable=False, default=0.0) for e in EMOTIONS],
 )
 
-frames_seen = Table(
-    "frames_seen",
+frames_seen_blocks = Table(
+    "frames_seen_blocks",
     metadata,
     Column("camera_id", String(MAX_ID_LENGTH), primary_key=True),
-    Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("seen_at", DateTime(timezone=False), nullable=False, index=True),  # naive UTC, when accepted
+    Column("source_id", BigInteger, primary_key=True, autoincrement=False),  # frame_seq >> 40
+    Column("block", BigInteger, primary_key=True, autoincrement=False),  # position // 1024
+    Column("bits", LargeBinary(128), nullable=False),  # bit i: frame block * 1024 + i was accepted
+    Column("seen_at", DateTime(timezone=False), nullable=False, index=True),  # naive UTC, last bit set
 )
 
 bucket_tracks = Table(

@@ -1,7 +1,8 @@
 """SQL store on SQLAlchemy: SQLite for the embedded shape, PostgreSQL for the platform.
 
 The tables are :mod:`emolens.store.schema`; what a batch adds to them is
-:mod:`emolens.store.rollups`. ``frames_seen`` remembers a frame for the replay window only
+:mod:`emolens.store.rollups`. ``frames_seen_blocks`` remembers which frames were accepted (a
+bitmap per 1024 frames, :mod:`emolens.store.seen`) for the replay window only
 (:meth:`SqlStore.prune_seen`); retention is :mod:`emolens.store.retention`.
 """
 
@@ -28,13 +29,13 @@ from sqlalchemy.exc import (
 from emolens.errors import ConfigError, MissingExtra, NotFound, Unavailable
 from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
-from emolens.store import partitions, rollups
+from emolens.store import partitions, rollups, seen
 from emolens.store.base import Bucket, Camera, Folded, fold_frames
-from emolens.store.schema import bucket_tracks, cameras, frames_seen, metadata, minute_buckets
+from emolens.store.schema import bucket_tracks, cameras, frames_seen_blocks, metadata, minute_buckets
 
-__all__ = ["SqlStore", "bucket_tracks", "cameras", "frames_seen", "metadata", "minute_buckets"]
+__all__ = ["SqlStore", "bucket_tracks", "cameras", "frames_seen_blocks", "metadata", "minute_buckets"]
 
-PRUNE_BATCH = 50_000  # rows per DELETE: each is its own short transaction, so no lock is held long
+PRUNE_BATCH = 5_000  # blocks (of 1024 frames) per DELETE: each is its own short transaction, so no lock is held long
 
 
 def _row_bucket(row: Any) -> Bucket:
@@ -157,18 +158,52 @@ class SqlStore:
         On PostgreSQL the days' partitions must exist (``apply`` makes them)."""
         unique = {(f.camera_id, f.frame_seq): f for f in frames}
         self._ensure_cameras(conn, {f.camera_id for f in unique.values()})
-        now = _utcnow()
-        inserted = conn.execute(
-            self._dialect.insert(frames_seen)
-            .on_conflict_do_nothing()
-            .returning(frames_seen.c.camera_id, frames_seen.c.frame_seq),
-            [{"camera_id": c, "frame_seq": s, "seen_at": now} for c, s in unique],
-        ).all()
-        accepted = {(r[0], r[1]) for r in inserted}
-        new = [f for key, f in unique.items() if key in accepted]  # in delivery order
+        # Read, set and write the batch's blocks: safe because every writer of a camera holds its
+        # row lock (_ensure_cameras) until commit, so no other aggregator changes these blocks in
+        # between. A prune deleting one meanwhile only makes the upsert insert it again, with
+        # the old bits kept: a frame is remembered longer, never forgotten early.
+        keys = {(c, *seen.block_of(s)) for c, s in unique}
+        blocks = self._read_blocks(conn, keys)
+        new: list[FrameObservations] = []  # in delivery order
+        changed: set[tuple[str, int, int]] = set()
+        for (camera_id, seq), f in unique.items():
+            key = (camera_id, *seen.block_of(seq))
+            bits = blocks.get(key, seen.EMPTY)
+            bit = seen.bit_of(seq)
+            if seen.has_bit(bits, bit):
+                continue
+            blocks[key] = seen.set_bit(bits, bit)
+            changed.add(key)
+            new.append(f)
+        if changed:
+            now = _utcnow()
+            stmt = self._dialect.insert(frames_seen_blocks)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["camera_id", "source_id", "block"],
+                    set_={"bits": stmt.excluded.bits, "seen_at": stmt.excluded.seen_at},
+                ),
+                [
+                    {"camera_id": c, "source_id": src, "block": b, "bits": blocks[(c, src, b)], "seen_at": now}
+                    for c, src, b in sorted(changed)
+                ],
+            )
         if new:
             rollups.write(conn, self._dialect, fold_frames(new))
         return new
+
+    def _read_blocks(self, conn: Connection, keys: set[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes]:
+        t = frames_seen_blocks
+        out: dict[tuple[str, int, int], bytes] = {}
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), 500):  # a batch of 512 frames touches a few blocks a camera
+            rows = conn.execute(
+                select(t.c.camera_id, t.c.source_id, t.c.block, t.c.bits).where(
+                    tuple_(t.c.camera_id, t.c.source_id, t.c.block).in_(ordered[i : i + 500])
+                )
+            ).all()
+            out.update({(r[0], r[1], r[2]): bytes(r[3]) for r in rows})
+        return out
 
     def apply_folded(self, folded: Folded) -> None:
         """Write frames already summed per camera-minute (:func:`emolens.store.base.fold_frames`)
@@ -196,16 +231,17 @@ class SqlStore:
         self._partitions |= missing
 
     def prune_seen(self, older_than: timedelta, batch: int = PRUNE_BATCH) -> int:
-        """Forget frames accepted more than ``older_than`` ago; returns how many. A frame
-        delivered again after that counts again: the replay window (docs/reliability.md).
+        """Forget the blocks of frames (1024 each) in which no frame was accepted for more than
+        ``older_than``; returns how many blocks. A frame delivered again after that counts
+        again: the replay window (docs/reliability.md). A block's time is its newest frame's,
+        so a frame is remembered for at least the window (at 5 fps a block fills in 205 s).
         ``bucket_tracks`` is kept: a minute older than the window can still receive its first
         frames (a recording ingested with ``--start`` in the past, a consumer catching up), and
         forgetting its tracks would count a visitor twice in that minute."""
+        t = frames_seen_blocks
         cutoff = _utcnow() - older_than
-        expired = select(frames_seen.c.camera_id, frames_seen.c.frame_seq).where(frames_seen.c.seen_at < cutoff)
-        stmt = delete(frames_seen).where(
-            tuple_(frames_seen.c.camera_id, frames_seen.c.frame_seq).in_(expired.limit(batch))
-        )
+        expired = select(t.c.camera_id, t.c.source_id, t.c.block).where(t.c.seen_at < cutoff)
+        stmt = delete(t).where(tuple_(t.c.camera_id, t.c.source_id, t.c.block).in_(expired.limit(batch)))
         removed = 0
         with self._outage():
             while True:

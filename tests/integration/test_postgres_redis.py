@@ -4,21 +4,21 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
 from emolens.live import RedisLiveState, make_live_state
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.store import Camera, SqlStore
-from emolens.store.sql import frames_seen
-from tests.redelivery import redeliver
+from emolens.store.sql import frames_seen_blocks
+from tests.redelivery import accepted_long_ago, redeliver, seen_frames
 
 T0 = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
 # every table with rows per camera, cameras' dependants first
 CAMERA_TABLES = (
     "bucket_tracks",
-    "frames_seen",
+    "frames_seen_blocks",
     "minute_buckets",
     "rollup_hourly_tracks",
     "rollup_daily_tracks",
@@ -112,16 +112,21 @@ def test_postgres_migrations_match_the_models(pg_store):
 
 
 def test_postgres_forgets_frames_older_than_the_window_in_batches(pg_store):
-    assert pg_store.apply(frames()) == frames()
-    with pg_store.engine.begin() as conn:  # frames 0-4 were accepted weeks ago
-        conn.execute(
-            update(frames_seen)
-            .where(frames_seen.c.camera_id == "pg-cam", frames_seen.c.frame_seq < 5)
-            .values(seen_at=datetime(2025, 12, 1))
-        )
-    assert pg_store.prune_seen(timedelta(days=7), batch=2) == 5  # three DELETEs: 2, 2, 1
-    assert pg_store.apply(frames()) == frames()[:5]  # forgotten frames count again, the rest not
-    assert sum(b.frames for b in pg_store.buckets(camera_id="pg-cam")) == 13
+    later = [FrameObservations("pg-cam", s, T0, [face("happy", 0.9, 1)]) for s in (1024, 2048)]  # blocks 1, 2
+    assert pg_store.apply(frames() + later) == frames() + later
+    accepted_long_ago(pg_store, "pg-cam", [0, 1024])  # blocks 0 (frames 0-7) and 1 came in weeks ago
+    assert pg_store.prune_seen(timedelta(days=7), batch=1) == 2  # three DELETEs: 1, 1, 0
+    assert seen_frames(pg_store) == [("pg-cam", 2048)]
+    assert pg_store.apply(frames() + later) == [*frames(), later[0]]  # forgotten frames count again
+    assert sum(b.frames for b in pg_store.buckets(camera_id="pg-cam")) == 19
+
+
+def test_postgres_replays_and_duplicates_in_one_batch_count_once(pg_store):
+    assert pg_store.apply(frames()[:3]) == frames()[:3]
+    batch = [*frames()[:3], frames()[5], frames()[5], *frames()[:3]]
+    assert pg_store.apply(batch) == [frames()[5]]
+    assert seen_frames(pg_store) == [("pg-cam", s) for s in (0, 1, 2, 5)]
+    assert sum(b.frames for b in pg_store.buckets(camera_id="pg-cam")) == 4
 
 
 def test_postgres_upgrade_from_0001_keeps_the_rows(postgres_url):
@@ -143,17 +148,17 @@ def test_postgres_upgrade_from_0001_keeps_the_rows(postgres_url):
         old.dispose()
         before = datetime.now(UTC).replace(tzinfo=None)
         store = SqlStore(url.render_as_string(hide_password=False))
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         with store.engine.connect() as conn:
-            rows = conn.execute(select(frames_seen).order_by(frames_seen.c.frame_seq)).all()
+            stamps = conn.execute(select(frames_seen_blocks.c.seen_at)).scalars().all()
             # 0003 moved the minutes into one partition a day
             held = conn.exec_driver_sql(
                 "SELECT tableoid::regclass::text, minute FROM minute_buckets ORDER BY minute"
             ).all()
         assert [r[0] for r in held] == ["minute_buckets_p20260101", "minute_buckets_p20260102"]
-        assert [(r.camera_id, r.frame_seq) for r in rows] == [("old-cam", 1), ("old-cam", 2)]
-        assert all(before <= r.seen_at <= datetime.now(UTC).replace(tzinfo=None) for r in rows)
-        assert store.prune_seen(timedelta(days=7)) == 0 and store.prune_seen(timedelta(0)) == 2
+        assert seen_frames(store) == [("old-cam", 1), ("old-cam", 2)]  # 0004 made a bitmap of them
+        assert len(stamps) == 1 and before <= stamps[0] <= datetime.now(UTC).replace(tzinfo=None)
+        assert store.prune_seen(timedelta(days=7)) == 0 and store.prune_seen(timedelta(0)) == 1  # one block
         store.close()
     finally:
         with admin.connect() as conn:

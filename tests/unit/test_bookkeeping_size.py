@@ -1,8 +1,9 @@
-"""What the replay window saves: synthetic observations of one camera for two "days" applied to
-SQLite, once keeping every frame's redelivery row and once pruning the first day's before the
-second; rows and file size after each step (docs/reliability.md, "Bounded redelivery
-bookkeeping"). The test runs a camera-hour at 5 fps in seconds; the documented figures are
-one camera-day at 5 fps:
+"""What the redelivery bookkeeping costs: synthetic observations of one camera for two "days"
+applied to SQLite, once keeping every frame's bit and once pruning the first day's blocks before
+the second; rows, bookkeeping bytes (SQLite's own page accounting, ``dbstat``) and file size
+after each step, against the same frames kept as one row each (the layout before revision 0004)
+(docs/reliability.md, "Bounded redelivery bookkeeping"). The test runs a camera-hour at 5 fps in
+seconds; the documented figures are one camera-day at 5 fps:
 
     .venv/bin/python -m tests.unit.test_bookkeeping_size --frames 432000
 """
@@ -16,13 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, create_engine, func, select
 
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
-from emolens.store import SqlStore
-from emolens.store.sql import bucket_tracks, frames_seen, minute_buckets
+from emolens.store import SqlStore, seen
+from emolens.store.sql import bucket_tracks, frames_seen_blocks, minute_buckets
 
 FPS = 5.0
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -62,7 +64,8 @@ def observations(frames: int, day: int, seed: int = 0) -> Iterator[list[FrameObs
 class Snapshot:
     step: str
     seconds: float  # the step's own time (applying the day's frames, or the prune)
-    frames_seen: int
+    seen_blocks: int  # frames_seen_blocks rows
+    seen_bytes: int  # pages of frames_seen_blocks and its indexes
     bucket_tracks: int
     minute_buckets: int
     file_bytes: int  # database + write-ahead log, after a checkpoint
@@ -72,12 +75,48 @@ class Snapshot:
 def snapshot(store: SqlStore, path: Path, step: str, seconds: float = 0.0) -> Snapshot:
     with store.engine.begin() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        rows = [conn.execute(select(func.count()).select_from(t)).scalar_one() for t in (frames_seen, bucket_tracks)]
+        rows = [
+            conn.execute(select(func.count()).select_from(t)).scalar_one() for t in (frames_seen_blocks, bucket_tracks)
+        ]
+        seen_bytes = table_bytes(conn, "frames_seen_blocks")
         buckets = conn.execute(select(func.count()).select_from(minute_buckets)).scalar_one()
         free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
         page = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
     size = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
-    return Snapshot(step, seconds, rows[0], rows[1], buckets, size, free * page)
+    return Snapshot(step, seconds, rows[0], seen_bytes, rows[1], buckets, size, free * page)
+
+
+def table_bytes(conn: Any, table: str) -> int:
+    """Bytes of the pages a table and its indexes take, as SQLite counts them."""
+    names = [table] + [
+        r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_schema WHERE tbl_name = ?", (table,)) if r[0]
+    ]
+    marks = ", ".join("?" * len(names))
+    return int(conn.exec_driver_sql(f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({marks})", tuple(names)).scalar())
+
+
+def per_frame_row_bytes(folder: Path, frames: int) -> int:
+    """The same day of frames kept as one row each (``frames_seen`` before revision 0004: its
+    primary key and the index on ``seen_at``), in bytes of SQLite pages."""
+    engine = create_engine(f"sqlite:///{folder / 'rows.db'}")
+    table = Table(
+        "frames_seen",
+        MetaData(),
+        Column("camera_id", String(128), primary_key=True),
+        Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("seen_at", DateTime(timezone=False), nullable=False),
+        Index("ix_frames_seen_seen_at", "seen_at"),
+    )
+    table.metadata.create_all(engine)
+    now = datetime(2026, 3, 1, 12, 0, 0, 123456)
+    with engine.begin() as conn:
+        for batch in observations(frames, day=0):
+            conn.execute(
+                table.insert(), [{"camera_id": f.camera_id, "frame_seq": f.frame_seq, "seen_at": now} for f in batch]
+            )
+        out = table_bytes(conn, "frames_seen")
+    engine.dispose()
+    return out
 
 
 def measure(folder: Path, frames: int) -> dict[str, list[Snapshot]]:
@@ -106,14 +145,15 @@ def measure(folder: Path, frames: int) -> dict[str, list[Snapshot]]:
 
 def table(result: dict[str, list[Snapshot]]) -> str:
     lines = [
-        "| run | step | seconds | frames_seen rows | bucket_tracks rows | minute_buckets rows | file | free in file |"
+        "| run | step | seconds | frames_seen_blocks rows | their bytes | bucket_tracks rows | minute_buckets rows "
+        "| file | free in file |"
     ]
-    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for run, steps in result.items():
         for s in steps:
             lines.append(
                 f"| {run} | {s.step} | {s.seconds:.1f} "
-                f"| {s.frames_seen:,} | {s.bucket_tracks:,} | {s.minute_buckets:,} "
+                f"| {s.seen_blocks:,} | {s.seen_bytes:,} | {s.bucket_tracks:,} | {s.minute_buckets:,} "
                 f"| {s.file_bytes / 2**20:.2f} MiB | {s.free_bytes / 2**20:.2f} MiB |"
             )
     return "\n".join(lines)
@@ -124,16 +164,23 @@ def test_pruning_keeps_the_redelivery_rows_to_one_window(tmp_path):
     result = measure(tmp_path, frames)
     print("\n" + table(result))
     kept, pruned = ({s.step: s for s in result[run]} for run in ("kept", "pruned"))
-    assert kept["day 2"].frames_seen == 2 * frames
-    assert pruned["day 1 pruned"].frames_seen == 0 and pruned["day 2"].frames_seen == frames
+    day1, day2 = ({seq // seen.BLOCK_FRAMES for seq in range(d * frames, (d + 1) * frames)} for d in (0, 1))
+    assert kept["day 1"].seen_blocks == len(day1) == 18  # consecutive frames: one row per 1024
+    assert kept["day 2"].seen_blocks == len(day1 | day2)
+    assert pruned["day 1 pruned"].seen_blocks == 0 and pruned["day 2"].seen_blocks == len(day2)
     # the data itself is never pruned: both runs hold the same buckets and tracks
     for table_rows in ("bucket_tracks", "minute_buckets"):
         assert getattr(pruned["day 2"], table_rows) == getattr(kept["day 2"], table_rows)
-    # SQLite reuses the freed pages: day 2 grows the pruned file by far less than day 1 did
-    day1 = kept["day 1"].file_bytes - kept["empty"].file_bytes
-    assert pruned["day 1 pruned"].file_bytes == pruned["day 1"].file_bytes  # a delete does not shrink it
-    assert pruned["day 2"].file_bytes - pruned["day 1"].file_bytes < day1 / 2
-    assert kept["day 2"].file_bytes - kept["day 1"].file_bytes > day1 * 0.8
+
+
+def test_a_bit_per_frame_is_over_fifty_times_smaller_than_a_row_per_frame(tmp_path):
+    frames = int(3600 * FPS)
+    result = measure(tmp_path, frames)
+    day1 = {s.step: s for s in result["kept"]}["day 1"]
+    rows = per_frame_row_bytes(tmp_path, frames)
+    print(f"\n{frames:,} frames: one row each {rows:,} bytes, bitmaps {day1.seen_bytes:,} bytes")
+    assert day1.seen_bytes * 50 <= rows
+    assert rows / frames > 40  # a row per frame really was tens of bytes (key, time, two indexes)
 
 
 if __name__ == "__main__":
@@ -145,4 +192,6 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         print(table(measure(Path(folder), args.frames)))
+        rows = per_frame_row_bytes(Path(folder), args.frames)
+        print(f"the same frames as one row each (before revision 0004): {rows:,} bytes")
     print(f"{args.frames:,} frames a day, {time.perf_counter() - t0:.1f} s")

@@ -25,7 +25,7 @@ RAW_TABLES = (
     "cameras",
     "minute_buckets",
     "bucket_tracks",
-    "frames_seen",
+    "frames_seen_blocks",
     "rollup_hourly",
     "rollup_daily",
     "rollup_hourly_tracks",

@@ -6,10 +6,9 @@ dead-letter topic. The same behaviours on the real stack are in tests/integratio
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
-from sqlalchemy import update
 
 from emolens import metrics, stages
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus
@@ -19,10 +18,9 @@ from emolens.retry import Backoff
 from emolens.settings import Settings
 from emolens.stages import Aggregator, Detector, Ingest, dead_letter_topic, drain
 from emolens.store import Camera, SqlStore
-from emolens.store.sql import frames_seen
 from emolens.wire import observations_to_pb
 from tests.conftest import MODEL_REPO
-from tests.redelivery import frame
+from tests.redelivery import accepted_long_ago, frame
 
 
 def _fast(stage):
@@ -107,9 +105,8 @@ class Recording:
 
 def test_the_aggregator_prunes_at_start_then_every_ten_minutes_waiting_out_an_outage(tmp_path, monkeypatch):
     store = SqlStore(f"sqlite:///{tmp_path / 'p.db'}")
-    store.apply([frame("cam-f", 0), frame("cam-f", 1)])
-    with store.engine.begin() as conn:  # frame 0 was accepted long before the window
-        conn.execute(update(frames_seen).where(frames_seen.c.frame_seq == 0).values(seen_at=datetime(2025, 1, 1)))
+    store.apply([frame("cam-f", 0), frame("cam-f", 1024)])  # two blocks of 1024 frames
+    accepted_long_ago(store, "cam-f", [0])  # frame 0's block was accepted long before the window
     recording = Recording(store)
     window = timedelta(days=7)
     aggregator, readiness = _fast(
@@ -118,10 +115,10 @@ def test_the_aggregator_prunes_at_start_then_every_ten_minutes_waiting_out_an_ou
     assert stages.PRUNE_EVERY_S == 600
     aggregator.step(timeout_s=0.01)
     assert recording.prunes == [window] and readiness == [False, True]  # retried, like any store call
-    _publish(aggregator.bus, [0, 1])
+    _publish(aggregator.bus, [0, 1024])
     assert drain(aggregator, idle_s=0.2, timeout_s=0.05) == 2
     assert recording.prunes == [window]  # not again within ten minutes
-    assert _stored(store) == (3, 6, 3)  # frame 0 was forgotten, so it counted again; frame 1 did not
+    assert _stored(store) == (3, 6, 3)  # frame 0 was forgotten, so it counted again; frame 1024 did not
     monkeypatch.setattr(stages, "PRUNE_EVERY_S", 0.0)  # as if ten minutes had passed
     aggregator.step(timeout_s=0.01)
     assert recording.prunes == [window, window]

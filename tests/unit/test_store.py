@@ -2,15 +2,16 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select
 
 from emolens.errors import ConfigError, Unavailable
 from emolens.live import RedisLiveState
 from emolens.observations import FrameObservations
 from emolens.report import bucket_summary
 from emolens.results import EMOTIONS, FaceResult
-from emolens.store import Camera, SqlStore
-from emolens.store.sql import frames_seen
+from emolens.store import Camera, SqlStore, seen
+from emolens.store.sql import frames_seen_blocks
+from tests.redelivery import accepted_long_ago, seen_frames
 
 T0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
 
@@ -62,28 +63,14 @@ def test_redelivered_frames_count_once(store):
     assert [(b.faces, b.tracks, b.smile_sum) for b in store.buckets()] == before
 
 
-def _accepted_long_ago(store, camera_id, seqs):
-    """Backdate when the store accepted these frames (as if they came in weeks ago)."""
-    with store.engine.begin() as conn:
-        conn.execute(
-            update(frames_seen)
-            .where(frames_seen.c.camera_id == camera_id, frames_seen.c.frame_seq.in_(seqs))
-            .values(seen_at=datetime(2025, 12, 1))
-        )
-
-
-def _seen(store):
-    with store.engine.connect() as conn:
-        return sorted(conn.execute(select(frames_seen.c.camera_id, frames_seen.c.frame_seq)).all())
-
-
 def test_a_redelivery_within_the_replay_window_is_skipped(store):
     before = datetime.now(UTC).replace(tzinfo=None)
     store.apply(frames())
     after = datetime.now(UTC).replace(tzinfo=None)
     with store.engine.connect() as conn:
-        stamps = conn.execute(select(frames_seen.c.seen_at)).scalars().all()
-    assert len(stamps) == 4 and all(before <= t <= after for t in stamps)  # naive UTC, when accepted
+        stamps = conn.execute(select(frames_seen_blocks.c.seen_at)).scalars().all()
+    assert len(stamps) == 2 and all(before <= t <= after for t in stamps)  # a block per camera; naive UTC
+    assert seen_frames(store) == [("cam-1", 0), ("cam-1", 1), ("cam-1", 2), ("cam-2", 0)]
     counts = [(b.frames, b.faces, b.tracks) for b in store.buckets()]
     assert store.prune_seen(timedelta(days=7)) == 0
     assert store.apply(frames()) == []
@@ -92,14 +79,16 @@ def test_a_redelivery_within_the_replay_window_is_skipped(store):
 
 def test_after_the_replay_window_a_redelivered_frame_counts_again(store):
     """The trade-off of bounded bookkeeping: a frame older than the window is forgotten, so its
-    replay is counted a second time. Its tracks are not (``bucket_tracks`` is kept)."""
+    replay is counted a second time. Its tracks are not (``bucket_tracks`` is kept). The store
+    forgets whole blocks of 1024 frames, here cam-1's frames 0-2."""
     store.apply(frames())
-    _accepted_long_ago(store, "cam-1", [0, 1])
-    assert store.prune_seen(timedelta(days=7)) == 2
-    assert _seen(store) == [("cam-1", 2), ("cam-2", 0)]
-    assert store.apply(frames()) == frames()[:2]  # forgotten: new again; 2 frames still remembered
-    first = store.buckets(camera_id="cam-1")[0]
+    accepted_long_ago(store, "cam-1", [0])
+    assert store.prune_seen(timedelta(days=7)) == 1  # one block
+    assert seen_frames(store) == [("cam-2", 0)]
+    assert store.apply(frames()) == frames()[:3]  # forgotten: new again; cam-2's frame still remembered
+    first, second = store.buckets(camera_id="cam-1")
     assert (first.frames, first.faces, first.low_quality, first.tracks) == (4, 6, 2, 2)  # was (2, 3, 1, 2)
+    assert (second.frames, second.faces, second.tracks) == (2, 2, 1)  # was (1, 1, 1)
 
 
 def test_pruning_keeps_the_tracks_of_a_backfilled_minute(store):
@@ -116,18 +105,37 @@ def test_pruning_keeps_the_tracks_of_a_backfilled_minute(store):
     assert (bucket.minute, bucket.frames, bucket.faces, bucket.tracks) == (old.replace(tzinfo=None), 2, 2, 1)
 
 
-def test_prune_deletes_in_batches_and_counts_every_row(store):
-    store.apply(frames())
+def test_prune_deletes_in_batches_and_counts_every_block(store):
+    store.apply([*frames(), FrameObservations("cam-1", 5000, T0, [])])  # cam-1 blocks 0 and 4, cam-2 block 0
     statements: list[str] = []
     listener = lambda *a: statements.append(a[2])  # noqa: E731 (conn, cursor, statement, ...)
     event.listen(store.engine, "before_cursor_execute", listener)
     try:
-        assert store.prune_seen(timedelta(0), batch=3) == 4  # every row is older than now
+        assert store.prune_seen(timedelta(0), batch=2) == 3  # every block is older than now
     finally:
         event.remove(store.engine, "before_cursor_execute", listener)
-    assert sum(s.lstrip().upper().startswith("DELETE") for s in statements) == 2  # 3 rows, then 1
-    assert _seen(store) == [] and store.prune_seen(timedelta(0)) == 0
-    assert sum(b.frames for b in store.buckets()) == 4  # the buckets are the data: never pruned
+    assert sum(s.lstrip().upper().startswith("DELETE") for s in statements) == 2  # 2 blocks, then 1
+    assert seen_frames(store) == [] and store.prune_seen(timedelta(0)) == 0
+    assert sum(b.frames for b in store.buckets()) == 5  # the buckets are the data: never pruned
+
+
+def test_replays_and_duplicates_are_dropped_and_a_new_block_is_kept(store):
+    """Exact at the bit: an old batch replayed, a frame twice in one batch, the neighbours of
+    seen frames and frames of a new block or another source (same position) are each told apart."""
+    src = 7 << seen.POSITION_BITS
+    old = [FrameObservations("cam-1", src + i, T0, [face("happy", 0.9, 1)]) for i in (0, 1, 1023)]
+    assert store.apply(old) == old
+    twice = FrameObservations("cam-1", src + 2, T0, [face("sad", 0.1, 2)])
+    fresh = FrameObservations("cam-1", src + 1024, T0, [face("sad", 0.1, 2)])  # next block
+    other_source = FrameObservations("cam-1", 8 << seen.POSITION_BITS | 1, T0, [face("sad", 0.1, 2)])
+    other_camera = FrameObservations("cam-2", src + 1, T0, [face("sad", 0.1, 2)])
+    batch = [*old, twice, twice, fresh, old[1], other_source, other_camera]
+    assert store.apply(batch) == [twice, fresh, other_source, other_camera]
+    assert store.apply(batch + old) == []
+    assert seen_frames(store) == sorted(
+        [("cam-1", f.frame_seq) for f in (*old, twice, fresh, other_source)] + [("cam-2", src + 1)]
+    )
+    assert sum(b.frames for b in store.buckets()) == 7
 
 
 def test_apply_returns_each_new_frame_once(store):
@@ -164,12 +172,20 @@ def test_k_anonymity_suppresses_small_buckets(store):
 
 
 def test_no_face_pixels_in_the_schema(store):
+    """The one binary column is the redelivery bitmap: 128 bytes, one bit per frame."""
     from sqlalchemy import inspect
 
-    types = {
-        str(c["type"]) for t in inspect(store.engine).get_table_names() for c in inspect(store.engine).get_columns(t)
+    binary = {
+        (t, c["name"])
+        for t in inspect(store.engine).get_table_names()
+        for c in inspect(store.engine).get_columns(t)
+        if any(k in str(c["type"]) for k in ("BLOB", "BYTEA", "LargeBinary", "BINARY"))
     }
-    assert not any("BLOB" in t or "BYTEA" in t or "LargeBinary" in t for t in types)
+    assert binary == {("frames_seen_blocks", "bits")}
+    store.apply(frames())
+    with store.engine.connect() as conn:
+        sizes = conn.execute(select(func.length(frames_seen_blocks.c.bits))).scalars().all()
+    assert sizes == [seen.BLOCK_BYTES] * 2
 
 
 def test_bad_url():
