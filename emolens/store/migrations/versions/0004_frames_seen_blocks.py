@@ -65,6 +65,11 @@ def upgrade() -> None:
     blocks.create(conn)
     op.create_index("ix_frames_seen_blocks_seen_at", "frames_seen_blocks", ["seen_at"])
     frames = _frames_table()
+    if conn.dialect.name == "postgresql":
+        # The previous release's aggregators may still insert while this runs: a frame inserted
+        # after the copy read the table would be counted but not remembered. Hold their inserts
+        # until this commits (they then fail on the dropped table and their batches are redone).
+        op.execute("LOCK TABLE frames_seen IN SHARE MODE")
     # Rows come in key order, so each block is complete when the next one starts.
     key: tuple[str, int, int] | None = None
     bits = bytearray(BLOCK_FRAMES // 8)
