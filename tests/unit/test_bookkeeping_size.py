@@ -6,6 +6,11 @@ after each step, against the same frames kept as one row each (the layout before
 seconds; the documented figures are one camera-day at 5 fps:
 
     .venv/bin/python -m tests.unit.test_bookkeeping_size --frames 432000
+
+and the same camera-day on PostgreSQL (a throwaway server from ``emolens.dev``), bytes per
+table as ``pg_total_relation_size`` counts them (heap, indexes, TOAST; partitions summed):
+
+    .venv/bin/python -m tests.unit.test_bookkeeping_size --postgres
 """
 
 from __future__ import annotations
@@ -183,13 +188,62 @@ def test_a_bit_per_frame_is_over_fifty_times_smaller_than_a_row_per_frame(tmp_pa
     assert rows / frames > 40  # a row per frame really was tens of bytes (key, time, two indexes)
 
 
+def postgres_sizes(url: str, frames: int) -> dict[str, int]:
+    """One camera-day through ``SqlStore.apply`` on PostgreSQL, then the same frames as one row
+    each (``frames_seen_rows``, the layout before revision 0004, for comparison): bytes per table."""
+    store = SqlStore(url)
+    for batch in observations(frames, day=0):
+        store.apply(batch)
+    rows = Table(
+        "frames_seen_rows",
+        MetaData(),
+        Column("camera_id", String(128), primary_key=True),
+        Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("seen_at", DateTime(timezone=False), nullable=False),
+        Index("ix_frames_seen_rows_seen_at", "seen_at"),
+    )
+    rows.metadata.create_all(store.engine)
+    now = datetime(2026, 3, 1, 12, 0, 0, 123456)
+    with store.engine.begin() as conn:
+        for batch in observations(frames, day=0):
+            conn.execute(
+                rows.insert(), [{"camera_id": f.camera_id, "frame_seq": f.frame_seq, "seen_at": now} for f in batch]
+            )
+    with store.engine.connect() as conn:
+        sized = conn.exec_driver_sql(
+            "SELECT regexp_replace(c.relname, '_p[0-9]{8}$', ''), sum(pg_total_relation_size(c.oid)) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'r' GROUP BY 1 ORDER BY 1"
+        ).all()
+    store.close()
+    return {name: int(size) for name, size in sized}
+
+
 if __name__ == "__main__":
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=int(86400 * FPS), help="frames per day (one camera-day)")
+    parser.add_argument("--postgres", action="store_true", help="measure on a throwaway PostgreSQL instead")
     args = parser.parse_args()
     t0 = time.perf_counter()
+    if args.postgres:
+        from emolens import dev
+
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder).chmod(0o755)  # the postgres user must reach its data folder inside
+            server = dev.start_postgres(Path(folder) / "pg")
+            try:
+                sizes = postgres_sizes(server.url, args.frames)
+            finally:
+                dev.stop(server)
+        print("| table | bytes |\n| --- | ---: |")
+        for name, size in sizes.items():
+            print(f"| {name} | {size:,} |")
+        store_bytes = sum(v for k, v in sizes.items() if k != "frames_seen_rows")
+        print(f"store (without frames_seen_rows): {store_bytes:,} bytes for {args.frames:,} frames")
+        print(f"{args.frames:,} frames a day, {time.perf_counter() - t0:.1f} s")
+        raise SystemExit(0)
     with tempfile.TemporaryDirectory() as folder:
         print(table(measure(Path(folder), args.frames)))
         rows = per_frame_row_bytes(Path(folder), args.frames)
