@@ -339,3 +339,31 @@ def test_topic_settings_short_frame_retention_and_production_replication(helm):
     assert int(production["EMOLENS_FRAMES_RETENTION_MS"]) <= 3_600_000
     settings = Settings.from_env(production)
     assert (settings.kafka_replication, settings.log_format) == (3, "json")
+
+
+def test_retention_cronjob_is_off_by_default_and_runs_retention_apply_like_the_other_workloads(helm, tmp_path):
+    assert not any(d["kind"] == "CronJob" for d in docs(helm))
+    on = ["--set", "retention.enabled=true,retention.schedule=5 2 * * *"]
+    ms = docs(helm, *on)
+    (cron,) = [d for d in ms if d["kind"] == "CronJob"]
+    assert cron["spec"]["schedule"] == "5 2 * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["retention", "apply"]
+    (job,) = [d for d in ms if d["kind"] == "Job" and d["metadata"]["name"].endswith("-db-upgrade")]
+    (upgrade,) = job["spec"]["template"]["spec"]["containers"]
+    # the same image, settings, database secret and security as the migration job
+    for key in ("image", "imagePullPolicy", "envFrom", "env", "securityContext", "volumeMounts"):
+        assert container[key] == upgrade[key], key
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert any(e["name"] == "EMOLENS_DB" for e in container["env"])
+    path = tmp_path / "retention.yaml"
+    path.write_text(render(helm, *on).stdout)
+    check = subprocess.run(
+        [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet", "-k", "1.33.0", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    bad = render(helm, "--set", "retention.enabled=true,retention.schedule=daily")
+    assert bad.returncode != 0 and re.search("schedule", bad.stderr), bad.stderr
