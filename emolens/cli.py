@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -305,8 +306,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"{len(cameras)} camera(s): {summary.frames} frames analysed, {summary.observations} stored in "
-        f"{redact_url(settings.db)} ({rate:.1f} frames/s)",
+        f"{len(cameras)} camera(s): {summary.frames} frames analysed, {summary.observations} frame results "
+        f"sent to {redact_url(settings.db)}, which counts a frame it already holds once ({rate:.1f} frames/s)",
         file=sys.stderr,
     )
     return 0
@@ -379,6 +380,9 @@ def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> in
         token = page.next_page_token
         if not token:
             break
+    if not rows and not suppressed:
+        span = f"{since.isoformat(timespec='minutes')} to {until.isoformat(timespec='minutes')} UTC"
+        print(f"no statistics from {span} (set --since/--until for another period)", file=sys.stderr)
     print_stats(rows, by, settings.k_anonymity, suppressed, args.format, sys.stdout)
     return 0
 
@@ -527,6 +531,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if rc:
         return rc
     # k=1: the demo's only face is its own, so nothing needs hiding.
+    print(
+        "statistics of the demo, shown with --k 1 (emolens stats hides a minute with fewer than 5 "
+        "distinct faces unless told otherwise):",
+        file=sys.stderr,
+    )
     return main(["stats", "--camera-id", "demo-cam", "--k", "1", *common])
 
 
@@ -711,7 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site")
     p.add_argument("--k", type=int, help="hide buckets with fewer distinct faces (EMOLENS_K_ANONYMITY, default 5)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--since", help="ISO date/time (UTC unless it names a zone); with --until/--by/--every: rollups")
+    p.add_argument(
+        "--since",
+        help="ISO date/time (UTC unless it names a zone); with --until/--by/--every: rollups "
+        "(default: 7 days before --until, 1 day with --every minute)",
+    )
     p.add_argument("--until", help="ISO date/time, exclusive (default now)")
     p.add_argument("--by", choices=["camera", "zone", "site"], help="group by (default camera)")
     p.add_argument("--every", choices=["minute", "hour", "day"], help="one row per group and period (default hour)")
@@ -847,6 +860,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``emolens stats | head``): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

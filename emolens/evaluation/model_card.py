@@ -54,10 +54,10 @@ class Agreement:
     emotion_accuracy_without_duplicates: float
     emotion_faces_without_duplicates: int
     # P(happy) of the emotion model as a smile score on SMILEsmileD test
-    emotion_happy_auc_on_smiles: float
+    emotion_happy_auc_on_smiles: float | None  # None: one class only in a --limit sample
     # the smile model on FER2013 test, smile = happy
     smile_accuracy_on_fer_happy: float
-    smile_auc_on_fer_happy: float
+    smile_auc_on_fer_happy: float | None
     # set name -> (share of faces with P(happy) >= 0.7 that the smile model calls smiling, faces)
     consistency: Mapping[str, tuple[float, int]]
 
@@ -164,15 +164,19 @@ def _pipeline_table(pipeline: Mapping[str, PipelineResult] | None) -> str:
     )
 
 
+def _auc(value: float | None) -> str:
+    return "n/a (one class in the sample)" if value is None else f"{value:.4f}"
+
+
 def _agreement_fields(a: Agreement | None) -> dict[str, str]:
     if a is None:
         return {"no_duplicates": "not measured in this run", "agreement": "_Not measured in this run._"}
     table = markdown_table(
         ["figure", "value"],
         [
-            ["emotion P(happy) as a smile score, SMILEsmileD test (ROC-AUC)", f"{a.emotion_happy_auc_on_smiles:.4f}"],
+            ["emotion P(happy) as a smile score, SMILEsmileD test (ROC-AUC)", _auc(a.emotion_happy_auc_on_smiles)],
             ["smile model on FER2013 test, smile = happy (accuracy)", _pct(a.smile_accuracy_on_fer_happy)],
-            ["smile model on FER2013 test, smile = happy (ROC-AUC)", f"{a.smile_auc_on_fer_happy:.4f}"],
+            ["smile model on FER2013 test, smile = happy (ROC-AUC)", _auc(a.smile_auc_on_fer_happy)],
             *[
                 [f"consistency on {name}: P(happy) >= 0.7 and the smile model says smile", f"{_pct(v)} of {n}"]
                 for name, (v, n) in a.consistency.items()

@@ -65,7 +65,7 @@ def direct(clf: OnnxClassifier, model: str, split: Split) -> tuple[DirectResult,
     rep = class_report(cm)
     res = DirectResult(rep.accuracy, rep.macro_f1, cm, rep.precision, rep.recall, rep.f1, rep.support)
     if model == SMILE:
-        res.auc = roc_auc(split.labels, probs[:, 1])
+        res.auc = _auc(split.labels, probs[:, 1])
     if model == EMOTION and split.extra_labels is not None:
         ok = (split.extra_labels >= 0) & (split.extra_labels <= 6)
         res.ferplus_accuracy = float((pred[ok] == split.extra_labels[ok]).mean())
@@ -148,6 +148,11 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
     )
 
 
+def _auc(labels: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC-AUC, or None where a small --limit sample holds one class only."""
+    return roc_auc(labels, score) if len(np.unique(labels)) == 2 else None
+
+
 def _resized(images: np.ndarray, side: int) -> np.ndarray:
     if images.shape[1] == side:
         return images
@@ -187,9 +192,9 @@ def agreement(
     return Agreement(
         emotion_accuracy_without_duplicates=float((fer_test_probs.argmax(1)[keep] == fer_test.labels[keep]).mean()),
         emotion_faces_without_duplicates=int(keep.sum()),
-        emotion_happy_auc_on_smiles=roc_auc(smiles["test"].labels, happy_on_smiles),
+        emotion_happy_auc_on_smiles=_auc(smiles["test"].labels, happy_on_smiles),
         smile_accuracy_on_fer_happy=float(((smile_on_fer >= 0.5) == is_happy.astype(bool)).mean()),
-        smile_auc_on_fer_happy=roc_auc(is_happy, smile_on_fer),
+        smile_auc_on_fer_happy=_auc(is_happy, smile_on_fer),
         consistency=consistency,
     )
 

@@ -422,3 +422,28 @@ def test_unreadable_inputs_are_one_error_each(tmp_path, capsys):
     ):
         assert main(["analyze", str(path), *INF]) == 2
         assert one_error(capsys, alone=False).startswith(f"error: {path}: {reason}")
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
+    """``emolens cameras | head -1``: the closed pipe ends the command with 141, no traceback."""
+    import subprocess
+    import sys
+
+    from emolens.store import Camera, SqlStore
+
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    store = SqlStore(db)
+    for i in range(3000):
+        store.ensure_camera(Camera(f"camera-{i:04d}", "zone", "site"))
+    store.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emolens", "cameras", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader leaves while the table is still being written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err

@@ -102,3 +102,13 @@ def test_duplicate_free_drops_exactly_the_test_faces_whose_pixels_occur_in_train
     expected = np.array([im.tobytes() not in seen for im in x[split == "test"]])
     np.testing.assert_array_equal(keep, expected)
     assert 250 < (~keep).sum() < 400  # the data README: 288 duplicate train images, 44 a val image
+
+
+def test_a_sample_with_one_class_gives_no_auc_instead_of_failing(models):
+    from emolens.evaluation.run import _auc
+
+    assert _auc(np.array([0, 0, 0]), np.array([0.1, 0.5, 0.9])) is None
+    assert _auc(np.array([0, 1]), np.array([0.2, 0.7])) == 1.0
+    agreement = Agreement(0.6, 5, None, 0.8, None, {"FER2013 val": (1.0, 2)})
+    card = render_card(models, None, limit=5, agreement=agreement)
+    assert "| emotion P(happy) as a smile score, SMILEsmileD test (ROC-AUC) | n/a (one class in the sample) |" in card
