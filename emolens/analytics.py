@@ -105,21 +105,26 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def _encode_token(fp: str, last: StatsRow) -> str:
-    data = [fp, last.period_start.isoformat(), last.site, last.zone, last.camera_id]
+def _encode_token(fp: str, last: StatsRow, resume: datetime) -> str:
+    data = [fp, last.period_start.isoformat(), last.site, last.zone, last.camera_id, resume.isoformat()]
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
 
 
-def _decode_token(token: str, fp: str) -> tuple[datetime, str, str, str]:
+def _decode_token(token: str, fp: str) -> tuple[tuple[datetime, str, str, str], datetime]:
+    """The last row shown and the period the next page starts from (that of the first row not
+    shown: nothing lies between them); a token without it resumes at the last row's period."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        tok_fp, period, site, zone, camera = data
+        tok_fp, period, site, zone, camera, *rest = data
         after = (datetime.fromisoformat(period), str(site), str(zone), str(camera))
+        resume = datetime.fromisoformat(rest[0]) if rest else after[0]
+        if len(rest) > 1 or resume < after[0]:
+            raise ValueError(token)
     except (ValueError, TypeError) as exc:
         raise InputError("page_token is not one this server issued") from exc
     if tok_fp != fp:
         raise InputError("page_token belongs to another query: repeat the query's other fields unchanged")
-    return after
+    return after, resume
 
 
 def query_stats(
@@ -170,7 +175,9 @@ def query_stats(
         return q
 
     fp = _fingerprint(since, until, by, every, k, camera_id, zone, site, scope)
-    after = _decode_token(page_token, fp) if page_token else None
+    after, resume = _decode_token(page_token, fp) if page_token else (None, since)
+    if not since <= resume <= until:
+        raise InputError("page_token is not one this server issued")
     group_cols = {"camera": cameras.c.camera_id, "zone": cameras.c.zone, "site": cameras.c.site}
     with store._outage(), store.engine.connect() as conn:
         n_groups = conn.execute(
@@ -182,22 +189,28 @@ def query_stats(
                 f"the query spans {n_groups} {by}(s) x {periods} {every}(s) = {n_groups * periods:,} rows, "
                 f"more than {max_rows:,}: narrow the time range, use a coarser --every or group by a wider --by"
             )
-        # A page reads only the periods it can show: windows of page_size // groups periods
-        # from where the last page ended, until it has more than a page. Each period holds at
-        # most one row per group, so the whole answer reads every period about once, however
-        # many pages it takes (one query over the whole range per page would grow with pages x
-        # range).
-        span = STEP[every] * max(1, page_size // max(n_groups, 1))
-        start = after[0] if after is not None else since
+        # A page reads only the periods it can show: windows from where the last page's extra
+        # row lay (the token says), each just wide enough for the rows still missing (a period
+        # holds at most one row per group) and twice the last one after a window with nothing
+        # to show (nights, k), until it has one row more than a page. So the whole answer reads
+        # every period about once, however many pages it takes: a fixed window of
+        # page_size // groups periods read a second window per page for its one extra row, and
+        # one query over the whole range per page would grow with pages x range.
+        start = resume
         rows: list[Any] = []
+        got: list[Any] = []
+        width = 0
         while start < until and len(rows) <= page_size:
-            end = min(until, start + span)
+            missing = page_size + 1 - len(rows)
+            width = max(-(-missing // max(n_groups, 1)), 2 * width if width and not got else 1)
+            end = min(until, start + STEP[every] * width)
             window = filters(_grouped(by, every, start, end)).subquery()
             order = (window.c.period_start, window.c.site, window.c.zone, window.c.camera_id)
             q = select(window).where(window.c.visitors >= k)
-            if after is not None and start == after[0]:
+            if after is not None and start <= after[0]:
                 q = q.where(tuple_(*order) > tuple_(*[literal(v) for v in after]))
-            rows += conn.execute(q.order_by(*order).limit(page_size + 1 - len(rows))).all()
+            got = list(conn.execute(q.order_by(*order).limit(missing)).all())
+            rows += got
             start = end
         suppressed = None
         if after is None:
@@ -206,7 +219,7 @@ def query_stats(
                 select(func.count()).select_from(whole).where(or_(whole.c.visitors < k, whole.c.visitors.is_(None)))
             ).scalar_one()
     out = [_row(r._mapping) for r in rows[:page_size]]
-    token = _encode_token(fp, out[-1]) if len(rows) > page_size else ""
+    token = _encode_token(fp, out[-1], rows[page_size].period_start) if len(rows) > page_size else ""
     return StatsPage(out, token, k, suppressed)
 
 

@@ -112,3 +112,37 @@ def test_pages_of_any_size_add_up_to_the_whole_answer(filled, by):
                     break
             assert [r for p in pages for r in p] == whole.rows, (by, every, size)
             assert all(len(p) == size for p in pages[:-1]) and 0 < len(pages[-1]) <= size
+
+
+def test_all_pages_read_each_period_about_once(filled, monkeypatch):
+    """Paging through an answer reads each period about once: a page reads a window just wide
+    enough for a page and its one extra row (wider over empty stretches), and the next page
+    starts at that extra row's period (the token carries it). Reading a second window per page
+    for the extra row, and restarting at the last row shown, read up to twice the periods and
+    made the biggest queries grow faster than the data (docs/benchmarks.md)."""
+    from emolens import analytics
+
+    store, _, _ = filled
+    since, until = datetime(2026, 3, 6), datetime(2026, 3, 8)
+    whole = query_stats(store, since, until, by="zone", every="hour", k=2, page_size=10_000).rows
+    groups = len({r.zone for r in whole})
+    read: list[int] = []
+    grouped = analytics._grouped
+
+    def counting(by, every, start, end):
+        read.append(int((end - start) / analytics.STEP[every]))
+        return grouped(by, every, start, end)
+
+    monkeypatch.setattr(analytics, "_grouped", counting)
+    rows, pages, token = [], 0, ""
+    while True:
+        page = query_stats(store, since, until, by="zone", every="hour", k=2, page_size=3 * groups, page_token=token)
+        rows += page.rows
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert rows == whole and pages > 3
+    periods = int((until - since) / analytics.STEP["hour"])
+    windows = sum(read) - periods  # the first page also counts the suppressed groups over the whole range
+    assert windows <= periods + 2 * pages, (windows, periods, pages)
