@@ -70,11 +70,15 @@ def accepted_long_ago(store: SqlStore, camera_id: str, seqs: list[int], when: da
             )
 
 
-def seen_frames(store: SqlStore) -> list[tuple[str, int]]:
-    """Every (camera_id, frame_seq) the store remembers, read back from its bitmaps."""
+def seen_frames(store: SqlStore, camera_id: str | None = None) -> list[tuple[str, int]]:
+    """Every (camera_id, frame_seq) the store remembers (of one camera: tests may share a
+    database), read back from its bitmaps."""
     t = frames_seen_blocks
+    query = select(t.c.camera_id, t.c.source_id, t.c.block, t.c.bits)
+    if camera_id is not None:
+        query = query.where(t.c.camera_id == camera_id)
     with store.engine.connect() as conn:
-        rows = conn.execute(select(t.c.camera_id, t.c.source_id, t.c.block, t.c.bits)).all()
+        rows = conn.execute(query).all()
     return sorted(
         (c, seen.frame_seq_of(src, b, bit)) for c, src, b, bits in rows for bit in seen.positions(bytes(bits))
     )

@@ -117,6 +117,11 @@ def image_data(data: bytes) -> list[str]:
     return found
 
 
+# The one binary column: redelivery bitmaps (one bit a frame, 1024 frames a cell). A cell longer
+# than a bitmap counts as a place for a crop.
+BITMAP_COLUMNS = {("frames_seen_blocks", "bits"): 128}
+
+
 def sqlite_cells_that_could_hold_a_crop(path: Path) -> list[str]:
     """Cells of any table that are BLOBs, or text as long as a crop's bytes: raw pixels in a
     file of pages cannot be told from other binary data, so the store's cells are read."""
@@ -128,8 +133,10 @@ def sqlite_cells_that_could_hold_a_crop(path: Path) -> list[str]:
         for table in tables:
             columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
             for column in columns:
+                bitmap = BITMAP_COLUMNS.get((table, column))
+                blob = "typeof(\"{c}\") = 'blob'" if bitmap is None else 'length("{c}") > ' + str(bitmap)
                 (n,) = db.execute(
-                    f'SELECT count(*) FROM "{table}" WHERE typeof("{column}") = \'blob\' '
+                    f'SELECT count(*) FROM "{table}" WHERE {blob.format(c=column)} '
                     f'OR (typeof("{column}") = \'text\' AND length("{column}") >= ?)',
                     (CROP * CROP,),
                 ).fetchone()
@@ -139,13 +146,25 @@ def sqlite_cells_that_could_hold_a_crop(path: Path) -> list[str]:
 
 
 def postgres_columns_that_could_hold_bytes(conn) -> list[str]:
-    """Columns of type bytea (or arrays, which could hold a crop's values) on ``conn``'s database."""
+    """Columns of type bytea (or arrays, which could hold a crop's values) on ``conn``'s database;
+    a bitmap column counts only where a cell is longer than a bitmap."""
     rows = conn.execute(
         "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
         "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
         "AND (data_type = 'bytea' OR data_type = 'ARRAY')"
     ).fetchall()
-    return [f"{schema}.{table}.{column} ({kind})" for schema, table, column, kind in rows]
+    found = []
+    for schema, table, column, kind in rows:
+        bitmap = BITMAP_COLUMNS.get((table, column))
+        if bitmap is not None and kind == "bytea":
+            (n,) = conn.execute(
+                f'SELECT count(*) FROM "{schema}"."{table}" WHERE octet_length("{column}") > {bitmap}'
+            ).fetchone()
+            if not n:
+                continue
+            kind = f"bytea, {n} cells longer than a bitmap"
+        found.append(f"{schema}.{table}.{column} ({kind})")
+    return found
 
 
 def redis_values_that_could_hold_a_crop(values: dict[str, list[bytes]]) -> list[str]:
@@ -435,6 +454,12 @@ def test_the_store_checks_find_a_crop_given_a_place(kept, face_crop, tmp_path):
     with sqlite3.connect(copy) as db:  # a camera's zone overwritten with the crop's bytes
         db.execute("UPDATE cameras SET zone = ? WHERE camera_id = 'cam-pixel-emb'", (face_crop.tobytes(),))
     assert sqlite_cells_that_could_hold_a_crop(copy) == ["cameras.zone: 1"]
+    with sqlite3.connect(copy) as db:  # and a redelivery bitmap overwritten with it
+        db.execute(
+            "UPDATE frames_seen_blocks SET bits = ? WHERE rowid = (SELECT min(rowid) FROM frames_seen_blocks)",
+            (face_crop.tobytes(),),
+        )
+    assert sqlite_cells_that_could_hold_a_crop(copy) == ["cameras.zone: 1", "frames_seen_blocks.bits: 1"]
     leaky = {**kept.redis_values, "emolens:live:cam-x": [b"crop", face_crop.tobytes()]}
     assert redis_values_that_could_hold_a_crop(leaky)
     assert bytes_fields(frames_pb2.Frame.DESCRIPTOR)

@@ -116,7 +116,7 @@ def test_postgres_forgets_frames_older_than_the_window_in_batches(pg_store):
     assert pg_store.apply(frames() + later) == frames() + later
     accepted_long_ago(pg_store, "pg-cam", [0, 1024])  # blocks 0 (frames 0-7) and 1 came in weeks ago
     assert pg_store.prune_seen(timedelta(days=7), batch=1) == 2  # three DELETEs: 1, 1, 0
-    assert seen_frames(pg_store) == [("pg-cam", 2048)]
+    assert seen_frames(pg_store, "pg-cam") == [("pg-cam", 2048)]
     assert pg_store.apply(frames() + later) == [*frames(), later[0]]  # forgotten frames count again
     assert sum(b.frames for b in pg_store.buckets(camera_id="pg-cam")) == 19
 
@@ -125,7 +125,7 @@ def test_postgres_replays_and_duplicates_in_one_batch_count_once(pg_store):
     assert pg_store.apply(frames()[:3]) == frames()[:3]
     batch = [*frames()[:3], frames()[5], frames()[5], *frames()[:3]]
     assert pg_store.apply(batch) == [frames()[5]]
-    assert seen_frames(pg_store) == [("pg-cam", s) for s in (0, 1, 2, 5)]
+    assert seen_frames(pg_store, "pg-cam") == [("pg-cam", s) for s in (0, 1, 2, 5)]
     assert sum(b.frames for b in pg_store.buckets(camera_id="pg-cam")) == 4
 
 
