@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import select
 import shutil
@@ -60,6 +61,13 @@ class PageReport:
             if e["level"] in ("error", "warning")
         ]
         return out
+
+
+log = logging.getLogger(__name__)
+
+
+class BrowserExited(RuntimeError):
+    """The browser process ended while a command was due."""
 
 
 class _Pipe:
@@ -108,7 +116,11 @@ class _Pipe:
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
             msg["sessionId"] = session
-        os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
+        try:
+            os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
+        except BrokenPipeError:
+            err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+            raise BrowserExited(f"chromium exited before {method}: {err}") from None
         return self._next_id
 
     def _read(self, deadline: float) -> dict[str, Any]:
@@ -120,7 +132,7 @@ class _Pipe:
             if ready:
                 chunk = os.read(self._from_browser, 1 << 20)
                 if not chunk:
-                    raise RuntimeError(
+                    raise BrowserExited(
                         f"chromium exited: {self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ''}"
                     )
                 self._buf += chunk
@@ -165,7 +177,7 @@ class _Pipe:
             return
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, BrowserExited):
             self.send("Browser.close")
         try:
             self.proc.wait(timeout=10)
@@ -192,7 +204,15 @@ def open_page(
     with tempfile.TemporaryDirectory(prefix="emolens-chromium-") as profile:
         pipe = _Pipe(browser, Path(profile), width, height)
         try:
-            target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            try:
+                target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            except BrowserExited as exc:
+                # Seen once on a loaded CI machine: chromium gone before its first answer, so
+                # before it loaded anything of ours. One fresh start; a second exit is a failure.
+                log.warning("event=chromium_restart reason=%s", str(exc)[:300])
+                pipe.close()
+                pipe = _Pipe(browser, Path(profile), width, height)
+                target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 pipe.call(f"{domain}.enable", session=session)
