@@ -32,6 +32,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         inference=getattr(args, "inference", None),
         detector=getattr(args, "detector", None),
         detect_interval=getattr(args, "detect_interval", None),
+        classify_interval=getattr(args, "classify_interval", None),
         fps=getattr(args, "fps", None),
         db=getattr(args, "db", None),
         preprocess=getattr(args, "preprocess", None),
@@ -679,6 +680,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="video: full face detection every SECONDS, faces followed between; 0 = every frame "
             "(EMOLENS_DETECT_INTERVAL, default 0.33)",
+        )
+        p.add_argument(
+            "--classify-interval",
+            type=float,
+            metavar="SECONDS",
+            help="video: a followed face is classified again after SECONDS (or when it moves a lot), "
+            "keeping its last classification between; 0 = every frame (EMOLENS_CLASSIFY_INTERVAL, default 0.33)",
         )
         p.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = default)")
 

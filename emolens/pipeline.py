@@ -77,7 +77,10 @@ class Analyzer:
     many seconds of video while a :class:`FaceFollower` follows the faces between (frames
     without a timestamp are taken ``1 / settings.fps`` apart); call ``reset()`` between
     unrelated clips (the first frame after it gets full detection, so a still image analysed
-    after ``reset()`` always does).
+    after ``reset()`` always does). With the follower on, a followed face (not a fresh detection)
+    is classified again only once ``settings.classify_interval`` seconds have passed since its
+    last classification or its box moved or scaled a lot (``_Classified.holds``); between, it
+    keeps that classification's probabilities (its quality is still assessed on every frame).
     """
 
     def __init__(
@@ -101,6 +104,8 @@ class Analyzer:
         self.tracker = self._new_tracker() if track else None
         self.checker = self._new_checker()
         self.follower = self._new_follower() if track and self.settings.detect_interval > 0 else None
+        # the last classification of each face of the previous frame (follower on only)
+        self._classified: list[_Classified] = []
         self.times = StageTimes()
 
     def _new_tracker(self) -> Tracker:
@@ -137,6 +142,7 @@ class Analyzer:
             self.tracker = self._new_tracker()
         if self.follower is not None:
             self.follower.reset()
+        self._classified = []
 
     def analyze(self, image: np.ndarray, timestamp: float | None = None) -> list[FaceResult]:
         """Faces of one image or video frame (gray, BGR or BGRA) taken at ``timestamp`` seconds
@@ -157,6 +163,8 @@ class Analyzer:
         if timestamps is not None and len(timestamps) != len(frames):
             raise InputError(f"{len(frames)} frames but {len(timestamps)} timestamps")
         t1 = time.perf_counter()
+        if any(c.probs is None for c in self._classified):  # the model call after the last one failed
+            self._classified = []
         prepared = _Prepared()
         confidences: list[float] = []
         grays: list[np.ndarray | None] = []
@@ -167,23 +175,39 @@ class Analyzer:
                 gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
                 dets = self.follower.detect(f, None if timestamps is None else timestamps[i], gray=gray)
                 confidences.extend(self.follower.confidences)
+                prepared.origins.append(list(self.follower.origins))
+                prepared.times.append(self.follower.now or 0.0)
             else:
                 dets = self.detector.detect(f)
                 confidences.extend(self._confidence(f, d) for d in dets)
+                prepared.origins.append([None] * len(dets))
+                prepared.times.append(0.0)
             prepared.detections.append(dets)
             grays.append(gray)
         t2 = time.perf_counter()
-        for f, gray, dets in zip(frames, grays, prepared.detections, strict=True):
+        for f, gray, dets, origins, now in zip(
+            frames, grays, prepared.detections, prepared.origins, prepared.times, strict=True
+        ):
             if not dets:
+                self._classified = []
                 continue
             if gray is None:
                 gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
-            for det in dets:
-                prepared.smile_crops.append(self._crop(gray, det, self.smile_info))
-                prepared.emotion_crops.append(self._crop(gray, det, self.emotion_info))
+            classified: list[_Classified] = []
+            for det, origin in zip(dets, origins, strict=True):
+                kept = self._keeps(origin, det, now)
+                if kept is None:
+                    kept = _Classified(now, det.box, slot=len(prepared.smile_crops))
+                    prepared.pending.append(kept)
+                    prepared.smile_crops.append(self._crop(gray, det, self.smile_info))
+                    prepared.emotion_crops.append(self._crop(gray, det, self.emotion_info))
+                classified.append(kept)
+                prepared.classified.append(kept)
                 prepared.qualities.append(
                     assess(self._box_pixels(gray, det), det.landmarks, det.width, confidences[len(prepared.qualities)])
                 )
+            if self.follower is not None:
+                self._classified = classified
         t3 = time.perf_counter()
         for stage, dt in (("decode", t1 - t0), ("detect", t2 - t1), ("align", t3 - t2)):
             self.times.add(stage, dt)
@@ -191,13 +215,25 @@ class Analyzer:
         self.times.faces += len(prepared.qualities)
         return prepared
 
+    def _keeps(self, origin: int | None, det: Detection, now: float) -> _Classified | None:
+        """The classification a followed face keeps (None: classify it)."""
+        interval = self.settings.classify_interval
+        if origin is None or interval <= 0 or origin >= len(self._classified):
+            return None
+        last = self._classified[origin]
+        return last if last.holds(det.box, now, interval) else None
+
     def _finish(self, prepared: _Prepared, smile_p: np.ndarray, emo_p: np.ndarray) -> list[list[FaceResult]]:
-        """Track, smooth and build the results of ``prepared`` from its faces' probabilities."""
+        """Track, smooth and build the results of ``prepared`` from its faces' probabilities
+        (``smile_p``, ``emo_p``: of its crops; faces that kept a classification reuse it)."""
         t0 = time.perf_counter()
+        for c in prepared.pending:
+            c.probs = np.concatenate([smile_p[c.slot, 1:2], emo_p[c.slot]])
         out: list[list[FaceResult]] = []
         k = 0
+        width = 1 + len(EMOTIONS)
         for dets in prepared.detections:
-            probs = np.concatenate([smile_p[k : k + len(dets), 1:2], emo_p[k : k + len(dets)]], axis=1)
+            probs = np.array([c.probs for c in prepared.classified[k : k + len(dets)]], np.float32).reshape(-1, width)
             ids: list[int | None] = [None] * len(dets)
             if self.tracker is not None:
                 tracked = self.tracker.update([d.box for d in dets], probs)
@@ -234,11 +270,47 @@ class Analyzer:
         return gray[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
 
 
+# A followed face keeps its classification while its box centre stays within this share of its
+# width, and its width within this factor, of where it was classified: a face that turned or
+# came closer is looked at again at once.
+KEEP_SHIFT = 0.25
+KEEP_SCALE = 1.2
+
+
+@dataclass
+class _Classified:
+    """One classification of a face: when (seconds of video), where (box), and its
+    probabilities (smile, then the emotions; set once the batch's model call returns, the
+    crop's index in that batch being ``slot``)."""
+
+    at: float
+    box: tuple[float, float, float, float]
+    slot: int = -1
+    probs: np.ndarray | None = None
+
+    def holds(self, box: tuple[float, float, float, float], now: float, interval: float) -> bool:
+        """Whether a followed face at ``box`` at ``now`` may keep this classification."""
+        if not 0 <= now - self.at < interval - 1e-3:
+            return False
+        w0, w1 = self.box[2] - self.box[0], box[2] - box[0]
+        if w0 <= 0 or w1 <= 0 or not 1 / KEEP_SCALE <= w1 / w0 <= KEEP_SCALE:
+            return False
+        dx = (box[0] + box[2] - self.box[0] - self.box[2]) / 2
+        dy = (box[1] + box[3] - self.box[1] - self.box[3]) / 2
+        return float(np.hypot(dx, dy)) <= KEEP_SHIFT * w0
+
+
 @dataclass
 class _Prepared:
-    """One camera's frames between detection and classification."""
+    """One camera's frames between detection and classification: per face, its quality and
+    its classification (``classified``; those in ``pending`` wait for this batch's model call
+    on the crops)."""
 
     detections: list[list[Detection]] = field(default_factory=list)
+    origins: list[list[int | None]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    classified: list[_Classified] = field(default_factory=list)
+    pending: list[_Classified] = field(default_factory=list)
     qualities: list[Quality] = field(default_factory=list)
     smile_crops: list[np.ndarray] = field(default_factory=list)
     emotion_crops: list[np.ndarray] = field(default_factory=list)
@@ -261,7 +333,7 @@ def analyze_together(
     ] * len(jobs)
     by_classifier: dict[int, list[int]] = defaultdict(list)
     for i, (analyzer, _, _) in enumerate(jobs):
-        if prepared[i].qualities:
+        if prepared[i].smile_crops:
             by_classifier[id(analyzer.classifier)].append(i)
     for members in by_classifier.values():
         t0 = time.perf_counter()
@@ -277,7 +349,7 @@ def analyze_together(
         spent, total = time.perf_counter() - t0, len(smile_p)
         k = 0
         for i in members:
-            n = len(prepared[i].qualities)
+            n = len(prepared[i].smile_crops)
             probs[i] = (smile_p[k : k + n], emo_p[k : k + n])
             k += n
             jobs[i][0].times.add("classify", spent * n / total)  # the batch's time, shared by faces

@@ -178,8 +178,10 @@ class FaceFollower:
 
     After each ``detect``, ``last_pass`` says what ran (``full`` or ``follow``) and
     ``confidences`` holds, per face found, the lower of its detection score and its region
-    score (fresh faces) or its region score (followed faces); ``passes`` counts the passes
-    (``full`` with the reason, and ``follow``).
+    score (fresh faces) or its region score (followed faces); ``origins`` holds, per face found,
+    the index of the face it was followed from among the previous frame's faces (None: a fresh
+    detection); ``now`` is the frame's time; ``passes`` counts the passes (``full`` with the
+    reason, and ``follow``).
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class FaceFollower:
         self.passes: Counter[str] = Counter()
         self.last_pass = ""
         self.confidences: list[float] = []
+        self.origins: list[int | None] = []
         self.reset()
 
     def reset(self) -> None:
@@ -230,7 +233,7 @@ class FaceFollower:
         hist = brightness_histogram(thumb)
         reason = self._full_reason(thumb, hist, image.shape[1], image.shape[0], timestamp)
         self._thumb, self._hist, self._now = thumb, hist, timestamp
-        followed: list[_Found] | None = None
+        followed: list[tuple[int, _Found]] | None = None
         if reason is None:
             followed = self._follow(image)
             if followed is None:
@@ -240,8 +243,10 @@ class FaceFollower:
             self._full_at = timestamp
             self.passes[f"full_{reason}"] += 1
             self.last_pass = "full"
+            self.origins = [None] * len(found)
         else:
-            found = followed
+            found = [f for _, f in followed]
+            self.origins = [j for j, _ in followed]
             self.passes["follow"] += 1
             self.last_pass = "follow"
         self.confidences = [f.confidence for f in found]
@@ -290,11 +295,17 @@ class FaceFollower:
             moved[top:, left:right] = False
         return int(np.count_nonzero(moved)) >= self.motion_pixels
 
-    def _follow(self, image: np.ndarray) -> list[_Found] | None:
-        """Every face re-found in its region, or None as soon as one is lost."""
+    @property
+    def now(self) -> float | None:
+        """The time of the last frame (seconds, the caller's clock; None before the first)."""
+        return self._now
+
+    def _follow(self, image: np.ndarray) -> list[tuple[int, _Found]] | None:
+        """Every face re-found in its region, with the index of the face it was followed from,
+        or None as soon as one is lost."""
         h, w = image.shape[:2]
-        out: list[_Found] = []
-        for face in self._faces:
+        out: list[tuple[int, _Found]] = []
+        for j, face in enumerate(self._faces):
             box = face.detection.box
             width = max(box[2] - box[0], box[3] - box[1])
             predicted = _centre(box) + face.velocity
@@ -316,13 +327,13 @@ class FaceFollower:
             if best is None:
                 return None
             # two followed faces that ran into one box are one face now
-            if any(overlap_of_smaller(best.box, o.detection.box) > 0.5 for o in out):
+            if any(overlap_of_smaller(best.box, o.detection.box) > 0.5 for _, o in out):
                 continue
             # no more confident than at its full detection: the full detector's score is noisy
             # (+-0.07 frame to frame) and a region score alone would rate some faces higher
             # than a full detection does, which would move them across the quality threshold
             fresh = face.found.fresh
-            out.append(_Found(best, min(best.score, fresh), face.found.min_score, fresh, face.found.calibration))
+            out.append((j, _Found(best, min(best.score, fresh), face.found.min_score, fresh, face.found.calibration)))
         return out
 
     def _remember(self, found: list[_Found]) -> None:
