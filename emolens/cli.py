@@ -97,6 +97,20 @@ def _output(value: str | None) -> Iterator[IO[str]]:
         yield out
 
 
+@contextmanager
+def _existing_store(settings: Settings) -> Iterator[Any]:
+    """The store at ``settings.db`` for reading: never created, refused without its schema,
+    closed on the way out."""
+    from emolens.store import SqlStore
+
+    store = SqlStore(settings.db, create=False)  # a reader never creates a database
+    try:
+        store.require_schema()
+        yield store
+    finally:
+        store.close()
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     settings = _settings(args)
     annotate_dir = _annotate_dir(args.annotate)
@@ -316,19 +330,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from emolens.report import print_buckets
-    from emolens.store import SqlStore
 
     settings = _settings(args)
-    store = SqlStore(settings.db, create=False)  # a reader never creates a database
-    try:
-        store.require_schema()
+    with _existing_store(settings) as store:
         if args.camera_id and args.camera_id not in {c.camera_id for c in store.cameras()}:
             raise NotFound(f"unknown camera {args.camera_id!r}")  # not the URL: it may hold a password
         if args.since or args.until or args.by or args.every:
             return _stats_query(args, settings, store)
         buckets = store.buckets(camera_id=args.camera_id, zone=args.zone, site=args.site)
-    finally:
-        store.close()
     print_buckets(buckets, settings.k_anonymity, args.format, sys.stdout)
     return 0
 
@@ -392,15 +401,8 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     """``emolens cameras``: every camera the store knows, with its zone and site."""
     import csv
 
-    from emolens.store import SqlStore
-
-    settings = _settings(args)
-    store = SqlStore(settings.db, create=False)
-    try:
-        store.require_schema()
+    with _existing_store(_settings(args)) as store:
         cams = store.cameras()
-    finally:
-        store.close()
     records = [{"camera_id": c.camera_id, "zone": c.zone, "site": c.site} for c in cams]
     if args.format == "json":
         print(json.dumps(records, indent=1))
@@ -420,16 +422,11 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     """``emolens retention apply``: delete what is older than the configured ages and say what went."""
-    from emolens.store import SqlStore
     from emolens.store.retention import Policy, apply_retention
 
     settings = _settings(args)
-    store = SqlStore(settings.db, create=False)
-    try:
-        store.require_schema()
+    with _existing_store(settings) as store:
         removed = apply_retention(store, Policy.from_settings(settings))
-    finally:
-        store.close()
     for r in removed:
         print(r.describe())
     return 0
@@ -455,7 +452,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from emolens.analytics_report import collect, render, write_csv_zip
     from emolens.analytics_report.source import StoreSource
-    from emolens.store import SqlStore
 
     settings = _settings(args)
     try:
@@ -469,17 +465,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: --format csv writes one CSV per table into a zip, so name it *.zip")
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    store = SqlStore(settings.db, create=False)  # a reader never creates a database
-    try:
-        store.require_schema()
+    with _existing_store(settings) as store:
         source = StoreSource(store)
         # rows fetched so far, on stderr only when it is a terminal (as `analyze` does)
         with tqdm(
             desc="querying", unit=" rows", disable=True if args.no_progress else None, file=sys.stderr, leave=False
         ) as bar:
             data = collect(source, since, until, args.by, settings.k_anonymity, tz, progress=bar.update)
-    finally:
-        store.close()
     try:
         if fmt == "csv":
             names = write_csv_zip(data, out)
