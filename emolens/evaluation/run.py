@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -34,7 +33,7 @@ from emolens.inference.onnx import OnnxClassifier
 from emolens.settings import Settings
 from emolens.training import augment as aug
 from emolens.training.canvas import place_on_canvas
-from emolens.training.data import DatasetMissingError, Split, load_split
+from emolens.training.data import DatasetMissingError, Split, load_split, resized
 from emolens.training.serving import photo_frames
 from emolens.training.tasks import TASKS
 from emolens.vision.preprocess import preprocess
@@ -136,7 +135,7 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
             pred = int(f.smile >= 0.5) if model == SMILE else int(np.argmax(list(f.emotions.values())))
             correct += pred == label
         size = clf.info(model).size
-        crop = im if im.shape[0] == size else cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+        crop = resized(im[None], size)[0]
         direct_correct += int(predict(clf, model, crop[None]).argmax(1)[0]) == label
     n = len(split.images)
     return PipelineResult(
@@ -151,12 +150,6 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
 def _auc(labels: np.ndarray, score: np.ndarray) -> float | None:
     """ROC-AUC, or None where a small --limit sample holds one class only."""
     return roc_auc(labels, score) if len(np.unique(labels)) == 2 else None
-
-
-def _resized(images: np.ndarray, side: int) -> np.ndarray:
-    if images.shape[1] == side:
-        return images
-    return np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in images])
 
 
 def duplicate_free(data_dir: Path | None) -> np.ndarray:
@@ -178,16 +171,18 @@ def agreement(
     happy = list(clf.info(EMOTION).labels).index("happy")
     fer_test = fer["test"]
     consistency: dict[str, tuple[float, int]] = {}
-    smile_on_fer = predict(clf, SMILE, _resized(fer_test.images, smile_size))[:, 1]
-    happy_on_smiles = predict(clf, EMOTION, _resized(smiles["test"].images, emo_size))[:, happy]
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # set -> (P(happy), P(smile)) per face
     for name, data in (("FER2013", fer), ("SMILEsmileD", smiles)):
         for split in ("val", "test"):
             images = data[split].images
-            p_happy = predict(clf, EMOTION, _resized(images, emo_size))[:, happy]
-            p_smile = predict(clf, SMILE, _resized(images, smile_size))[:, 1]
+            p_happy = predict(clf, EMOTION, resized(images, emo_size))[:, happy]
+            p_smile = predict(clf, SMILE, resized(images, smile_size))[:, 1]
+            scores[f"{name} {split}"] = p_happy, p_smile
             sure = p_happy >= 0.7
             agree = float((p_smile[sure] >= 0.5).mean()) if sure.any() else 0.0
             consistency[f"{name} {split}"] = (agree, int(sure.sum()))
+    smile_on_fer = scores["FER2013 test"][1]
+    happy_on_smiles = scores["SMILEsmileD test"][0]
     is_happy = (fer_test.labels == happy).astype(np.int64)
     return Agreement(
         emotion_accuracy_without_duplicates=float((fer_test_probs.argmax(1)[keep] == fer_test.labels[keep]).mean()),

@@ -48,6 +48,13 @@ def load_split(spec: TaskSpec, split: str, root: Path | None = None, native: boo
         x = archive["x"][mask]
         y = archive["y"][mask].astype(np.int64)
         extra = archive["y_ferplus"][mask].astype(np.int64) if "y_ferplus" in archive.files else None
-    if x.shape[1] != spec.size and not native:
-        x = np.stack([cv2.resize(im, (spec.size, spec.size), interpolation=cv2.INTER_AREA) for im in x])
+    if not native:
+        x = resized(x, spec.size)
     return Split(images=x, labels=y, extra_labels=extra)
+
+
+def resized(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 [N, H, W] images at ``side`` x ``side`` (area interpolation); as they are if already so."""
+    if images.shape[1] == side:
+        return images
+    return np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in images])
