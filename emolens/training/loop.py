@@ -100,13 +100,14 @@ class Distillation:
         return (1 - self.weight) * hard + self.weight * t * t * soft
 
 
-def load_teacher(snapshot: Path, spec: TaskSpec, best: bool = True) -> nn.Module:
-    """The teacher network of a committed snapshot (its best epoch by default), in eval mode."""
+def load_teacher(snapshot: Path, spec: TaskSpec, best: bool = True) -> TrainResult:
+    """The teacher network of a committed snapshot (its best epoch by default), in eval mode,
+    with the best epoch, its val accuracy and the history the snapshot carries."""
     state = torch.load(snapshot, weights_only=False)
     check_checkpoint_shape(state, spec, snapshot)
     model = build_network(spec)
     model.load_state_dict(full_weights(state["best_model" if best else "model"]))
-    return model.eval()
+    return TrainResult(model.eval(), int(state["best_epoch"]), float(state["best_acc"]), state["history"])
 
 
 def init_from(model: nn.Module, source: nn.Module) -> list[str]:

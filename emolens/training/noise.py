@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = TASKS[args.task]
     assert spec.teacher is not None
-    teacher = load_teacher(TEACHER_SNAPSHOTS / f"{spec.teacher}.pt", TEACHERS[spec.teacher])
+    teacher = load_teacher(TEACHER_SNAPSHOTS / f"{spec.teacher}.pt", TEACHERS[spec.teacher]).model
     report: dict[str, dict[str, object]] = {}
     try:
         for split in ("train", "val"):

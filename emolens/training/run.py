@@ -85,10 +85,7 @@ def committed_teacher(spec: TaskSpec, snapshot: Path | None = None) -> TrainResu
     """The best network of ``spec.teacher``'s committed snapshot, with the figures it carries."""
     if spec.teacher is None:
         raise ValueError(f"the {spec.name} recipe names no teacher")
-    path = snapshot or TEACHER_SNAPSHOTS / f"{spec.teacher}.pt"
-    state = torch.load(path, weights_only=False)
-    model = load_teacher(path, TEACHERS[spec.teacher])
-    return TrainResult(model, int(state["best_epoch"]), float(state["best_acc"]), state["history"])
+    return load_teacher(snapshot or TEACHER_SNAPSHOTS / f"{spec.teacher}.pt", TEACHERS[spec.teacher])
 
 
 def suspect_weights(spec: TaskSpec, teacher: torch.nn.Module, tr: Split, cache: Path) -> np.ndarray:
