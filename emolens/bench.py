@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -613,7 +614,29 @@ def _explain_zones_by_hour(store: Any, since: Any, until: Any) -> None:
     print(f"EXPLAIN ANALYZE zones by hour, {since} to {until}:", *plan, sep="\n", file=sys.stderr)
 
 
-def render(results: dict[str, object]) -> str:
+NOTES_BEGIN = "<!-- notes: {key} (written by hand; emolens bench keeps this block when it rewrites the page) -->"
+NOTES_END = "<!-- /notes: {key} -->"
+_NOTES = re.compile(r"<!-- notes: (\w+) [^\n]*-->\n(.*?)\n<!-- /notes: \1 -->", re.S)
+
+
+def read_notes(page: str) -> dict[str, str]:
+    """The hand-written notes blocks of a rendered page, by section (see :func:`render`).
+
+    >>> read_notes(render({"machine": "m", "e2e": {"frames_per_s": 1, "frames": 1, "seconds": 1}}, {"e2e": "why"}))
+    {'e2e': 'why'}
+    """
+    return {m.group(1): m.group(2) for m in _NOTES.finditer(page)}
+
+
+def _notes(notes: dict[str, str], key: str) -> list[str]:
+    text = notes.get(key, "").strip("\n")
+    return [NOTES_BEGIN.format(key=key), text, NOTES_END.format(key=key), ""] if text else []
+
+
+def render(results: dict[str, object], notes: dict[str, str] | None = None) -> str:
+    """The Markdown page of ``results``; each section ends with its block of ``notes`` (written by
+    hand: what a reader needs beside the numbers, which a rerun must not erase)."""
+    notes = notes or {}
     lines = [
         "# Benchmarks",
         "",
@@ -636,6 +659,7 @@ def render(results: dict[str, object]) -> str:
             ),
             "",
         ]
+        lines += _notes(notes, "onnx")
     if "precision" in results:
         prec = results["precision"]
         assert isinstance(prec, dict)
@@ -651,6 +675,7 @@ def render(results: dict[str, object]) -> str:
             ),
             "",
         ]
+        lines += _notes(notes, "precision")
     if "analyze" in results:
         a = results["analyze"]
         assert isinstance(a, dict)
@@ -677,6 +702,7 @@ def render(results: dict[str, object]) -> str:
             ),
             "",
         ]
+        lines += _notes(notes, "analyze")
     if "peers" in results:
         pr = results["peers"]
         assert isinstance(pr, dict)
@@ -720,6 +746,7 @@ def render(results: dict[str, object]) -> str:
             "",
             *pr.get("notes", []),
         ]
+        lines += _notes(notes, "peers")
     if "cameras" in results:
         cams = results["cameras"]
         assert isinstance(cams, dict)
@@ -749,6 +776,7 @@ def render(results: dict[str, object]) -> str:
             "",
             *cams.get("notes", []),
         ]
+        lines += _notes(notes, "cameras")
     if "triton" in results:
         t = results["triton"]
         assert isinstance(t, dict)
@@ -772,6 +800,7 @@ def render(results: dict[str, object]) -> str:
             ),
             "",
         ]
+        lines += _notes(notes, "triton")
     if "aggregator" in results:
         g = results["aggregator"]
         assert isinstance(g, dict)
@@ -784,6 +813,7 @@ def render(results: dict[str, object]) -> str:
             f"**{g['observations_per_s']:.0f} face observations/s** ({g['frames_per_s']:.0f} frames/s).",
             "",
         ]
+        lines += _notes(notes, "aggregator")
     if "e2e" in results:
         e = results["e2e"]
         assert isinstance(e, dict)
@@ -796,6 +826,7 @@ def render(results: dict[str, object]) -> str:
             f"**{e['frames_per_s']:.1f} frames/s** ({e['frames']} frames in {e['seconds']:.1f} s).",
             "",
         ]
+        lines += _notes(notes, "e2e")
     if "analytics" in results:
         an = results["analytics"]
         assert isinstance(an, dict)
@@ -841,6 +872,7 @@ def render(results: dict[str, object]) -> str:
             + ", ".join(f"{t} {b:,}" for t, b in runs[-1]["bytes_per_camera_day_by_table"].items() if b),
             "",
         ]
+        lines += _notes(notes, "analytics")
     return "\n".join(lines) + "\n"
 
 
@@ -899,7 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.exists():  # one section rerun: keep the others of the last full run
         results = {**json.loads(previous.read_text()), **results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(results))
+    notes = read_notes(args.out.read_text()) if args.out.exists() else {}
+    args.out.write_text(render(results, notes))
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
