@@ -94,7 +94,9 @@ class Analyzer:
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.classifier = classifier or make_classifier(self.settings.inference, threads=self.settings.threads)
-        self.detector = detector or make_detector(self.settings.detector, min_score=self.settings.min_detection_score)
+        self.detector = detector or make_detector(
+            self.settings.detector, min_score=self.settings.min_detection_score, threads=self.settings.threads
+        )
         self.smile_info = self.classifier.info(SMILE)
         self.emotion_info = self.classifier.info(EMOTION)
         if tuple(self.emotion_info.labels) != EMOTIONS:
@@ -102,7 +104,7 @@ class Analyzer:
         self.track = track
         self.unique_track_ids = unique_track_ids
         self.tracker = self._new_tracker() if track else None
-        self.checker = self._new_checker()
+        self.checker = self._new_checker(self.settings.threads)
         self.follower = self._new_follower() if track and self.settings.detect_interval > 0 else None
         # the last classification of each face of the previous frame (follower on only)
         self._classified: list[_Classified] = []
@@ -121,12 +123,12 @@ class Analyzer:
         return FaceFollower(self.detector, self.checker, self.settings.detect_interval, fps=self.settings.fps)
 
     @staticmethod
-    def _new_checker() -> FaceDetector | None:
+    def _new_checker(threads: int) -> FaceDetector | None:
         """Short-range BlazeFace that reads a second score for each freshly detected face (it
         reports down to REGION_MIN_SCORE, so the score itself is the opinion) and follows faces
         between full detections; None without LiteRT."""
         try:
-            return BlazeFaceDetector("short", min_score=REGION_MIN_SCORE)
+            return BlazeFaceDetector("short", min_score=REGION_MIN_SCORE, threads=threads)
         except ModelError:
             return None
 

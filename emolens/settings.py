@@ -68,7 +68,8 @@ class Settings:
     classify_interval: float = 0.33
     smoothing: float = 0.6  # weight of the past in per-track smoothing
     preprocess: str = "none"  # one of PREPROCESS_MODES (see docs/model-card.md)
-    threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
+    # ONNX Runtime intra-op threads and BlazeFace (LiteRT) threads; 0 = one per core (BlazeFace: at most 4)
+    threads: int = 0
     db: str = "sqlite:///emolens.db"
     bus: str = "memory://"
     live: str = "memory://"

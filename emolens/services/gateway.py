@@ -96,7 +96,9 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         self.live = live
         self.access = access or Access.from_settings(settings)
         self.classifier = classifier or make_classifier(settings.inference, threads=settings.threads)
-        self.detector = _LockedDetector(make_detector(settings.detector, settings.min_detection_score))
+        self.detector = _LockedDetector(
+            make_detector(settings.detector, settings.min_detection_score, settings.threads)
+        )
 
     def _analyzer(self, track: bool) -> Analyzer:
         return Analyzer(self.settings, classifier=self.classifier, detector=self.detector, track=track)

@@ -231,3 +231,13 @@ def test_nms_groups_are_the_greedy_groups_of_one_overlap_call_per_kept_face():
         boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).astype(np.float32)
         got, want = nms_groups(boxes, scores, 0.3), greedy(boxes, scores, 0.3)
         assert [g.tolist() for g in got] == [g.tolist() for g in want]
+
+
+def test_detector_threads_default_to_the_cores_up_to_a_cap(monkeypatch):
+    from emolens.vision import detect
+
+    assert detect.detector_threads(3) == 3  # as given
+    monkeypatch.setattr(detect.os, "sched_getaffinity", lambda _pid: set(range(2)), raising=False)
+    assert detect.detector_threads(0) == 2
+    monkeypatch.setattr(detect.os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    assert detect.detector_threads(0) == detect.MAX_DETECTOR_THREADS
