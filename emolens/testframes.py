@@ -78,11 +78,19 @@ def _backgrounds() -> tuple[np.ndarray, ...]:
     return tuple(photo_frames(BACKGROUNDS))
 
 
-def _photo(name: str) -> np.ndarray | None:
+def _photo(name: str, native: bool = False) -> np.ndarray | None:
+    """A photo scikit-image ships as a 640x480 BGR frame, or (``native``) at its own size."""
     try:
-        return photo_frames((name,))[0]
+        if not native:
+            return photo_frames((name,))[0]
+        from skimage import data
+
+        image = getattr(data, name)()
     except Exception:  # a data file scikit-image would have to download: leave it out
         return None
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
 
 
 def pasted_faces(
@@ -147,14 +155,18 @@ def _clutter(rng: np.random.Generator) -> np.ndarray:
 
 
 def non_face_frames(clutter: int = 20, seed: int = 11) -> list[NonFaceFrame]:
-    """Frames with no face: each photo of ``NON_FACE_PHOTOS`` whole, and its centre enlarged 2x
-    (the cat's head then fills a third of the frame), plus ``clutter`` generated frames."""
+    """Frames with no face: each photo of ``NON_FACE_PHOTOS`` whole at 640x480, at the size
+    scikit-image ships it (the cat as a user passes the file: 451x300), and its centre enlarged
+    2x (the cat's head then fills a third of the frame), plus ``clutter`` generated frames."""
     out = []
     for name in NON_FACE_PHOTOS:
         image = _photo(name)
         if image is None:
             continue
         out.append(NonFaceFrame(name, image))
+        native = _photo(name, native=True)
+        if native is not None and native.shape[:2] != image.shape[:2]:
+            out.append(NonFaceFrame(f"{name}-native", native))
         zoom = cv2.resize(image[FRAME_H // 4 : 3 * FRAME_H // 4, FRAME_W // 4 : 3 * FRAME_W // 4], (FRAME_W, FRAME_H))
         out.append(NonFaceFrame(f"{name}-zoom2", zoom))
     rng = np.random.default_rng(seed)

@@ -17,18 +17,20 @@ def still_analyzer():
 
 
 def test_the_cat_is_not_a_usable_face(still_analyzer):
-    """The reported case: scikit-image's cat photo came back as a face with quality 1.0."""
+    """The reported case: scikit-image's cat photo came back as a face with quality 1.0. As the
+    file a user passes (451x300), in a 640x480 frame and enlarged 2x."""
     frames = {f.name: f.image for f in non_face_frames(clutter=0)}
-    faces = still_analyzer.analyze(frames["chelsea"])
-    assert faces, "the detector no longer takes the cat for a face: this test needs a new example"
-    assert all(f.low_quality and f.quality < still_analyzer.settings.quality_threshold for f in faces)
+    for name in ("chelsea-native", "chelsea", "chelsea-zoom2"):
+        faces = still_analyzer.analyze(frames[name])
+        assert faces, f"the detector no longer takes {name} for a face: this test needs a new example"
+        assert all(f.low_quality and f.quality < still_analyzer.settings.quality_threshold for f in faces), name
 
 
 def test_no_false_face_above_the_quality_threshold_on_the_non_face_set(still_analyzer):
     false = [(f.name, face) for f in non_face_frames() for face in still_analyzer.analyze(f.image)]
     usable = [(name, round(face.quality, 2)) for name, face in false if not face.low_quality]
     assert usable == []
-    assert len(false) <= 10  # 6 measured on these 56 frames; each of them flagged, as checked above
+    assert len(false) <= 12  # 8 measured on these 74 frames; each of them flagged, as checked above
 
 
 def test_real_faces_keep_their_quality(still_analyzer, face_frames):
