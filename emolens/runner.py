@@ -180,6 +180,13 @@ def parse_camera(spec: str) -> CameraSource:
         if not sep:
             raise ConfigError(f"--camera {spec!r}: expected id=ID,source=SOURCE[,zone=ZONE][,site=SITE]")
         fields[key.strip()] = value
+        # a mistyped key (zoen=, src=) would otherwise end up inside the value before it
+        typo = re.search(r",\s*([A-Za-z_]{1,12})=", value)
+        if typo:
+            raise ConfigError(
+                f"--camera {spec!r}: unknown key {typo.group(1)!r}; use {', '.join(_SPEC_KEYS)} "
+                "(a source with ',name=' in it goes in a --cameras YAML file)"
+            )
     return _camera_source(fields, f"--camera {spec!r}")
 
 

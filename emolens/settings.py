@@ -150,7 +150,7 @@ class Settings:
         if not (self.classify_interval >= 0 and math.isfinite(self.classify_interval)):
             raise _refuse("classify_interval", self.classify_interval, "must be 0 (every frame) or more seconds")
         if self.threads < 0:
-            raise _refuse("threads", self.threads, "must be 0 (the runtime's default) or more")
+            raise _refuse("threads", self.threads, "must be 0 (one per core) or more")
         if self.max_pixels <= 0:
             raise _refuse("max_pixels", self.max_pixels, "must be positive")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -124,6 +124,9 @@ def test_camera_specs_and_files_are_checked(tmp_path, capsys):
     for bad in ("source=x.mp4", "id=c1", "room=3,id=c1,source=x.mp4", "c1 x.mp4", f"id={'x' * 200},source=a"):
         with pytest.raises(ConfigError):
             parse_camera(bad)
+    for typo, key in (("id=y,source=camA.mp4,zoen=foo", "zoen"), ("id=x,src=camA.mp4", "src")):
+        with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+            parse_camera(typo)
     listing = tmp_path / "bad.yaml"
     for text in ("cameras: 3\n", "- {id: a}\n", "[unclosed\n", "[]\n"):
         listing.write_text(text)

@@ -102,6 +102,20 @@ def test_nothing_processed_exits_non_zero(tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_broken_video_gives_one_error_line_without_ffmpegs_own(tmp_path):
+    """FFmpeg writes to the process's stderr itself (not through Python), so run a real process."""
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    done = subprocess.run(
+        [sys.executable, "-m", "emolens", "analyze", str(tmp_path / "empty.mp4"), *INF],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and lines[0].startswith("error:"), done.stderr
+    assert lines[1:] == ["analyzed 0 input(s), 0 face(s); 1 failed"], done.stderr  # no "[mov,mp4 @ 0x..]" lines
+
+
 def test_empty_folder_and_blank_frame(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["analyze", str(tmp_path / "empty"), *INF]) == 2
