@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -82,12 +83,16 @@ class Distillation:
 
     ``loss = (1 - weight) * CE(student, label) + weight * T^2 * KL(teacher_T || student_T)``,
     where ``_T`` is a softmax at temperature ``temperature`` (Hinton et al., 2015). The teacher
-    sees exactly the augmented batch the student sees.
+    sees exactly the augmented batch the student sees; with ``source_view``, where the student
+    sees a face re-cut as the pipeline cuts it, the teacher reads the face as the dataset cut it
+    under the same augmentation, so the student learns to answer for a re-cut face what the
+    teacher answers for the well-cut one.
     """
 
     teacher: nn.Module
     temperature: float = 4.0
     weight: float = 0.7
+    source_view: bool = False
 
     def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
         t = self.temperature
@@ -98,6 +103,30 @@ class Distillation:
             log_target=True,
         )
         return (1 - self.weight) * hard + self.weight * t * t * soft
+
+
+@dataclass(frozen=True)
+class PartialLabels:
+    """Faces of another dataset that carry part of a label: only whether each shows ``target``.
+
+    SMILEsmileD's faces (other people, other cameras than FER2013) say smile or no smile; a smile
+    is read as happy and no smile as "anything but happy". Each training batch gets ``per_batch``
+    of them, augmented like the rest: a positive adds ``-log p(target)`` to the loss, a negative
+    ``-log(1 - p(target))``, each times its weight (``weights``: the label audit's, else 1).
+    """
+
+    images: np.ndarray  # uint8 [N, H, W] at the task's input size
+    is_target: np.ndarray  # bool [N]
+    target: int
+    per_batch: int = 32
+    weights: np.ndarray | None = None  # float32 [N]
+
+    def loss(self, logits: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
+        """Per-image loss for logits [N, C] of these faces."""
+        log_p = nn.functional.log_softmax(logits.float(), dim=1)[:, self.target]
+        # log(1 - p) computed from log p without cancellation when p is near 1.
+        log_not = torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
+        return torch.where(is_target, -log_p, -log_not)
 
 
 def load_teacher(snapshot: Path, spec: TaskSpec, best: bool = True) -> TrainResult:
@@ -168,6 +197,7 @@ def train(
     distill: Distillation | None = None,
     init: nn.Module | None = None,
     sample_weights: np.ndarray | None = None,
+    partial: PartialLabels | None = None,
 ) -> TrainResult:
     """Train ``spec`` and return the model of the best validation epoch.
 
@@ -184,6 +214,8 @@ def train(
     without a checkpoint starts from that network's weights wherever the shapes fit
     (:func:`init_from`). ``sample_weights`` (one per training image) weight each image's
     hard-label loss, so that suspected label noise counts less (emolens.training.noise).
+    With ``partial`` each batch also holds faces of another dataset that carry part of a
+    label (see :class:`PartialLabels`); accuracy in the history counts the main split only.
     """
     epochs = epochs or spec.epochs
     workdir.mkdir(parents=True, exist_ok=True)
@@ -240,23 +272,38 @@ def train(
         bar = tqdm(range(steps), desc=f"{spec.name} {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for step in bar:
             idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
-            source = train_split.images[idx]
+            source = original = train_split.images[idx]
             if views is not None and view_share > 0:
                 use = rng.random(len(idx)) < view_share
                 source = np.where(use[:, None, None], views[idx], source)
+            w_np = np.ones(len(idx), np.float32) if sample_weights is None else sample_weights[idx].astype(np.float32)
+            if partial is not None:
+                pidx = rng.integers(0, len(partial.images), partial.per_batch)
+                source = np.concatenate([source, partial.images[pidx]])
+                original = np.concatenate([original, partial.images[pidx]])
+                pw = np.ones(len(pidx), np.float32) if partial.weights is None else partial.weights[pidx]
+                w_np = np.concatenate([w_np, pw.astype(np.float32)])
+            x_teacher = None
+            if distill is not None and distill.source_view and views is not None and view_share > 0:
+                # the same draws augment the source crops the same way (they depend on shapes only)
+                x_teacher = torch.from_numpy(augment_batch(original, copy.deepcopy(rng))).to(device)
             x = torch.from_numpy(augment_batch(source, rng)).to(device)
             y = torch.from_numpy(train_split.labels[idx]).to(device)
-            w = None if sample_weights is None else torch.from_numpy(sample_weights[idx].astype(np.float32)).to(device)
+            w = torch.from_numpy(w_np).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(spec, epoch, step, steps, epochs)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
+                all_logits = model(x)
+                logits = all_logits[: len(idx)]
                 per_image = loss_fn(logits.float(), y)
-                loss = per_image.mean() if w is None else (per_image * w).sum() / w.sum()
+                if partial is not None:
+                    is_target = torch.from_numpy(partial.is_target[pidx]).to(device)
+                    per_image = torch.cat([per_image, partial.loss(all_logits[len(idx) :], is_target)])
+                loss = (per_image * w).sum() / w.sum()
                 if distill is not None:
                     with torch.no_grad():
-                        teacher_logits = distill.teacher(x).float()
-                    loss = distill.loss(logits.float(), teacher_logits, loss)
+                        teacher_logits = distill.teacher(x if x_teacher is None else x_teacher).float()
+                    loss = distill.loss(all_logits.float(), teacher_logits, loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

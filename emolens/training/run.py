@@ -35,12 +35,13 @@ import torch
 
 from emolens.contract import default_repository
 from emolens.training.canvas import measure_crop_box
-from emolens.training.data import DatasetMissingError, Split, load_split
+from emolens.training.data import DatasetMissingError, Split, load_split, resized
 from emolens.training.export import export
 from emolens.training.loop import (
     TEACHER_SNAPSHOTS,
     CheckpointShapeError,
     Distillation,
+    PartialLabels,
     TrainResult,
     check_checkpoint_shape,
     load_teacher,
@@ -106,6 +107,35 @@ def suspect_weights(spec: TaskSpec, teacher: torch.nn.Module, tr: Split, cache: 
         f"weighted {spec.suspect_weight}"
     )
     return np.where(suspect, spec.suspect_weight, 1.0).astype(np.float32)
+
+
+def partial_labels(
+    spec: TaskSpec, teacher: torch.nn.Module | None, root: Path, data: Path | None, limit: int | None
+) -> PartialLabels:
+    """``spec.partial_task``'s training faces at ``spec``'s input size, as partial labels of
+    ``spec.partial_class``: its positive (last) class implies it, its other class rules it out.
+    Its own label audit (when its recipe down-weights suspects) weights them the same way."""
+    if spec.partial_task is None or spec.partial_class is None:
+        raise ValueError(f"the {spec.name} recipe names no partial_task / partial_class")
+    other = TASKS[spec.partial_task]
+    tr = load_split(other, "train", data)
+    if limit:
+        tr = Split(tr.images[:limit], tr.labels[:limit])
+    weights = None
+    if other.suspect_weight < 1.0 and teacher is not None:
+        weights = suspect_weights(other, teacher, tr, root / f"{other.name}-audit.npz")
+    is_target = tr.labels == len(other.classes) - 1
+    print(
+        f"partial labels: {len(tr.labels)} {other.name} training faces, {int(is_target.sum())} read as "
+        f"{spec.partial_class}, the rest as not {spec.partial_class}"
+    )
+    return PartialLabels(
+        resized(tr.images, spec.size),
+        is_target,
+        spec.classes.index(spec.partial_class),
+        spec.partial_per_batch,
+        weights,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +245,9 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     weights = None
     if spec.suspect_weight < 1.0 and teacher is not None and not args.export_only:
         weights = suspect_weights(spec, teacher.model, tr, root / f"{spec.name}-audit.npz")
+    partial = None
+    if not args.export_only and any(spec.members[k].partial_labels for k in todo):
+        partial = partial_labels(spec, teacher.model if teacher else None, root, args.data_dir, args.limit)
     if not args.export_only:
         for k in todo:
             member = spec.members[k]
@@ -246,11 +279,12 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 views=views,
                 view_share=member.serving_view_share,
                 device=args.device,
-                distill=Distillation(teacher.model, spec.temperature, spec.kd_weight)
+                distill=Distillation(teacher.model, spec.temperature, spec.kd_weight, member.teacher_reads_source)
                 if member.distill and teacher
                 else None,
                 init=teacher.model if member.init_from_teacher and teacher else None,
                 sample_weights=weights,
+                partial=partial if member.partial_labels else None,
             )
     missing = [k for k in trained if not (member_dir(root, spec, k) / "best.pt").exists()]
     if missing:

@@ -156,19 +156,24 @@ def test_init_from_copies_every_fitting_layer_and_leaves_a_new_head():
     torch.testing.assert_close(target.head[-1].weight, head_before)
 
 
-def test_a_recipe_can_ship_the_committed_teacher_beside_a_distilled_network(data_dir, tmp_path, monkeypatch):
-    """Member 0 is the committed teacher as it is; member 1 starts from it and is distilled."""
+def test_a_recipe_can_ship_the_committed_teacher_beside_a_distilled_network(data_dir, tmp_path, monkeypatch, capsys):
+    """Member 0 is the committed teacher as it is; member 1 starts from it, is distilled and also
+    learns from SMILEsmileD's partial labels."""
     from emolens.training.export import load_pytorch
     from emolens.training.run import committed_teacher
     from emolens.training.tasks import Member
 
-    members = (Member(source="teacher"), Member(1, 0.5, init_from_teacher=True, distill=True))
-    monkeypatch.setitem(TASKS, "emotion", dataclasses.replace(TASKS["emotion"], members=members, flip_tta=True))
+    members = (Member(source="teacher"), Member(1, 0.5, init_from_teacher=True, distill=True, partial_labels=True))
+    recipe = dataclasses.replace(
+        TASKS["emotion"], members=members, flip_tta=True, partial_task="smile", partial_class="happy"
+    )
+    monkeypatch.setitem(TASKS, "emotion", recipe)
 
     repo = tmp_path / "repo"
     args = ["--task", "emotion", "--epochs", "1", "--max-batches", "2", "--limit", "128", "--template-images", "30"]
     args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
     assert train_main([*args, "--repo", str(repo)]) == 0
+    assert "partial labels: 128 smile training faces" in capsys.readouterr().out
     meta = json.loads((repo / "emotion" / "training.json").read_text())
     assert [m["source"] for m in meta["members"]] == ["teacher", "train"] and meta["flip_tta"]
     assert meta["members"][1]["distill"] and meta["members"][1]["init_from_teacher"]
@@ -305,6 +310,90 @@ def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
     with_teacher = agreement(Distillation(teacher, temperature=2.0, weight=1.0))
     without = agreement(None)
     assert with_teacher > 0.9 and with_teacher - without > 0.3, (with_teacher, without)
+
+
+def test_with_source_view_the_teacher_reads_the_dataset_crop_where_the_student_sees_the_recut_one(tmp_path):
+    """Re-cut views are black here and the dataset crops bright: the teacher must be shown the
+    bright crops under the same augmentation when source_view is on, the black ones when off."""
+    from emolens.training.data import Split
+    from emolens.training.loop import Distillation, train
+
+    spec = dataclasses.replace(TASKS["smile"], size=16, channels=(8, 16), reps=(1, 1), batch_size=16, lr=0.01)
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.means: list[float] = []
+
+        def forward(self, x):
+            self.means.append(float(x.mean()))
+            return torch.zeros(len(x), 2)
+
+    data = Split(np.full((64, 16, 16), 200, np.uint8), np.zeros(64, np.int64))
+    views = np.zeros_like(data.images)
+    seen = {}
+    for source_view in (True, False):
+        teacher = Recording()
+        distill = Distillation(teacher, weight=0.5, source_view=source_view)
+        train(
+            spec,
+            data,
+            data,
+            tmp_path / str(source_view),
+            epochs=1,
+            progress=False,
+            bf16=False,
+            views=views,
+            view_share=1.0,
+            distill=distill,
+        )
+        seen[source_view] = float(np.mean(teacher.means))
+    assert seen[True] > 60 and seen[False] < 30, seen
+
+
+def test_partial_label_loss_is_the_log_loss_of_target_or_not():
+    from emolens.training.loop import PartialLabels
+
+    partial = PartialLabels(np.zeros((2, 4, 4), np.uint8), np.array([True, False]), target=1)
+    logits = torch.tensor([[0.0, 2.0, -1.0], [1.0, 30.0, 0.0]])
+    p = torch.softmax(logits, dim=1)[:, 1]
+    loss = partial.loss(logits, torch.tensor([True, False]))
+    torch.testing.assert_close(loss[0], -torch.log(p[0]))
+    # p(target) is 1 - 1e-13 here: the loss is large and finite, not inf or nan
+    assert torch.isfinite(loss[1]) and loss[1] > 10
+
+
+def test_partial_labels_teach_a_rule_the_main_labels_do_not_hold(tmp_path):
+    """The main split's labels are noise; the partial faces say whether the top half is brighter
+    (class 1) or not. Trained with them the network learns that rule; without, it cannot."""
+    from emolens.training.data import Split
+    from emolens.training.loop import PartialLabels, predict_logits, train
+
+    spec = dataclasses.replace(TASKS["smile"], size=16, channels=(8, 16), reps=(1, 1), batch_size=32, lr=0.05)
+    rng = np.random.default_rng(3)
+    noise = Split(rng.integers(0, 256, (256, 16, 16)).astype(np.uint8), rng.integers(0, 2, 256))
+    faces = rng.integers(0, 256, (512, 16, 16)).astype(np.uint8)
+    top = rng.random(512) < 0.5
+    faces[top, 8:] //= 4  # bottom darker: the top half is brighter
+    faces[~top, :8] //= 4
+    partial = PartialLabels(faces, top, target=1, per_batch=64)
+
+    def accuracy(with_partial):
+        workdir = tmp_path / str(with_partial)
+        result = train(
+            spec,
+            noise,
+            noise,
+            workdir,
+            epochs=12,
+            progress=False,
+            bf16=False,
+            partial=partial if with_partial else None,
+        )
+        return float(((predict_logits(result.model, faces).argmax(1) == 1) == top).mean())
+
+    learned, without = accuracy(True), accuracy(False)
+    assert learned > 0.9 and learned - without > 0.3, (learned, without)
 
 
 def test_label_audit_flags_flipped_labels_out_of_fold():
