@@ -249,7 +249,7 @@ def bench_peers(repo: Path, seconds_of_video: float = 12.0, rounds: int = 3, n_f
 
 
 def bench_cameras(
-    repo: Path, counts: tuple[int, ...] = (1, 2, 4, 6, 8), seconds_of_video: float = 12.0
+    repo: Path, counts: tuple[int, ...] = (1, 2, 4, 8, 16, 24), seconds_of_video: float = 12.0
 ) -> dict[str, object]:
     """Cameras per box: ``emolens run`` (the embedded shape: a decoding thread per source, one
     detector stepping over all cameras, one classifier batch per tick, SQLite) on N 640x480
