@@ -680,7 +680,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="video: a followed face is classified again after SECONDS (or when it moves a lot), "
             "keeping its last classification between; 0 = every frame (EMOLENS_CLASSIFY_INTERVAL, default 0.33)",
         )
-        p.add_argument("--threads", type=int, help="ONNX Runtime and BlazeFace threads (0 = one per core)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            help="ONNX Runtime and BlazeFace threads (EMOLENS_THREADS, default 0 = one per core; BlazeFace at most 4)",
+        )
 
     p = sub.add_parser("analyze", help="faces in images, folders and videos as JSON Lines")
     p.add_argument("paths", nargs="+")

@@ -179,7 +179,12 @@ def parse_camera(spec: str) -> CameraSource:
         key, sep, value = part.partition("=")
         if not sep:
             raise ConfigError(f"--camera {spec!r}: expected id=ID,source=SOURCE[,zone=ZONE][,site=SITE]")
+        if key.strip() in fields:
+            raise ConfigError(f"--camera {spec!r}: {key.strip()} given twice")
         fields[key.strip()] = value
+        bare = re.search(r",\s*(" + "|".join(_SPEC_KEYS) + r")\s*$", value)
+        if bare:
+            raise ConfigError(f"--camera {spec!r}: {bare.group(1)} without a value (write {bare.group(1)}=VALUE)")
         # a mistyped key (zoen=, src=) would otherwise end up inside the value before it
         typo = re.search(r",\s*([A-Za-z_]{1,12})=", value)
         if typo:

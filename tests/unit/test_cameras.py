@@ -127,6 +127,10 @@ def test_camera_specs_and_files_are_checked(tmp_path, capsys):
     for typo, key in (("id=y,source=camA.mp4,zoen=foo", "zoen"), ("id=x,src=camA.mp4", "src")):
         with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
             parse_camera(typo)
+    with pytest.raises(ConfigError, match="id given twice"):
+        parse_camera("id=x,source=a.mp4,id=z")
+    with pytest.raises(ConfigError, match="zone without a value"):
+        parse_camera("id=x,source=a.mp4,zone")
     listing = tmp_path / "bad.yaml"
     for text in ("cameras: 3\n", "- {id: a}\n", "[unclosed\n", "[]\n"):
         listing.write_text(text)
