@@ -81,12 +81,13 @@ def _pct(x: float) -> str:
 
 
 def _summary(res: DirectResult) -> str:
-    head = f"Accuracy **{_pct(res.accuracy)}**, macro-F1 {res.macro_f1:.3f}"
+    head = f"Accuracy **{_pct(res.accuracy)}** (n={int(res.support.sum())}), macro-F1 {res.macro_f1:.3f}"
     if res.auc is not None:
         head += f", ROC-AUC **{res.auc:.4f}**"
     if res.ferplus_accuracy is not None:
-        head += f"; against FER+ majority labels (classes 0-6, n={res.ferplus_n}): **{_pct(res.ferplus_accuracy)}**"
-    return head + f" (n={int(res.support.sum())})."
+        head += f"; against FER+ majority labels (the {res.ferplus_n} faces whose majority is one of the 7 classes): "
+        head += f"**{_pct(res.ferplus_accuracy)}**"
+    return head + "."
 
 
 def _networks(training: Mapping[str, Any]) -> str:

@@ -67,9 +67,9 @@ def test_card_renders_the_template_with_every_number(models):
         "45 (40), 0.669; 45 (44), 0.6598, 50% re-cut crops | 0.6773 | int8 (same class as fp32 on 99.2% of val) | "
         "1.39 MB |" in card
     )
-    assert "Accuracy **85.0%**, macro-F1 0.850, ROC-AUC **0.9512** (n=20)." in card
-    ferplus = "against FER+ majority labels (classes 0-6, n=18): **90.0%**"
-    assert f"Accuracy **100.0%**, macro-F1 1.000; {ferplus} (n=20)." in card
+    assert "Accuracy **85.0%** (n=20), macro-F1 0.850, ROC-AUC **0.9512**." in card
+    ferplus = "against FER+ majority labels (the 18 faces whose majority is one of the 7 classes): **90.0%**"
+    assert f"Accuracy **100.0%** (n=20), macro-F1 1.000; {ferplus}." in card
     assert "| no_smile | 8 | 2 |\n| smile | 1 | 9 |" in card
     assert "| no_smile | 0.889 | 0.800 | 0.842 | 10 |" in card
     assert "| blur (sigma 1.5) | 70.0% | 15.0 |" in card  # smile: 85.0% clean -> 70.0%
