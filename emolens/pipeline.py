@@ -27,7 +27,7 @@ from emolens.vision.align import align_face
 from emolens.vision.detect import BlazeFaceDetector, Detection, FaceDetector, make_detector
 from emolens.vision.follow import REGION_MIN_SCORE, FaceFollower, second_opinion
 from emolens.vision.preprocess import preprocess
-from emolens.vision.quality import Quality, assess
+from emolens.vision.quality import FACENESS_RAMP, STILL_FACENESS_RAMP, Quality, assess
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,13 @@ class Analyzer:
                 classified.append(kept)
                 prepared.classified.append(kept)
                 prepared.qualities.append(
-                    assess(self._box_pixels(gray, det), det.landmarks, det.width, confidences[len(prepared.qualities)])
+                    assess(
+                        self._box_pixels(gray, det),
+                        det.landmarks,
+                        det.width,
+                        confidences[len(prepared.qualities)],
+                        FACENESS_RAMP if self.track else STILL_FACENESS_RAMP,
+                    )
                 )
             if self.follower is not None:
                 self._classified = classified

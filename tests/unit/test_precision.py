@@ -63,3 +63,16 @@ def test_pasted_real_faces_are_found_and_usable(still_analyzer, data_dir):
         usable += any(not f.low_quality for f in hits)
     assert found >= 0.93 * len(faces)
     assert usable >= 0.85 * len(faces)
+
+
+def test_stills_read_faceness_more_strictly_than_followed_video(still_analyzer):
+    """A still has one look at each face (STILL_FACENESS_RAMP); video keeps the gentler ramp
+    that held the interval's statistics within 2% (FACENESS_RAMP). Same cat, same detection."""
+    from emolens.vision.quality import FACENESS_RAMP, STILL_FACENESS_RAMP
+
+    assert STILL_FACENESS_RAMP[0] > FACENESS_RAMP[0]
+    cat = {f.name: f.image for f in non_face_frames(clutter=0)}["chelsea-native"]
+    video = Analyzer(still_analyzer.settings, classifier=still_analyzer.classifier, track=True)
+    (still,), (followed,) = still_analyzer.analyze(cat), video.analyze(cat, 0.0)
+    assert still.detection_score == followed.detection_score
+    assert still.quality < followed.quality

@@ -36,7 +36,7 @@ def test_settings_from_env_and_overrides():
         ("db", "mysql://db/emolens", "sqlite:///FILE or postgresql"),
         ("k_anonymity", -5, f"at least {MIN_K_ANONYMITY}"),
         ("k_anonymity", 0, f"at least {MIN_K_ANONYMITY}"),
-        ("threads", -1, "0 (the runtime's default) or more"),
+        ("threads", -1, "0 (one per core) or more"),
         ("max_pixels", 0, "must be positive"),
         ("fps", -2.0, "must be positive"),
         ("smoothing", 1.0, "[0, 1)"),
