@@ -148,7 +148,15 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image", *, untrusted
         raise _too_large(name, size, max_pixels)
     if size and untrusted and 0 in size:
         raise InputError(f"{name}: not a readable image (its header declares {size[0]}x{size[1]} pixels)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # a decoder's refusal, e.g. above OPENCV_IO_MAX_IMAGE_PIXELS (emolens/__init__.py)
+        why = (
+            "its header declares more pixels than OPENCV_IO_MAX_IMAGE_PIXELS allows"
+            if "CV_IO_MAX_IMAGE_PIXELS" in str(exc)
+            else "corrupt or unsupported format"
+        )
+        raise InputError(f"{name}: not a readable image ({why})") from exc
     if image is None or image.size == 0:
         raise InputError(f"{name}: not a readable image (corrupt or unsupported format)")
     if image.shape[0] * image.shape[1] > max_pixels:

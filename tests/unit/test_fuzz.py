@@ -209,6 +209,26 @@ def test_decode_image(image_seeds, headerless_seeds):
     decodes_or_refuses()
 
 
+def test_a_trusted_header_opencv_reads_itself_cannot_make_it_allocate_gigabytes():
+    """A PGM whose header emolens does not parse declares 12000x12000 pixels: OpenCV refuses it
+    from its header (OPENCV_IO_MAX_IMAGE_PIXELS, set by emolens before cv2 loads) instead of
+    allocating 144 MB per channel first (its own default allows 2**30 pixels)."""
+    # a process of its own: OpenCV reads the limit once, when it loads, and this test process
+    # may have loaded it before emolens
+    script = (
+        "from emolens.media import decode_image\n"
+        "from emolens.errors import InputError\n"
+        "try:\n"
+        "    decode_image(b'P5\\n12000 12000\\n255\\n' + bytes(64), 10**9, 'big')\n"
+        "except InputError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert "declares more pixels than OPENCV_IO_MAX_IMAGE_PIXELS allows" in done.stdout, done.stdout + done.stderr
+
+
 def test_read_image(image_seeds, tmp_path):
     path = tmp_path / "input.img"
 
