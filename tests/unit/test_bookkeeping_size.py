@@ -100,25 +100,36 @@ def table_bytes(conn: Any, table: str) -> int:
     return int(conn.exec_driver_sql(f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({marks})", tuple(names)).scalar())
 
 
-def per_frame_row_bytes(folder: Path, frames: int) -> int:
-    """The same day of frames kept as one row each (``frames_seen`` before revision 0004: its
-    primary key and the index on ``seen_at``), in bytes of SQLite pages."""
-    engine = create_engine(f"sqlite:///{folder / 'rows.db'}")
-    table = Table(
-        "frames_seen",
+def per_frame_table(name: str) -> Table:
+    """The layout before revision 0004: one row per frame accepted (its primary key and the
+    index on ``seen_at``)."""
+    return Table(
+        name,
         MetaData(),
         Column("camera_id", String(128), primary_key=True),
         Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
         Column("seen_at", DateTime(timezone=False), nullable=False),
-        Index("ix_frames_seen_seen_at", "seen_at"),
+        Index(f"ix_{name}_seen_at", "seen_at"),
     )
-    table.metadata.create_all(engine)
+
+
+def fill_per_frame(conn: Any, table: Table, frames: int) -> None:
+    """Day 0's frames (``observations``), one row each, as the old store wrote them."""
     now = datetime(2026, 3, 1, 12, 0, 0, 123456)
+    for batch in observations(frames, day=0):
+        conn.execute(
+            table.insert(), [{"camera_id": f.camera_id, "frame_seq": f.frame_seq, "seen_at": now} for f in batch]
+        )
+
+
+def per_frame_row_bytes(folder: Path, frames: int) -> int:
+    """The same day of frames kept as one row each (``frames_seen`` before revision 0004), in
+    bytes of SQLite pages."""
+    engine = create_engine(f"sqlite:///{folder / 'rows.db'}")
+    table = per_frame_table("frames_seen")
+    table.metadata.create_all(engine)
     with engine.begin() as conn:
-        for batch in observations(frames, day=0):
-            conn.execute(
-                table.insert(), [{"camera_id": f.camera_id, "frame_seq": f.frame_seq, "seen_at": now} for f in batch]
-            )
+        fill_per_frame(conn, table, frames)
         out = table_bytes(conn, "frames_seen")
     engine.dispose()
     return out
@@ -194,21 +205,10 @@ def postgres_sizes(url: str, frames: int) -> dict[str, int]:
     store = SqlStore(url)
     for batch in observations(frames, day=0):
         store.apply(batch)
-    rows = Table(
-        "frames_seen_rows",
-        MetaData(),
-        Column("camera_id", String(128), primary_key=True),
-        Column("frame_seq", BigInteger, primary_key=True, autoincrement=False),
-        Column("seen_at", DateTime(timezone=False), nullable=False),
-        Index("ix_frames_seen_rows_seen_at", "seen_at"),
-    )
+    rows = per_frame_table("frames_seen_rows")
     rows.metadata.create_all(store.engine)
-    now = datetime(2026, 3, 1, 12, 0, 0, 123456)
     with store.engine.begin() as conn:
-        for batch in observations(frames, day=0):
-            conn.execute(
-                rows.insert(), [{"camera_id": f.camera_id, "frame_seq": f.frame_seq, "seen_at": now} for f in batch]
-            )
+        fill_per_frame(conn, rows, frames)
     with store.engine.connect() as conn:
         sized = conn.exec_driver_sql(
             "SELECT regexp_replace(c.relname, '_p[0-9]{8}$', ''), sum(pg_total_relation_size(c.oid)) "
