@@ -81,16 +81,9 @@ def _backgrounds() -> tuple[np.ndarray, ...]:
 def _photo(name: str, native: bool = False) -> np.ndarray | None:
     """A photo scikit-image ships as a 640x480 BGR frame, or (``native``) at its own size."""
     try:
-        if not native:
-            return photo_frames((name,))[0]
-        from skimage import data
-
-        image = getattr(data, name)()
+        return photo_frames((name,), native)[0]
     except Exception:  # a data file scikit-image would have to download: leave it out
         return None
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
 
 
 def pasted_faces(

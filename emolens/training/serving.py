@@ -34,8 +34,9 @@ FRAME = (480, 640)
 _CHUNK = 400
 
 
-def photo_frames(names: tuple[str, ...]) -> list[np.ndarray]:
-    """640x480 BGR frames made from photos scikit-image ships (gray, RGB or RGBA)."""
+def photo_frames(names: tuple[str, ...], native: bool = False) -> list[np.ndarray]:
+    """640x480 BGR frames made from photos scikit-image ships (gray, RGB or RGBA), or with
+    ``native`` the photos at the size scikit-image ships them."""
     from skimage import data
 
     out = []
@@ -44,7 +45,7 @@ def photo_frames(names: tuple[str, ...]) -> list[np.ndarray]:
         if im.ndim == 3 and im.shape[2] == 4:
             im = im[..., :3]
         im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else cv2.cvtColor(im, cv2.COLOR_RGB2BGR)
-        out.append(cv2.resize(im, (FRAME[1], FRAME[0])))
+        out.append(im if native else cv2.resize(im, (FRAME[1], FRAME[0])))
     return out
 
 
