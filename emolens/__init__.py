@@ -6,11 +6,15 @@
 
 import os
 
-# OpenCV refuses to decode an image of more pixels than this (it reads the variable once, when it
-# loads, so it is set here, before any module imports cv2). Its default, 2**30 pixels, lets a
-# few bytes of a format whose size emolens does not read from the header (TIFF, PNM) allocate
-# gigabytes; 10**8 is well above the default max_pixels (4 * 10**7, Settings.max_pixels).
+# OpenCV's environment, set here, before any module imports cv2 (a user's own value wins):
+# - it refuses to decode an image of more pixels than OPENCV_IO_MAX_IMAGE_PIXELS (read once, when
+#   it loads). Its default, 2**30 pixels, lets a few bytes of a format whose size emolens does not
+#   read from the header (TIFF, PNM) allocate gigabytes; 10**8 is well above the default
+#   max_pixels (4 * 10**7, Settings.max_pixels).
+# - FFmpeg inside it prints its own lines ("moov atom not found") straight to stderr for a broken
+#   video, on top of the one error line emolens gives: quiet (OPENCV_FFMPEG_LOGLEVEL=32 shows them).
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(10**8))
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from emolens.errors import EmolensError, InputError
 from emolens.results import EMOTIONS, FaceResult

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 import threading
 import time
@@ -24,11 +23,6 @@ from emolens.errors import ImageTooLargeError, InputError
 from emolens.retry import Backoff
 
 log = logging.getLogger(__name__)
-
-# FFmpeg inside OpenCV prints its own lines ("moov atom not found") straight to stderr for a
-# broken file, on top of the one error line emolens gives; quiet unless the user asks for them
-# (OPENCV_FFMPEG_LOGLEVEL=32 shows them). Read when the first video opens, not at import.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
