@@ -36,8 +36,17 @@ def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
     shape = {"channels": (32, 48, 96, 192), "reps": (1, 2, 2, 2), "arch": meta.get("arch", "vgg")}
     if "channels" in meta:
         shape.update(channels=tuple(meta["channels"]), reps=tuple(meta["reps"]))
-    spec = dataclasses.replace(spec, **shape)
-    model = Ensemble([build_network(spec) for _ in state["members"]], flip=bool(meta.get("flip_tta", False)))
+    # Since session 8 each member records its own shape (an ensemble may mix architectures).
+    records = meta.get("members") or [{}] * len(state["members"])
+    if len(records) != len(state["members"]):
+        held = len(state["members"])
+        raise ValueError(f"{meta_path} describes {len(records)} networks, {folder / 'pytorch.pt'} holds {held}")
+    nets = []
+    for record in records:
+        own = record.get("shape", {})
+        own = {key: tuple(v) if isinstance(v, list) else v for key, v in own.items()}
+        nets.append(build_network(dataclasses.replace(spec, **{**shape, **own})))
+    model = Ensemble(nets, flip=bool(meta.get("flip_tta", False)))
     for net, weights in zip(model.members, state["members"], strict=True):
         net.load_state_dict(full_weights(weights))
     return model.eval()

@@ -13,10 +13,11 @@ A teacher (TEACHERS) is never exported: each epoch rewrites its committed snapsh
 (emolens/training/teachers/TASK.pt, weights and history, no optimizer state), and a run on a
 machine without its checkpoints warm-starts from that snapshot, so training spans sessions.
 
-A model is one network or an ensemble of networks (TaskSpec.members); each network keeps its
-checkpoints in WORKDIR/TASK (member 0) or WORKDIR/TASK-mK, and the export runs once every
-member has a best checkpoint. Uses the ``train`` split to fit and the ``val`` split to pick the
-best epoch; never the ``test`` split. The data comes from ``--data-dir``, else
+A model is one network or an ensemble of networks (TaskSpec.members, each with its own shape and
+schedule where the member names one); each network keeps its checkpoints in WORKDIR/TASK
+(member 0) or WORKDIR/TASK-mK, and the export runs once every member has a best checkpoint.
+--channels/--reps/--epochs apply to every member trained in the run. Uses the ``train`` split to fit
+and the ``val`` split to pick the best epoch; never the ``test`` split. The data comes from ``--data-dir``, else
 :func:`emolens.training.data.data_dir` (``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the
 checkout the current directory is in). ``python -m emolens.training.run`` runs the same.
 """
@@ -52,7 +53,7 @@ from emolens.training.loop import (
 from emolens.training.model import Ensemble, build_network
 from emolens.training.noise import audit, embed
 from emolens.training.serving import serving_views
-from emolens.training.tasks import TASKS, TEACHERS, TaskSpec
+from emolens.training.tasks import TASKS, TEACHERS, TaskSpec, member_spec
 from emolens.vision.detect import make_detector
 
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
@@ -70,6 +71,12 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
     return root / (spec.name if k == 0 else f"{spec.name}-m{k}")
+
+
+def net_spec(args: argparse.Namespace, spec: TaskSpec, k: int) -> TaskSpec:
+    """Member ``k``'s recipe, with the run's --channels/--reps on top."""
+    net = member_spec(spec, spec.members[k])
+    return dataclasses.replace(net, channels=args.channels or net.channels, reps=args.reps or net.reps)
 
 
 def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
@@ -177,11 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --device {args.device} asked for, but this torch build sees no CUDA device", file=sys.stderr)
         return 2
     spec = TEACHERS[args.task] if args.teacher else TASKS[args.task]
-    if args.channels or args.reps:
-        spec = dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
-        if len(spec.channels) != len(spec.reps):
-            print(f"error: {len(spec.channels)} widths but {len(spec.reps)} repeat counts", file=sys.stderr)
+    nets = [spec] if args.teacher else [member_spec(spec, m) for m in spec.members]
+    for net in nets:
+        net = dataclasses.replace(net, channels=args.channels or net.channels, reps=args.reps or net.reps)
+        if len(net.channels) != len(net.reps):
+            print(f"error: {len(net.channels)} widths but {len(net.reps)} repeat counts", file=sys.stderr)
             return 2
+    if args.teacher:
+        spec = dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
     if args.member is not None and not 0 <= args.member < len(spec.members):
         print(f"error: {spec.name} has members 0..{len(spec.members) - 1}, not {args.member}", file=sys.stderr)
         return 2
@@ -267,7 +277,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 )
                 print(f"member {k}: serving views of {len(views)} training crops (face found in {hit.mean():.1%})")
             results[k] = train(
-                spec,
+                net_spec(args, spec, k),
                 tr,
                 va,
                 workdir,
@@ -294,7 +304,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         if member.source == "teacher" and teacher is not None:
             results[k] = teacher
         elif k not in results:
-            results[k] = load_member(member_dir(root, spec, k), spec)
+            results[k] = load_member(member_dir(root, spec, k), net_spec(args, spec, k))
     model = Ensemble([results[k].model for k in range(len(spec.members))], flip=spec.flip_tta).eval()
     with torch.no_grad():
         val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
@@ -302,7 +312,8 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "task": spec.name,
         "crop_box_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
-        **shape_of(spec),  # the same record the checkpoints carry; load_pytorch rebuilds the shape from it
+        # Member 0's shape, as the checkpoints record it; each member also records its own (load_pytorch).
+        **shape_of(net_spec(args, spec, 0)),
         "train_images": len(tr.images),
         "seed": args.seed,
         "val_accuracy": round(val_acc, 4),
@@ -311,6 +322,8 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "members": [
             {
                 **dataclasses.asdict(spec.members[k]),
+                "shape": {"arch": net_spec(args, spec, k).arch, **shape_of(net_spec(args, spec, k))},
+                "epochs": args.epochs or net_spec(args, spec, k).epochs,
                 "seed": args.seed + spec.members[k].seed_offset,
                 "best_epoch": results[k].best_epoch,
                 "best_val_accuracy": round(results[k].best_val_accuracy, 4),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from emolens.contract import EMOTION, INPUT_SIZES, LABELS, SMILE
@@ -28,6 +29,16 @@ class Member:
     # With distill: the teacher reads the face as the dataset cut it where this network sees its
     # re-cut serving view (Distillation.source_view).
     teacher_reads_source: bool = False
+    # This network's own shape and schedule where it differs from the task's (None: the task's).
+    # An ensemble can mix a network fine-tuned from the teacher with one trained from scratch.
+    arch: str | None = None
+    channels: tuple[int, ...] | None = None
+    reps: tuple[int, ...] | None = None
+    epochs: int | None = None
+    lr: float | None = None
+
+
+MEMBER_RECIPE_FIELDS = ("arch", "channels", "reps", "epochs", "lr")
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,12 @@ class TaskSpec:
     partial_task: str | None = None
     partial_class: str | None = None
     partial_per_batch: int = 32
+
+
+def member_spec(spec: TaskSpec, member: Member) -> TaskSpec:
+    """The recipe one network of ``spec`` trains with: the task's, with the member's own shape and schedule."""
+    own = {name: getattr(member, name) for name in MEMBER_RECIPE_FIELDS if getattr(member, name) is not None}
+    return dataclasses.replace(spec, **own)
 
 
 EMOTION_CLASSES = LABELS[EMOTION]

@@ -192,6 +192,45 @@ def test_a_recipe_can_ship_the_committed_teacher_beside_a_distilled_network(data
     assert shipped.flip and len(shipped.members) == 2
 
 
+def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, monkeypatch):
+    """Each member may name its own architecture, widths and epochs: both train to their own
+    schedule, training.json records each shape, and load_pytorch rebuilds the mixed ensemble
+    that the exported graph matches."""
+    from emolens.training.export import load_pytorch
+    from emolens.training.model import FaceNet, ResFaceNet
+    from emolens.training.tasks import Member
+
+    members = (
+        Member(channels=(8, 16), reps=(1, 1)),
+        Member(1, arch="vgg", channels=(8, 12), reps=(1, 1), epochs=2, lr=0.05),
+    )
+    monkeypatch.setitem(TASKS, "smile", dataclasses.replace(TASKS["smile"], members=members, epochs=1))
+    repo = tmp_path / "repo"
+    args = ["--task", "smile", "--max-batches", "2", "--limit", "256", "--template-images", "30"]
+    args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
+    assert train_main([*args, "--repo", str(repo)]) == 0
+    meta = json.loads((repo / "smile" / "training.json").read_text())
+    assert [len(m["history"]) for m in meta["members"]] == [1, 2]
+    assert [m["shape"] for m in meta["members"]] == [
+        {"arch": "resnet", "channels": [8, 16], "reps": [1, 1]},
+        {"arch": "vgg", "channels": [8, 12], "reps": [1, 1]},
+    ]
+    assert meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
+    shipped = load_pytorch(repo / "smile", TASKS["smile"])
+    assert [type(m) for m in shipped.members] == [ResFaceNet, FaceNet]
+    widths = [{c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)} for m in shipped.members]
+    assert widths[0] == {8, 16} and widths[1] == {8, 12}
+    # the reloaded ensemble is the trained one: same outputs as the exported graph
+    side = TASKS["smile"].size
+    faces = np.random.default_rng(0).integers(0, 256, (4, 1, side, side)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(shipped(torch.from_numpy(faces)), 1).numpy()
+    got = OnnxClassifier(repo, models=("smile",)).predict("smile", faces)
+    got = np.exp(got - got.max(1, keepdims=True))
+    got /= got.sum(1, keepdims=True)
+    assert np.abs(got - expected).max() < 0.1  # int8 graph against the fp32 networks
+
+
 def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
     """Real training crops re-cut through detector + crop box: mostly found, close to but not
     the same as the dataset crop, cached, and never on the evaluation's backgrounds."""
