@@ -90,11 +90,16 @@ def _summary(res: DirectResult) -> str:
     return head + "."
 
 
+_ARCH_NAMES = {"resnet": "ResNet", "vgg": "VGG"}
+
+
 def _networks(training: Mapping[str, Any]) -> str:
     nets = "; ".join(
         f"{len(net['history']) if net.get('history') else training.get('epochs', '?')} ({net['best_epoch']}), "
         f"{net['best_val_accuracy']}"
         + (" (the teacher)" if net.get("source") == "teacher" else "")
+        + (f", {_ARCH_NAMES.get(net['shape']['arch'], net['shape']['arch'])}" if net.get("shape") else "")
+        + (", from the teacher" if net.get("init_from_teacher") and net.get("shape") else "")
         + (f", {net['serving_view_share']:.0%} re-cut crops" if net.get("serving_view_share") else "")
         for net in training.get("members", [])
     )

@@ -46,7 +46,8 @@ def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
         own = record.get("shape", {})
         own = {key: tuple(v) if isinstance(v, list) else v for key, v in own.items()}
         nets.append(build_network(dataclasses.replace(spec, **{**shape, **own})))
-    model = Ensemble(nets, flip=bool(meta.get("flip_tta", False)))
+    weights = [float(record.get("weight", 1.0)) for record in records]
+    model = Ensemble(nets, flip=bool(meta.get("flip_tta", False)), weights=weights)
     for net, weights in zip(model.members, state["members"], strict=True):
         net.load_state_dict(full_weights(weights))
     return model.eval()

@@ -108,27 +108,34 @@ def build_network(spec: TaskSpec) -> nn.Module:
 
 
 class Ensemble(nn.Module):
-    """Networks of one task as one graph: the mean of their class probabilities.
+    """Networks of one task as one graph: the (weighted) mean of their class probabilities.
 
     With ``flip`` every network also sees the mirrored face, and those probabilities join the
-    mean. The output is still called logits: it is the log of the mean probability, so a
-    softmax of it gives that mean back. One network without ``flip`` passes through unchanged.
+    mean with the network's weight. The output is still called logits: it is the log of the mean
+    probability, so a softmax of it gives that mean back. One network without ``flip`` passes
+    through unchanged.
     """
 
-    def __init__(self, members: list[nn.Module], flip: bool = False) -> None:
+    def __init__(self, members: list[nn.Module], flip: bool = False, weights: list[float] | None = None) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one network")
+        weights = [1.0] * len(members) if weights is None else list(weights)
+        if len(weights) != len(members) or min(weights) <= 0:
+            raise ValueError(f"expected one positive weight per network, got {weights} for {len(members)}")
         self.members = nn.ModuleList(members)
         self.flip = flip
+        self.weights = [w / sum(weights) for w in weights]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1 and not self.flip:
             return self.members[0](image)
         if not self.flip:
-            probs = torch.stack([m(image).softmax(dim=1) for m in self.members])
+            probs = [w * m(image).softmax(dim=1) for w, m in zip(self.weights, self.members, strict=True)]
         else:  # one batch of both views per network: [2N, C] -> [2, N, C]
             views = torch.cat([image, image.flip(3)])
-            outs = [m(views).softmax(dim=1) for m in self.members]
-            probs = torch.cat([p.reshape(2, -1, p.shape[1]) for p in outs])
-        return probs.mean(dim=0).clamp_min(1e-12).log()
+            probs = []
+            for w, m in zip(self.weights, self.members, strict=True):
+                p = m(views).softmax(dim=1)
+                probs.append(0.5 * w * p.reshape(2, -1, p.shape[1]).sum(dim=0))
+        return torch.stack(probs).sum(dim=0).clamp_min(1e-12).log()

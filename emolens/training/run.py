@@ -305,7 +305,11 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
             results[k] = teacher
         elif k not in results:
             results[k] = load_member(member_dir(root, spec, k), net_spec(args, spec, k))
-    model = Ensemble([results[k].model for k in range(len(spec.members))], flip=spec.flip_tta).eval()
+    model = Ensemble(
+        [results[k].model for k in range(len(spec.members))],
+        flip=spec.flip_tta,
+        weights=[member.weight for member in spec.members],
+    ).eval()
     with torch.no_grad():
         val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
     meta = {

@@ -29,6 +29,8 @@ class Member:
     # With distill: the teacher reads the face as the dataset cut it where this network sees its
     # re-cut serving view (Distillation.source_view).
     teacher_reads_source: bool = False
+    # This network's share of the ensemble's mean probability, relative to the other members'.
+    weight: float = 1.0
     # This network's own shape and schedule where it differs from the task's (None: the task's).
     # An ensemble can mix a network fine-tuned from the teacher with one trained from scratch.
     arch: str | None = None

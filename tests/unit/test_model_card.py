@@ -112,3 +112,27 @@ def test_a_sample_with_one_class_gives_no_auc_instead_of_failing(models):
     agreement = Agreement(0.6, 5, None, 0.8, None, {"FER2013 val": (1.0, 2)})
     card = render_card(models, None, limit=5, agreement=agreement)
     assert "| emotion P(happy) as a smile score, SMILEsmileD test (ROC-AUC) | n/a (one class in the sample) |" in card
+
+
+def test_a_mixed_ensemble_names_each_network(models):
+    """Members that record their shape (session 8 on) say which network each is."""
+    models[0].training["members"] = [
+        {
+            "best_epoch": 7,
+            "best_val_accuracy": 0.9498,
+            "init_from_teacher": True,
+            "history": [{}] * 8,
+            "shape": {"arch": "resnet", "channels": [32, 64, 128, 256], "reps": [1, 2, 2, 2]},
+        },
+        {
+            "best_epoch": 29,
+            "best_val_accuracy": 0.9475,
+            "init_from_teacher": False,
+            "history": [{}] * 40,
+            "shape": {"arch": "vgg", "channels": [32, 48, 96, 192], "reps": [1, 2, 2, 2]},
+        },
+    ]
+    models[0].training["flip_tta"] = True
+    card = render_card(models, None)
+    expected = "| 8 (7), 0.9498, ResNet, from the teacher; 40 (29), 0.9475, VGG; mirrored view averaged |"
+    assert expected in card

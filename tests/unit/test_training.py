@@ -119,8 +119,14 @@ def test_ensemble_averages_probabilities():
         both = Ensemble([a, b]).eval()(x)
         torch.testing.assert_close(both.softmax(1), mean, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(Ensemble([a]).eval()(x), a(x))  # one network passes through
-    with pytest.raises(ValueError):
-        Ensemble([])
+        weighted = Ensemble([a, b], weights=[3.0, 1.0]).eval()(x).softmax(1)
+        torch.testing.assert_close(weighted, 0.75 * a(x).softmax(1) + 0.25 * b(x).softmax(1), atol=1e-6, rtol=1e-5)
+        flipped = Ensemble([a, b], flip=True, weights=[2.0, 1.0]).eval()(x).softmax(1)
+        expected = (2 * (a(x).softmax(1) + a(x.flip(3)).softmax(1)) + b(x).softmax(1) + b(x.flip(3)).softmax(1)) / 6
+        torch.testing.assert_close(flipped, expected, atol=1e-6, rtol=1e-5)
+    for bad in ([], [a, b], [a]):
+        with pytest.raises(ValueError):
+            Ensemble(bad, weights=[1.0, 0.0] if len(bad) == 2 else [1.0, 1.0] if bad else None)
 
 
 def test_flip_ensemble_averages_both_views_of_every_network():
@@ -201,7 +207,7 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     from emolens.training.tasks import Member
 
     members = (
-        Member(channels=(8, 16), reps=(1, 1)),
+        Member(channels=(8, 16), reps=(1, 1), weight=2.0),
         Member(1, arch="vgg", channels=(8, 12), reps=(1, 1), epochs=2, lr=0.05),
     )
     monkeypatch.setitem(TASKS, "smile", dataclasses.replace(TASKS["smile"], members=members, epochs=1))
@@ -218,6 +224,7 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     assert meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
     shipped = load_pytorch(repo / "smile", TASKS["smile"])
     assert [type(m) for m in shipped.members] == [ResFaceNet, FaceNet]
+    assert [m["weight"] for m in meta["members"]] == [2.0, 1.0] and shipped.weights == pytest.approx([2 / 3, 1 / 3])
     widths = [{c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)} for m in shipped.members]
     assert widths[0] == {8, 16} and widths[1] == {8, 12}
     # the reloaded ensemble is the trained one: same outputs as the exported graph
