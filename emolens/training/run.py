@@ -120,8 +120,9 @@ def partial_labels(
     spec: TaskSpec, teacher: torch.nn.Module | None, root: Path, data: Path | None, limit: int | None
 ) -> PartialLabels:
     """``spec.partial_task``'s training faces at ``spec``'s input size, as partial labels of
-    ``spec.partial_class``: its positive (last) class implies it, its other class rules it out.
-    Its own label audit (when its recipe down-weights suspects) weights them the same way."""
+    ``spec.partial_class``: its class ``spec.partial_source_class`` (default: its positive, last
+    class) implies it, any other class rules it out. Its own label audit (when its recipe
+    down-weights suspects) weights them the same way."""
     if spec.partial_task is None or spec.partial_class is None:
         raise ValueError(f"the {spec.name} recipe names no partial_task / partial_class")
     other = TASKS[spec.partial_task]
@@ -131,10 +132,11 @@ def partial_labels(
     weights = None
     if other.suspect_weight < 1.0 and teacher is not None:
         weights = suspect_weights(other, teacher, tr, root / f"{other.name}-audit.npz")
-    is_target = tr.labels == len(other.classes) - 1
+    source_class = spec.partial_source_class or other.classes[-1]
+    is_target = tr.labels == other.classes.index(source_class)
     print(
-        f"partial labels: {len(tr.labels)} {other.name} training faces, {int(is_target.sum())} read as "
-        f"{spec.partial_class}, the rest as not {spec.partial_class}"
+        f"partial labels: {len(tr.labels)} {other.name} training faces, {int(is_target.sum())} ({source_class}) "
+        f"read as {spec.partial_class}, the rest as not {spec.partial_class}"
     )
     return PartialLabels(
         resized(tr.images, spec.size),

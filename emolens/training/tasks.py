@@ -74,9 +74,11 @@ class TaskSpec:
     # (emolens.training.noise); 1.0 turns the audit off.
     suspect_weight: float = 1.0
     # Members with partial_labels also see this task's training faces (at this task's input size):
-    # its positive class implies ``partial_class``, its negative class rules it out.
+    # its class ``partial_source_class`` (None: its last, positive class) implies ``partial_class``,
+    # any other class rules it out.
     partial_task: str | None = None
     partial_class: str | None = None
+    partial_source_class: str | None = None
     partial_per_batch: int = 32
 
 

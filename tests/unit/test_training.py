@@ -238,6 +238,22 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     assert np.abs(got - expected).max() < 0.1  # int8 graph against the fp32 networks
 
 
+def test_partial_labels_can_come_from_one_class_of_a_multi_class_task(data_dir, tmp_path):
+    """Smile can learn from FER2013: happy reads as smile, every other expression as no smile."""
+    from emolens.training.data import load_split
+    from emolens.training.run import partial_labels
+
+    recipe = dataclasses.replace(
+        TASKS["smile"], partial_task="emotion", partial_class="smile", partial_source_class="happy"
+    )
+    partial = partial_labels(recipe, None, tmp_path, data_dir, 300)
+    labels = load_split(TASKS["emotion"], "train", data_dir).labels[:300]
+    np.testing.assert_array_equal(partial.is_target, labels == TASKS["emotion"].classes.index("happy"))
+    assert 0 < partial.is_target.sum() < 300
+    assert partial.target == TASKS["smile"].classes.index("smile")
+    assert partial.images.shape == (300, TASKS["smile"].size, TASKS["smile"].size)
+
+
 def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
     """Real training crops re-cut through detector + crop box: mostly found, close to but not
     the same as the dataset crop, cached, and never on the evaluation's backgrounds."""
