@@ -57,7 +57,9 @@ format: $(VENV)/.installed-dev
 ## 1. the emotion teacher, a ResNet of 265 M multiply-adds, 60 epochs: 2.7 h (a few minutes with
 ##    --device cuda). Each epoch rewrites emolens/training/teachers/emotion.pt, so a rerun on any
 ##    machine continues from the committed snapshot; once finished it only re-reads it.
-## 2. smile: the teacher's weights fine-tuned on SMILEsmileD with audited labels, 8 epochs: about 1 h.
+## 2. smile, three networks: the teacher's weights fine-tuned on SMILEsmileD with audited labels and
+##    FER2013's faces as partial labels (happy: smile), 8 epochs: about 15 min on a quiet machine (1 h
+##    when shared); two VGG-style networks from scratch on SMILEsmileD, 40 epochs each: about 17 min each.
 ## 3. emotion: the teacher's network fine-tuned 5 epochs on 80% re-cut crops, distilled from the
 ##    teacher, with SMILEsmileD's faces as partial labels, exported with its mirrored view: about 20 min.
 ## Resumable: rerun to continue. Checkpoints live in ~/.cache/emolens/train.
