@@ -1,16 +1,20 @@
-"""Train one model: ``python scripts/train.py --task smile`` (see emolens/training/run.py for
+"""Train one model: ``python scripts/train.py --task smile`` (see emolens/training/options.py for
 every flag, or ``--help``). The code lives in :mod:`emolens.training.run`; it needs the ``train``
-extra (PyTorch)."""
+extra (PyTorch), ``--help`` does not."""
 
 import sys
 
 try:
     from emolens.training.run import main
 except ModuleNotFoundError as exc:
-    print(
-        f"error: training needs the train extra ({exc.name} is missing): pip install -e '.[train]' or make install-dev",
-        file=sys.stderr,
-    )
+    hint = f"training needs the train extra ({exc.name} is missing): pip install -e '.[train]' or make install-dev"
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        from emolens.training.options import build_parser
+
+        build_parser().print_help()
+        print(f"\nnote: {hint}")
+        raise SystemExit(0) from None
+    print(f"error: {hint}", file=sys.stderr)
     raise SystemExit(2) from None
 
 raise SystemExit(main())

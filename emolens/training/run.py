@@ -1,25 +1,5 @@
-"""Train one model on the shared data and export it to the model repository (by default the
-one in the package, emolens/model_repository/; ``--repo`` for another).
-
-    python scripts/train.py --task smile
-    python scripts/train.py --task emotion --workdir /tmp/emolens-train   # resumes if interrupted
-    python scripts/train.py --task emotion --member 1                     # one network of the ensemble
-    python scripts/train.py --task emotion --member 0 --channels 48,64,128,256 --workdir /tmp/wide \
-        --repo /tmp/wide/repo                                             # another network shape
-    python scripts/train.py --task emotion --teacher                     # the long-trained teacher
-    python scripts/train.py --task emotion --teacher --device cuda       # the same on a GPU
-
-A teacher (TEACHERS) is never exported: each epoch rewrites its committed snapshot
-(emolens/training/teachers/TASK.pt, weights and history, no optimizer state), and a run on a
-machine without its checkpoints warm-starts from that snapshot, so training spans sessions.
-
-A model is one network or an ensemble of networks (TaskSpec.members, each with its own shape and
-schedule where the member names one); each network keeps its checkpoints in WORKDIR/TASK
-(member 0) or WORKDIR/TASK-mK, and the export runs once every member has a best checkpoint.
---channels/--reps/--epochs apply to every member trained in the run. Uses the ``train`` split to fit
-and the ``val`` split to pick the best epoch; never the ``test`` split. The data comes from ``--data-dir``, else
-:func:`emolens.training.data.data_dir` (``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the
-checkout the current directory is in). ``python -m emolens.training.run`` runs the same.
+"""Train one model and export it: the code behind ``python scripts/train.py`` (its usage and
+flags: :mod:`emolens.training.options`). ``python -m emolens.training.run`` runs the same.
 """
 
 from __future__ import annotations
@@ -34,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolens.contract import default_repository
 from emolens.training.canvas import measure_crop_box
 from emolens.training.data import DatasetMissingError, Split, load_split, resized
 from emolens.training.export import export
@@ -52,21 +31,12 @@ from emolens.training.loop import (
 )
 from emolens.training.model import Ensemble, build_network
 from emolens.training.noise import audit, embed
+from emolens.training.options import build_parser
 from emolens.training.serving import serving_views
 from emolens.training.tasks import TASKS, TEACHERS, TaskSpec, member_spec
 from emolens.vision.detect import make_detector
 
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
@@ -148,35 +118,9 @@ def partial_labels(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--workdir", type=Path, help="checkpoint root (default ~/.cache/emolens/train)")
-    parser.add_argument("--member", type=int, help="train only this network of the ensemble (default: all)")
-    parser.add_argument(
-        "--repo", type=Path, default=default_repository(), help="where to export (default: the package's models)"
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, help="folder with the .npz files (default $EMOLENS_DATA_DIR, else ../shared/data)"
-    )
-    parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
-    parser.add_argument("--channels", type=_ints, help="override the widths per stage, e.g. 48,64,128,256")
-    parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
-    parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
-    parser.add_argument("--limit", type=int, help="use only the first N training images (smoke runs)")
-    parser.add_argument("--teacher", action="store_true", help="train the task's teacher (TEACHERS) instead")
-    parser.add_argument("--snapshot", type=Path, help="teacher snapshot to warm-start from and rewrite each epoch")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=20261129)
-    parser.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--fp32", action="store_true", help="export the fp32 graph instead of int8")
-    parser.add_argument(
-        "--export-only", action="store_true", help="export the best checkpoints in --workdir without training"
-    )
-    parser.add_argument("--template-images", type=int, default=600, help="training crops used to measure the crop box")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # its quantiser logs every export step
 
     if args.teacher and args.task not in TEACHERS:
         teachers = ", ".join(sorted(TEACHERS))

@@ -115,7 +115,7 @@ TASKS: dict[str, TaskSpec] = {
         teacher="emotion",
         # Members 1 and 2: VGG-style networks of about 100 M multiply-adds each, trained from
         # scratch on SMILEsmileD alone for 40 epochs (two seeds); they rank SMILEsmileD's faces
-        # differently. Member 0 keeps half the vote. On val against session 6's single network:
+        # differently. Member 0 keeps half the vote. On val (fp32) against session 6's single network:
         # 95.13% vs 94.98%, ROC-AUC 0.9861 vs 0.9804, FER2013 happy vs rest 0.955 vs 0.938
         # (docs/experiments.md, session 8).
         members=(

@@ -1,0 +1,37 @@
+"""scripts/train.py explains itself before the train extra is installed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs the script as `python scripts/train.py ARGS` would, with torch made unimportable.
+WITHOUT_TORCH = (
+    "import runpy, sys; sys.modules['torch'] = None; sys.argv = ['scripts/train.py', *sys.argv[1:]]; "
+    "runpy.run_path('scripts/train.py', run_name='__main__')"
+)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_help_lists_every_flag_without_torch():
+    done = _run("--help")
+    assert done.returncode == 0, done.stderr
+    for flag in ("--task", "--member", "--export-only", "--teacher", "--device", "--channels"):
+        assert flag in done.stdout
+    lines = done.stdout.splitlines()
+    assert any(line.strip().startswith("--repo /tmp/wide/repo") for line in lines)  # the example's 2nd line
+    assert lines[-1] == (
+        "note: training needs the train extra (torch is missing): pip install -e '.[train]' or make install-dev"
+    )
+
+
+def test_training_without_torch_names_the_extra():
+    done = _run("--task", "smile")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: training needs the train extra (torch is missing)")
