@@ -130,12 +130,11 @@ class Ensemble(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1 and not self.flip:
             return self.members[0](image)
-        if not self.flip:
-            probs = [w * m(image).softmax(dim=1) for w, m in zip(self.weights, self.members, strict=True)]
-        else:  # one batch of both views per network: [2N, C] -> [2, N, C]
-            views = torch.cat([image, image.flip(3)])
-            probs = []
-            for w, m in zip(self.weights, self.members, strict=True):
-                p = m(views).softmax(dim=1)
-                probs.append(0.5 * w * p.reshape(2, -1, p.shape[1]).sum(dim=0))
+        # with flip, one batch of both views per network: [2N, C] -> [2, N, C] -> mean over views
+        views = torch.cat([image, image.flip(3)]) if self.flip else image
+        n_views = 2 if self.flip else 1
+        probs = []
+        for w, m in zip(self.weights, self.members, strict=True):
+            p = m(views).softmax(dim=1)
+            probs.append(w * p.reshape(n_views, -1, p.shape[1]).mean(dim=0))
         return torch.stack(probs).sum(dim=0).clamp_min(1e-12).log()

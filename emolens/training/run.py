@@ -43,10 +43,14 @@ def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
     return root / (spec.name if k == 0 else f"{spec.name}-m{k}")
 
 
-def net_spec(args: argparse.Namespace, spec: TaskSpec, k: int) -> TaskSpec:
-    """Member ``k``'s recipe, with the run's --channels/--reps on top."""
-    net = member_spec(spec, spec.members[k])
-    return dataclasses.replace(net, channels=args.channels or net.channels, reps=args.reps or net.reps)
+def with_run_shape(args: argparse.Namespace, spec: TaskSpec) -> TaskSpec:
+    """``spec`` with the run's --channels/--reps, where given, on top."""
+    return dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
+
+
+def net_specs(args: argparse.Namespace, spec: TaskSpec) -> list[TaskSpec]:
+    """Each member's recipe (its own shape and schedule), with the run's --channels/--reps on top."""
+    return [with_run_shape(args, member_spec(spec, member)) for member in spec.members]
 
 
 def load_member(workdir: Path, spec: TaskSpec) -> TrainResult:
@@ -129,15 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {args.device} asked for, but this torch build sees no CUDA device", file=sys.stderr)
         return 2
-    spec = TEACHERS[args.task] if args.teacher else TASKS[args.task]
-    nets = [spec] if args.teacher else [member_spec(spec, m) for m in spec.members]
-    for net in nets:
-        net = dataclasses.replace(net, channels=args.channels or net.channels, reps=args.reps or net.reps)
+    spec = with_run_shape(args, TEACHERS[args.task]) if args.teacher else TASKS[args.task]
+    for net in [spec] if args.teacher else net_specs(args, spec):
         if len(net.channels) != len(net.reps):
             print(f"error: {len(net.channels)} widths but {len(net.reps)} repeat counts", file=sys.stderr)
             return 2
-    if args.teacher:
-        spec = dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
     if args.member is not None and not 0 <= args.member < len(spec.members):
         print(f"error: {spec.name} has members 0..{len(spec.members) - 1}, not {args.member}", file=sys.stderr)
         return 2
@@ -193,6 +193,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     crop_box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
     print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {crop_box.round(2).tolist()}")
 
+    nets = net_specs(args, spec)
     todo = [args.member] if args.member is not None else list(range(len(spec.members)))
     trained = [k for k, m in enumerate(spec.members) if m.source == "train"]
     uses_teacher = any(m.source == "teacher" or m.init_from_teacher or m.distill for m in spec.members)
@@ -223,7 +224,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 )
                 print(f"member {k}: serving views of {len(views)} training crops (face found in {hit.mean():.1%})")
             results[k] = train(
-                net_spec(args, spec, k),
+                nets[k],
                 tr,
                 va,
                 workdir,
@@ -250,7 +251,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         if member.source == "teacher" and teacher is not None:
             results[k] = teacher
         elif k not in results:
-            results[k] = load_member(member_dir(root, spec, k), net_spec(args, spec, k))
+            results[k] = load_member(member_dir(root, spec, k), nets[k])
     model = Ensemble(
         [results[k].model for k in range(len(spec.members))],
         flip=spec.flip_tta,
@@ -263,7 +264,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "crop_box_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
         # Member 0's shape, as the checkpoints record it; each member also records its own (load_pytorch).
-        **shape_of(net_spec(args, spec, 0)),
+        **shape_of(nets[0]),
         "train_images": len(tr.images),
         "seed": args.seed,
         "val_accuracy": round(val_acc, 4),
@@ -272,8 +273,8 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "members": [
             {
                 **dataclasses.asdict(spec.members[k]),
-                "shape": {"arch": net_spec(args, spec, k).arch, **shape_of(net_spec(args, spec, k))},
-                "epochs": args.epochs or net_spec(args, spec, k).epochs,
+                "shape": {"arch": nets[k].arch, **shape_of(nets[k])},
+                "epochs": args.epochs or nets[k].epochs,
                 "seed": args.seed + spec.members[k].seed_offset,
                 "best_epoch": results[k].best_epoch,
                 "best_val_accuracy": round(results[k].best_val_accuracy, 4),
