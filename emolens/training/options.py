@@ -16,7 +16,7 @@ machine without its checkpoints warm-starts from that snapshot, so training span
 A model is one network or an ensemble of networks (TaskSpec.members, each with its own shape and
 schedule where the member names one); each network keeps its checkpoints in WORKDIR/TASK
 (member 0) or WORKDIR/TASK-mK, and the export runs once every member has a best checkpoint.
---channels/--reps/--epochs apply to every member trained in the run. Uses the ``train`` split to fit
+--channels/--reps/--epochs/--lr apply to every member trained in the run. Uses the ``train`` split to fit
 and the ``val`` split to pick the best epoch; never the ``test`` split. The data comes from ``--data-dir``, else
 :func:`emolens.training.data.data_dir` (``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the
 checkout the current directory is in). ``python -m emolens.training.run`` runs the same.
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="folder with the .npz files (default $EMOLENS_DATA_DIR, else ../shared/data)"
     )
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     parser.add_argument("--channels", type=_ints, help="override the widths per stage, e.g. 48,64,128,256")
     parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
     parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")

@@ -44,12 +44,14 @@ def member_dir(root: Path, spec: TaskSpec, k: int) -> Path:
 
 
 def with_run_shape(args: argparse.Namespace, spec: TaskSpec) -> TaskSpec:
-    """``spec`` with the run's --channels/--reps, where given, on top."""
-    return dataclasses.replace(spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps)
+    """``spec`` with the run's --channels/--reps/--lr, where given, on top."""
+    return dataclasses.replace(
+        spec, channels=args.channels or spec.channels, reps=args.reps or spec.reps, lr=args.lr or spec.lr
+    )
 
 
 def net_specs(args: argparse.Namespace, spec: TaskSpec) -> list[TaskSpec]:
-    """Each member's recipe (its own shape and schedule), with the run's --channels/--reps on top."""
+    """Each member's recipe (its own shape and schedule), with the run's --channels/--reps/--lr on top."""
     return [with_run_shape(args, member_spec(spec, member)) for member in spec.members]
 
 
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {spec.name} has members 0..{len(spec.members) - 1}, not {args.member}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     root = args.workdir or Path.home() / ".cache" / "emolens" / "train"
     try:
         tr = load_split(spec, "train", args.data_dir)
@@ -187,11 +191,20 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     """Train the requested members (resuming their checkpoints) and export once all have one."""
     print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
     t0 = time.time()
-    rng = np.random.default_rng(args.seed)
-    crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
     upscale = UPSCALE_TO // spec.size
-    crop_box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
-    print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {crop_box.round(2).tolist()}")
+    measured: list[tuple[np.ndarray, float]] = []
+
+    def crop_box() -> tuple[np.ndarray, float]:
+        """Where the detector finds the face in the training crops: measured once, when a serving
+        view or the export first needs it (a run that only trains needs no detector)."""
+        if not measured:
+            rng = np.random.default_rng(args.seed)
+            crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
+            box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
+            where = box.round(2).tolist()
+            print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {where}")
+            measured.append((box, found))
+        return measured[0]
 
     nets = net_specs(args, spec)
     todo = [args.member] if args.member is not None else list(range(len(spec.members)))
@@ -215,7 +228,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
             if member.serving_view_share > 0:
                 views, hit = serving_views(
                     tr.images,
-                    crop_box,
+                    crop_box()[0],
                     upscale,
                     seed=args.seed + member.seed_offset,
                     cache=workdir / "serving_views.npz",
@@ -261,7 +274,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
     meta = {
         "task": spec.name,
-        "crop_box_found_fraction": round(found, 3),
+        "crop_box_found_fraction": round(crop_box()[1], 3),
         "epochs": args.epochs or spec.epochs,
         # Member 0's shape, as the checkpoints record it; each member also records its own (load_pytorch).
         **shape_of(nets[0]),
@@ -275,6 +288,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
                 **dataclasses.asdict(spec.members[k]),
                 "shape": {"arch": nets[k].arch, **shape_of(nets[k])},
                 "epochs": args.epochs or nets[k].epochs,
+                "lr": nets[k].lr,
                 "seed": args.seed + spec.members[k].seed_offset,
                 "best_epoch": results[k].best_epoch,
                 "best_val_accuracy": round(results[k].best_val_accuracy, 4),
@@ -284,7 +298,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         ],
     }
     calibration = tr.images[np.random.default_rng(args.seed + 1).choice(len(tr.images), min(512, len(tr.images)))]
-    check = export(model, spec, args.repo, va.images[:512], crop_box, meta, calibration, quantize=not args.fp32)
+    check = export(model, spec, args.repo, va.images[:512], crop_box()[0], meta, calibration, quantize=not args.fp32)
     print(
         f"exported {args.repo / spec.name}: {len(spec.members)} network(s), flip {spec.flip_tta}, "
         f"val acc {val_acc:.4f} (fp32), "

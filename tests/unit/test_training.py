@@ -242,6 +242,33 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     assert np.abs(got - expected).max() < 0.1  # int8 graph against the fp32 networks
 
 
+def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_lr(data_dir, tmp_path, monkeypatch):
+    """Training one member of an ensemble loads no face detector (a GPU machine may lack its
+    runtime): the crop box is measured when the export needs it. --lr reaches every member's recipe."""
+    from emolens.training import run as run_module
+    from emolens.training.tasks import Member
+
+    members = (Member(channels=(8, 16), reps=(1, 1)), Member(1, arch="vgg", channels=(8, 12), reps=(1, 1)))
+    monkeypatch.setitem(TASKS, "smile", dataclasses.replace(TASKS["smile"], members=members, epochs=1))
+    real_detector = run_module.make_detector
+
+    def no_detector(*args, **kwargs):
+        raise AssertionError("a run that only trains loaded the face detector")
+
+    monkeypatch.setattr(run_module, "make_detector", no_detector)
+    work, repo = tmp_path / "w", tmp_path / "repo"
+    args = ["--task", "smile", "--max-batches", "2", "--limit", "256", "--template-images", "30", "--lr", "0.013"]
+    args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(work)]
+    args += ["--repo", str(repo)]
+    assert train_main([*args, "--member", "1"]) == 0
+    assert (work / "smile-m1" / "best.pt").exists() and not (repo / "smile").exists()
+    monkeypatch.setattr(run_module, "make_detector", real_detector)
+    assert train_main([*args, "--member", "0"]) == 0  # the last member: trains, measures the crop box, exports
+    meta = json.loads((repo / "smile" / "training.json").read_text())
+    assert [m["lr"] for m in meta["members"]] == [0.013, 0.013]
+    assert 0 < meta["crop_box_found_fraction"] <= 1
+
+
 def test_partial_labels_can_come_from_one_class_of_a_multi_class_task(data_dir, tmp_path):
     """Smile can learn from FER2013: happy reads as smile, every other expression as no smile."""
     from emolens.training.data import load_split
