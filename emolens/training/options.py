@@ -44,6 +44,16 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python scripts/train.py`` (emolens.training.run.main)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    parser.add_argument(
+        "--suspect-weight",
+        type=_share,
+        help="override the weight of training labels the out-of-fold audit contradicts (0..1; 1 turns it off)",
+    )
     parser.add_argument("--channels", type=_ints, help="override the widths per stage, e.g. 48,64,128,256")
     parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
     parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")

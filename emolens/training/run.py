@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --device {args.device} asked for, but this torch build sees no CUDA device", file=sys.stderr)
         return 2
     spec = with_run_shape(args, TEACHERS[args.task]) if args.teacher else TASKS[args.task]
+    if args.suspect_weight is not None:
+        spec = dataclasses.replace(spec, suspect_weight=args.suspect_weight)
     for net in [spec] if args.teacher else net_specs(args, spec):
         if len(net.channels) != len(net.reps):
             print(f"error: {len(net.channels)} widths but {len(net.reps)} repeat counts", file=sys.stderr)
@@ -283,6 +285,7 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
         "val_accuracy": round(val_acc, 4),
         "flip_tta": spec.flip_tta,
         "teacher": spec.teacher,
+        "suspect_weight": spec.suspect_weight,
         "members": [
             {
                 **dataclasses.asdict(spec.members[k]),

@@ -22,7 +22,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_flag_without_torch():
     done = _run("--help")
     assert done.returncode == 0, done.stderr
-    for flag in ("--task", "--member", "--export-only", "--teacher", "--device", "--channels"):
+    flags = ("--task", "--member", "--export-only", "--teacher", "--device", "--channels", "--lr", "--suspect-weight")
+    for flag in flags:
         assert flag in done.stdout
     lines = done.stdout.splitlines()
     assert any(line.strip().startswith("--repo /tmp/wide/repo") for line in lines)  # the example's 2nd line

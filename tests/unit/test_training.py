@@ -242,9 +242,10 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     assert np.abs(got - expected).max() < 0.1  # int8 graph against the fp32 networks
 
 
-def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_lr(data_dir, tmp_path, monkeypatch):
+def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_overrides(data_dir, tmp_path, monkeypatch):
     """Training one member of an ensemble loads no face detector (a GPU machine may lack its
-    runtime): the crop box is measured when the export needs it. --lr reaches every member's recipe."""
+    runtime): the crop box is measured when the export needs it. --lr reaches every member's recipe,
+    --suspect-weight the task's."""
     from emolens.training import run as run_module
     from emolens.training.tasks import Member
 
@@ -259,13 +260,14 @@ def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_lr(data
     work, repo = tmp_path / "w", tmp_path / "repo"
     args = ["--task", "smile", "--max-batches", "2", "--limit", "256", "--template-images", "30", "--lr", "0.013"]
     args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(work)]
-    args += ["--repo", str(repo)]
+    args += ["--repo", str(repo), "--suspect-weight", "0.5"]
     assert train_main([*args, "--member", "1"]) == 0
     assert (work / "smile-m1" / "best.pt").exists() and not (repo / "smile").exists()
     monkeypatch.setattr(run_module, "make_detector", real_detector)
     assert train_main([*args, "--member", "0"]) == 0  # the last member: trains, measures the crop box, exports
     meta = json.loads((repo / "smile" / "training.json").read_text())
     assert [m["lr"] for m in meta["members"]] == [0.013, 0.013]
+    assert meta["suspect_weight"] == 0.5
     assert 0 < meta["crop_box_found_fraction"] <= 1
 
 
