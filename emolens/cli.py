@@ -491,6 +491,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from emolens.demo import write_demo_clip
+    from emolens.stages import JPEG_QUALITY
 
     out = Path(args.out)
     clip = write_demo_clip(out / "demo.mp4")
@@ -526,7 +527,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # k=1: the demo's only face is its own, so nothing needs hiding.
     print(
         "statistics of the demo, shown with --k 1 (emolens stats hides a minute with fewer than 5 "
-        "distinct faces unless told otherwise):",
+        "distinct faces unless told otherwise). The run reads frames as the camera-ingest sends them, "
+        f"JPEG quality {JPEG_QUALITY}, so its quality gate can set aside a few faces more or fewer than "
+        "the analyze pass on the raw frames:",
         file=sys.stderr,
     )
     return main(["stats", "--camera-id", "demo-cam", "--k", "1", *common])
