@@ -528,8 +528,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         "statistics of the demo, shown with --k 1 (emolens stats hides a minute with fewer than 5 "
         "distinct faces unless told otherwise). The run reads frames as the camera-ingest sends them, "
-        f"JPEG quality {JPEG_QUALITY}, so its quality gate can set aside a few faces more or fewer than "
-        "the analyze pass on the raw frames:",
+        f"JPEG quality {JPEG_QUALITY}, so its face and low-quality counts can differ by a few from "
+        "the analyze pass over the raw frames:",
         file=sys.stderr,
     )
     return main(["stats", "--camera-id", "demo-cam", "--k", "1", *common])

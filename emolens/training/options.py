@@ -28,6 +28,7 @@ without it.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from emolens.contract import default_repository
@@ -42,6 +43,22 @@ def _ints(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def _share(text: str) -> float:
@@ -67,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="folder with the .npz files (default $EMOLENS_DATA_DIR, else ../shared/data)"
     )
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
-    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    parser.add_argument("--lr", type=_positive, help="override the recipe's peak learning rate")
     parser.add_argument(
         "--suspect-weight",
         type=_share,
@@ -76,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels", type=_ints, help="override the widths per stage, e.g. 48,64,128,256")
     parser.add_argument("--reps", type=_ints, help="override the convolutions per stage, e.g. 1,2,2,2")
     parser.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
-    parser.add_argument("--limit", type=int, help="use only the first N training images (smoke runs)")
+    parser.add_argument("--limit", type=int, help="use only the first N training and N validation images (smoke runs)")
     parser.add_argument("--teacher", action="store_true", help="train the task's teacher (TEACHERS) instead")
     parser.add_argument("--snapshot", type=Path, help="teacher snapshot to warm-start from and rewrite each epoch")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    parser.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32")

@@ -158,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         tr = Split(tr.images[: args.limit], tr.labels[: args.limit])
         va = Split(va.images[: args.limit], va.labels[: args.limit])
+    if len(tr.images) < spec.batch_size:
+        print(
+            f"error: {len(tr.images)} training images are fewer than one batch of {spec.batch_size}: "
+            "nothing would be trained (raise --limit)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.teacher:
             return train_teacher(args, spec, root, tr, va)

@@ -271,6 +271,21 @@ def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_overrid
     assert 0 < meta["crop_box_found_fraction"] <= 1
 
 
+def test_bad_training_flags_are_refused_in_one_line(data_dir, tmp_path, capsys):
+    for bad, says in (
+        (["--device", "tpu"], "argument --device: expected cpu, cuda or cuda:N, got 'tpu'"),
+        (["--lr", "0"], "argument --lr: expected a positive number, got '0'"),
+        (["--suspect-weight", "2"], "argument --suspect-weight: expected a number from 0 to 1, got '2'"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            train_main(["--task", "smile", *bad])
+        assert refused.value.code == 2 and says in capsys.readouterr().err
+    tiny = ["--task", "smile", "--limit", "50", "--data-dir", str(data_dir), "--workdir", str(tmp_path)]
+    assert train_main(tiny) == 2
+    assert capsys.readouterr().err.startswith("error: 50 training images are fewer than one batch of 128")
+    assert not any(tmp_path.iterdir())  # refused before any checkpoint was written
+
+
 def test_partial_labels_can_come_from_one_class_of_a_multi_class_task(data_dir, tmp_path):
     """Smile can learn from FER2013: happy reads as smile, every other expression as no smile."""
     from emolens.training.data import load_split
