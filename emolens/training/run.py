@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -201,19 +202,17 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
     print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
     t0 = time.time()
     upscale = UPSCALE_TO // spec.size
-    measured: list[tuple[np.ndarray, float]] = []
 
+    @functools.cache
     def crop_box() -> tuple[np.ndarray, float]:
         """Where the detector finds the face in the training crops: measured once, when a serving
         view or the export first needs it (a run that only trains needs no detector)."""
-        if not measured:
-            rng = np.random.default_rng(args.seed)
-            crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
-            box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
-            where = box.round(2).tolist()
-            print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {where}")
-            measured.append((box, found))
-        return measured[0]
+        rng = np.random.default_rng(args.seed)
+        crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
+        box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
+        where = box.round(2).tolist()
+        print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {where}")
+        return box, found
 
     nets = net_specs(args, spec)
     todo = [args.member] if args.member is not None else list(range(len(spec.members)))
