@@ -42,7 +42,7 @@ _COLORS = {
 }
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _FONT_SCALE = 0.45
-_MIN_FONT_SCALE = 0.3  # below this Hershey text is unreadable; a narrower frame crops the label
+_MIN_FONT_SCALE = 0.3  # below this Hershey text is unreadable; a narrower frame gets the label on several lines
 _PAD = 3  # label background around the text, pixels
 
 
@@ -65,9 +65,23 @@ def annotate(image: np.ndarray, faces: list[FaceResult], blur: bool = False) -> 
     return out
 
 
+def _lines(text: str, scale: float, width: int) -> list[str]:
+    """``text`` broken at spaces into lines that each fit ``width`` pixels at ``scale`` (a word
+    longer than that stays whole on its own line: nothing is cut)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(joined, _FONT, scale, 1)[0][0] + 2 * _PAD <= width:
+            lines[-1] = joined
+        else:
+            lines.append(word)
+    return lines
+
+
 def _label(out: np.ndarray, text: str, box: tuple[int, int, int, int], color: tuple[int, int, int]) -> None:
     """``text`` on a filled tag beside the box, kept whole inside the frame: above the box, else
-    below it, else inside its top; slid left off the right edge; smaller when the frame is narrow."""
+    below it, else inside its top; slid left off the right edge; smaller when the frame is narrow,
+    and broken into lines when even the smallest size is wider than the frame."""
     h, w = out.shape[:2]
     x0, y0, _, y1 = box
     scale = _FONT_SCALE
@@ -75,7 +89,10 @@ def _label(out: np.ndarray, text: str, box: tuple[int, int, int, int], color: tu
     while tw + 2 * _PAD > w and scale > _MIN_FONT_SCALE:
         scale = max(_MIN_FONT_SCALE, scale - 0.05)
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
-    tag_w, tag_h = tw + 2 * _PAD, th + base + 2 * _PAD
+    lines = [text] if tw + 2 * _PAD <= w else _lines(text, scale, w)
+    tw = max(cv2.getTextSize(line, _FONT, scale, 1)[0][0] for line in lines)
+    line_h = th + base
+    tag_w, tag_h = tw + 2 * _PAD, line_h * len(lines) + 2 * _PAD
     if y0 - 2 - tag_h >= 0:
         top = y0 - 2 - tag_h
     elif y1 + 2 + tag_h <= h:
@@ -84,7 +101,8 @@ def _label(out: np.ndarray, text: str, box: tuple[int, int, int, int], color: tu
         top = min(max(y0, 0), max(h - tag_h, 0))
     left = min(max(x0, 0), max(w - tag_w, 0))
     cv2.rectangle(out, (left, top), (left + tag_w - 1, top + tag_h - 1), color, -1)
-    cv2.putText(out, text, (left + _PAD, top + _PAD + th), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, line in enumerate(lines):
+        cv2.putText(out, line, (left + _PAD, top + _PAD + th + i * line_h), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 class VideoWriter:

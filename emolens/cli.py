@@ -150,7 +150,11 @@ def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotat
         print(f"analyzed 0 input(s), 0 face(s); {failed} failed", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    # A video's frames are one scene followed over time; images are stills, each its own scene
+    # (a folder of unrelated photos is not a video): no tracking, and the stricter faceness ramp
+    # of a single look. Both share the models and the detector.
     analyzer = Analyzer(settings, track=True)
+    stills = Analyzer(settings, classifier=analyzer.classifier, detector=analyzer.detector)
     log.info(
         "event=models_loaded detector=%s inference=%s inputs=%d seconds=%.2f",
         analyzer.detector.name,
@@ -170,7 +174,7 @@ def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotat
         ):
             try:
                 if kind == "image":
-                    faces += _analyze_image(args, analyzer, source, annotate_dir, emit)
+                    faces += _analyze_image(args, stills, source, annotate_dir, emit)
                 else:
                     faces += _analyze_video(args, analyzer, source, annotate_dir, emit)
                 ok += 1

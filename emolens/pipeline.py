@@ -95,7 +95,10 @@ class Analyzer:
         self.settings = settings or Settings.from_env()
         self.classifier = classifier or make_classifier(self.settings.inference, threads=self.settings.threads)
         self.detector = detector or make_detector(
-            self.settings.detector, min_score=self.settings.min_detection_score, threads=self.settings.threads
+            self.settings.detector,
+            min_score=self.settings.min_detection_score,
+            threads=self.settings.threads,
+            min_face_px=self.settings.min_face_px,
         )
         self.smile_info = self.classifier.info(SMILE)
         self.emotion_info = self.classifier.info(EMOTION)
@@ -120,7 +123,13 @@ class Analyzer:
         if self.checker is None:
             log.warning("event=detect_interval_off reason='no region detector (LiteRT missing)'")
             return None
-        return FaceFollower(self.detector, self.checker, self.settings.detect_interval, fps=self.settings.fps)
+        return FaceFollower(
+            self.detector,
+            self.checker,
+            self.settings.detect_interval,
+            fps=self.settings.fps,
+            tile_interval_s=self.settings.tile_interval,
+        )
 
     @staticmethod
     def _new_checker(threads: int) -> FaceDetector | None:

@@ -51,6 +51,17 @@ class Settings:
     inference: str = "onnx://"  # onnx://PATH | triton://HOST:PORT; onnx:// alone = the models in the package
     detector: str = "auto"  # one of DETECTORS
     min_detection_score: float = 0.5
+    # The smallest face width (pixels of the frame) the detector looks for. Where the whole frame
+    # shrunk to BlazeFace's 192 px input would leave such a face too small (any frame wider than
+    # about 9x this), BlazeFace full range also runs over overlapping tiles (vision.detect,
+    # small_face_tiles): the cost grows with the frame's area over this width squared
+    # (docs/benchmarks.md, "Small faces"). 0 = the whole frame only (faces of about a tenth of
+    # the frame width and up).
+    min_face_px: int = 32
+    # Video: the small-face tiles are all scanned every this many seconds; between, a full
+    # detection scans only the tiles where something moved or a small face is followed. 0 = all
+    # tiles at every full detection. Still images always get all tiles.
+    tile_interval: float = 1.0
     quality_threshold: float = 0.35
     # Video: the full face detector runs every this many seconds (and at once when a face is lost
     # or the scene cuts); between, each face is followed in a region around it (vision.follow).
@@ -149,6 +160,10 @@ class Settings:
             raise _refuse("detect_interval", self.detect_interval, "must be 0 (detect on every frame) or more seconds")
         if not (self.classify_interval >= 0 and math.isfinite(self.classify_interval)):
             raise _refuse("classify_interval", self.classify_interval, "must be 0 (every frame) or more seconds")
+        if self.min_face_px < 0:
+            raise _refuse("min_face_px", self.min_face_px, "must be 0 (the whole frame only) or a width in pixels")
+        if not (self.tile_interval >= 0 and math.isfinite(self.tile_interval)):
+            raise _refuse("tile_interval", self.tile_interval, "must be 0 (every full detection) or more seconds")
         if self.threads < 0:
             raise _refuse("threads", self.threads, "must be 0 (one per core) or more")
         if self.max_pixels <= 0:

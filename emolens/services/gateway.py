@@ -97,7 +97,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         self.access = access or Access.from_settings(settings)
         self.classifier = classifier or make_classifier(settings.inference, threads=settings.threads)
         self.detector = _LockedDetector(
-            make_detector(settings.detector, settings.min_detection_score, settings.threads)
+            make_detector(settings.detector, settings.min_detection_score, settings.threads, settings.min_face_px)
         )
 
     def _analyzer(self, track: bool) -> Analyzer:

@@ -334,19 +334,202 @@ class MergedDetector:
         self.name = "+".join(d.name for d in detectors)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        found = sorted((f for d in self.detectors for f in d.detect(image)), key=lambda f: -f.score)
-        kept: list[Detection] = []
-        for face in found:
-            if all(overlap_of_smaller(face.box, k.box) <= self.overlap for k in kept):
-                kept.append(face)
-        return kept
+        return merge_detections([f for d in self.detectors for f in d.detect(image)], self.overlap)
 
 
-def make_detector(name: str = "auto", min_score: float = 0.5, threads: int = 0) -> FaceDetector:
+# Small faces: the width (pixels of BlazeFace full range's 192 px input) a face is brought to in
+# the tiles that look for the smallest faces. Measured on real head-and-shoulder photos pasted
+# into frames (issue 21), full range finds 86% of faces at 19 px, 78% at 16 px and 97-99% from
+# 20-24 px; on the small-face set (emolens.testframes.cctv_scenes) see docs/architecture.md.
+TILE_FACE_PX = 22
+# A tile level covers faces from its smallest to this many times that: the next level's tiles
+# are this much larger, and a level's tiles overlap by its largest face (plus a margin), so
+# every face it covers lies wholly inside one of its tiles.
+TILE_LEVEL_SPAN = 2.5
+# A face found only by the tiles (smaller than the whole-frame pass sees) is kept when BlazeFace
+# full range, run on a region CONFIRM_REGION times its width around it (the face then fills a
+# fifth of the input, with its head and shoulders around it), scores a face there at
+# CONFIRM_SCORE or more. Measured (720p, val faces of the small-face set, 32-64 px): true faces
+# score 0.56 and up there; the one usable false face of the non-face photos scaled into HD
+# frames (a coin, 46 px, detector score 0.59) scored 0.0.
+CONFIRM_REGION = 5.0
+CONFIRM_SCORE = 0.3
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rectangle of the frame that the small-face pass runs the detector on, and the face
+    widths (frame pixels) it is there for."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    min_face: float
+    max_face: float
+
+    def holds(self, x: float, y: float) -> bool:
+        return self.x0 <= x < self.x1 and self.y0 <= y < self.y1
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    """Tile starts along one side: evenly spread, the first at 0 and the last at the end."""
+    if length <= tile:
+        return [0]
+    n = int(np.ceil((length - tile) / stride)) + 1
+    return sorted({round(i * (length - tile) / (n - 1)) for i in range(n)})
+
+
+def small_face_tiles(width: int, height: int, min_face_px: float, input_px: int = 192) -> list[Tile]:
+    """The tiles a ``width`` x ``height`` frame needs for faces down to ``min_face_px`` wide, in
+    levels: the first level's tiles bring a ``min_face_px`` face to ``TILE_FACE_PX`` pixels of
+    the detector's ``input_px`` input, each next level covers faces ``TILE_LEVEL_SPAN`` times
+    larger, and none is needed for faces the whole-frame pass already sees at that size.
+
+    >>> small_face_tiles(640, 480, 80)  # the whole frame brings an 80 px face to 24 px
+    []
+    >>> sorted({(t.x1 - t.x0, t.y1 - t.y0) for t in small_face_tiles(640, 480, 48)})
+    [(418, 418)]
+    >>> len(small_face_tiles(1280, 720, 32)), len(small_face_tiles(1920, 1080, 48))
+    (34, 34)
+    """
+    if min_face_px <= 0:
+        return []
+    side = max(width, height)
+    tiles: list[Tile] = []
+    face = float(min_face_px)
+    while face * input_px / side < TILE_FACE_PX:
+        tile = int(face * input_px / TILE_FACE_PX)  # floor: the smallest face gets at least TILE_FACE_PX
+        top = face * TILE_LEVEL_SPAN
+        stride = max(int(tile - 1.1 * top), tile // 4)
+        for y0 in _starts(height, tile, stride):
+            for x0 in _starts(width, tile, stride):
+                tiles.append(Tile(x0, y0, min(x0 + tile, width), min(y0 + tile, height), face, top))
+        face = top
+    return tiles
+
+
+class SmallFaceDetector:
+    """A whole-frame detector plus BlazeFace full range over tiles (:func:`small_face_tiles`),
+    so faces down to ``min_face_px`` are found on HD frames, where the whole frame shrunk to
+    the detector's 192 px input leaves a 64 px face 6 px wide. Detections from every tile and
+    the whole frame are merged once (the higher score wins, as in :class:`MergedDetector`); a
+    tile's detection that touches one of its inner edges is dropped, since the overlapping
+    tile beside it holds that face whole.
+
+    ``detect(image, tiles=...)`` runs only some tiles (the face follower scans those where
+    something moved or a small face is followed, and all of them at longer intervals).
+
+    A face smaller than the whole-frame pass sees must be confirmed by ``confirm`` (BlazeFace
+    full range reporting low scores) on a wider region around it (``CONFIRM_REGION``,
+    ``CONFIRM_SCORE``): a tile shows the detector many more small patches of texture than the
+    whole frame did, and a face has a head and shoulders around it where a coin does not.
+    """
+
+    def __init__(
+        self,
+        whole: FaceDetector,
+        tiled: FaceDetector,
+        min_face_px: float,
+        confirm: FaceDetector | None = None,
+        overlap: float = 0.5,
+    ) -> None:
+        self.whole, self.tiled, self.confirm = whole, tiled, confirm
+        self.min_face_px = float(min_face_px)
+        self.overlap = overlap
+        self.name = f"{whole.name}+tiles{min_face_px:g}px-{tiled.name}"
+        self._tiles: dict[tuple[int, int], list[Tile]] = {}
+
+    def tiles(self, width: int, height: int) -> list[Tile]:
+        key = (width, height)
+        if key not in self._tiles:
+            self._tiles[key] = small_face_tiles(width, height, self.min_face_px)
+        return self._tiles[key]
+
+    def whole_frame_min_face(self, width: int, height: int) -> float:
+        """The smallest face width the whole-frame pass is relied on for (the tiles below it)."""
+        tiles = self.tiles(width, height)
+        return max((t.max_face for t in tiles), default=0.0)
+
+    def detect(self, image: np.ndarray, tiles: list[Tile] | None = None) -> list[Detection]:
+        h, w = image.shape[:2]
+        found = list(self.whole.detect(image))
+        for t in self.tiles(w, h) if tiles is None else tiles:
+            for d in self.tiled.detect(image[t.y0 : t.y1, t.x0 : t.x1]):
+                b = d.box
+                inner = (
+                    (t.x0 > 0 and b[0] <= 1)
+                    or (t.y0 > 0 and b[1] <= 1)
+                    or (t.x1 < w and b[2] >= t.x1 - t.x0 - 1)
+                    or (t.y1 < h and b[3] >= t.y1 - t.y0 - 1)
+                )
+                if inner:
+                    continue
+                found.append(
+                    Detection(
+                        (b[0] + t.x0, b[1] + t.y0, b[2] + t.x0, b[3] + t.y0),
+                        d.score,
+                        d.landmarks + np.array([t.x0, t.y0], np.float32),
+                    )
+                )
+        merged = merge_detections(found, self.overlap)
+        if self.confirm is None:
+            return merged
+        small = self.whole_frame_min_face(w, h)
+        return [d for d in merged if d.width >= small or self._confirmed(image, d)]
+
+    def _confirmed(self, image: np.ndarray, det: Detection) -> bool:
+        """Whether ``confirm`` finds a face at ``det`` in a region ``CONFIRM_REGION`` times its size."""
+        assert self.confirm is not None
+        h, w = image.shape[:2]
+        cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
+        half = CONFIRM_REGION * max(det.width, det.height) / 2
+        x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
+        x1, y1 = int(min(cx + half, w)), int(min(cy + half, h))
+        for cand in self.confirm.detect(image[y0:y1, x0:x1]):
+            ccx, ccy = (cand.box[0] + cand.box[2]) / 2 + x0, (cand.box[1] + cand.box[3]) / 2 + y0
+            near = np.hypot(ccx - cx, ccy - cy) < det.width / 2
+            if near and cand.score >= CONFIRM_SCORE and 0.5 <= cand.width / max(det.width, 1e-6) <= 2.0:
+                return True
+        return False
+
+
+# Two boxes more than this factor apart in width are never one face: a detector's box at another
+# scale differs by far less, and a large box around a whole figure (or a false face) must not
+# swallow the small true face inside it (measured: 3 of 60 faces at 64 px were lost that way).
+SAME_FACE_SCALE = 2.0
+
+
+def merge_detections(found: list[Detection], overlap: float = 0.5) -> list[Detection]:
+    """One detection per face, the most confident: two boxes are one face when they overlap by
+    more than ``overlap`` of the smaller box and their widths are within ``SAME_FACE_SCALE``
+    (see :class:`MergedDetector`)."""
+    kept: list[Detection] = []
+    for face in sorted(found, key=lambda f: -f.score):
+        if all(not _same_face(face, k, overlap) for k in kept):
+            kept.append(face)
+    return kept
+
+
+def _same_face(a: Detection, b: Detection, overlap: float) -> bool:
+    wa, wb = max(a.width, 1e-6), max(b.width, 1e-6)
+    return max(wa, wb) / min(wa, wb) <= SAME_FACE_SCALE and overlap_of_smaller(a.box, b.box) > overlap
+
+
+def make_detector(name: str = "auto", min_score: float = 0.5, threads: int = 0, min_face_px: float = 0) -> FaceDetector:
     """``blazeface`` (short range on the frame and its tiles + full range, merged),
     ``blazeface-full``, ``blazeface-short``,
     ``haar``, or ``auto``: BlazeFace when its packages load on this platform, else Haar.
-    ``threads``: BlazeFace's LiteRT threads (:func:`detector_threads`)."""
+    ``threads``: BlazeFace's LiteRT threads (:func:`detector_threads`). ``min_face_px`` > 0
+    adds BlazeFace full range over tiles (:class:`SmallFaceDetector`) for faces down to that
+    width wherever the whole frame would leave them too small (``blazeface`` and ``auto``)."""
+    if name == "blazeface" and min_face_px > 0:
+        return SmallFaceDetector(
+            make_detector("blazeface", min_score, threads),
+            BlazeFaceDetector("full", min_score=min_score, threads=threads),
+            min_face_px,
+            confirm=BlazeFaceDetector("full", min_score=CONFIRM_SCORE, threads=threads),
+        )
     if name == "blazeface":
         return MergedDetector(
             [
@@ -362,7 +545,7 @@ def make_detector(name: str = "auto", min_score: float = 0.5, threads: int = 0) 
         return HaarFaceDetector()
     if name == "auto":
         try:
-            return make_detector("blazeface", min_score=min_score, threads=threads)
+            return make_detector("blazeface", min_score=min_score, threads=threads, min_face_px=min_face_px)
         except ModelError as exc:
             log.warning("event=detector_fallback reason=%r fallback=haar", str(exc))
             return HaarFaceDetector()

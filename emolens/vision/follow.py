@@ -37,7 +37,7 @@ import numpy as np
 
 from emolens.errors import ConfigError
 from emolens.geometry import overlap_of_smaller, overlaps
-from emolens.vision.detect import Detection, FaceDetector
+from emolens.vision.detect import Detection, FaceDetector, SmallFaceDetector, Tile
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +197,7 @@ class FaceFollower:
         scene_cut: float = 0.25,
         motion_pixels: int = 12,
         body: float = 2.0,
+        tile_interval_s: float = 1.0,
     ) -> None:
         if not interval_s >= 0:
             raise ConfigError(f"detection interval must be 0 s (every frame) or more, got {interval_s}")
@@ -206,6 +207,10 @@ class FaceFollower:
         self.interval_s, self.frame_s = interval_s, 1.0 / fps
         self.region, self.max_shift, self.max_scale, self.scene_cut = region, max_shift, max_scale, scene_cut
         self.motion_pixels, self.body = motion_pixels, body
+        if not tile_interval_s >= 0:
+            raise ConfigError(f"tile interval must be 0 s (every full detection) or more, got {tile_interval_s}")
+        self.tile_interval_s = tile_interval_s
+        self.tiles_scanned: Counter[str] = Counter()
         self.name = f"{full.name}/{interval_s:g}s+follow-{local.name}"
         self.passes: Counter[str] = Counter()
         self.last_pass = ""
@@ -217,6 +222,8 @@ class FaceFollower:
         """Forget the faces and the last frame: the next frame gets a full detection."""
         self._faces: list[_Followed] = []
         self._full_at = 0.0
+        self._sweep_at: float | None = None
+        self._motion: np.ndarray | None = None
         self._now: float | None = None
         self._thumb: np.ndarray | None = None
         self._hist: np.ndarray | None = None
@@ -232,6 +239,9 @@ class FaceFollower:
         thumb = thumbnail(image if gray is None else gray)
         hist = brightness_histogram(thumb)
         reason = self._full_reason(thumb, hist, image.shape[1], image.shape[0], timestamp)
+        self._motion = (
+            None if self._thumb is None or self._thumb.shape != thumb.shape else self._moved(thumb, *image.shape[1::-1])
+        )
         self._thumb, self._hist, self._now = thumb, hist, timestamp
         followed: list[tuple[int, _Found]] | None = None
         if reason is None:
@@ -239,7 +249,7 @@ class FaceFollower:
             if followed is None:
                 reason = "lost"
         if followed is None:
-            found = self._detect_fully(image)
+            found = self._detect_fully(image, self._tiles_to_scan(image, timestamp, reason))
             self._full_at = timestamp
             self.passes[f"full_{reason}"] += 1
             self.last_pass = "full"
@@ -253,9 +263,46 @@ class FaceFollower:
         self._remember(found)
         return [f.detection for f in found]
 
-    def _detect_fully(self, image: np.ndarray) -> list[_Found]:
+    def _tiles_to_scan(self, image: np.ndarray, timestamp: float, reason: str | None) -> list[Tile] | None:
+        """The small-face tiles this full detection scans (None: all of them). Every tile once
+        ``tile_interval_s`` has passed since the last sweep (and on a first frame or a scene
+        cut); between, the tiles where something moved outside the followed faces, and the
+        tile holding each followed face too small for the whole-frame pass (it must be found
+        again, or the full detection would drop it)."""
+        if not isinstance(self.full, SmallFaceDetector):
+            return None
+        h, w = image.shape[:2]
+        every = self.full.tiles(w, h)
+        due = self._sweep_at is None or timestamp - self._sweep_at >= self.tile_interval_s - 1e-3
+        if due or reason in ("first", "scene_cut") or self._motion is None:
+            self._sweep_at = timestamp
+            self.tiles_scanned["sweep"] += len(every)
+            return None
+        chosen: dict[int, Tile] = {}
+        ty, tx = np.nonzero(self._motion)
+        mx, my = (tx + 0.5) * w / self._motion.shape[1], (ty + 0.5) * h / self._motion.shape[0]
+        for i, t in enumerate(every):
+            if np.count_nonzero((mx >= t.x0) & (mx < t.x1) & (my >= t.y0) & (my < t.y1)) >= 2:
+                chosen[i] = t
+        for face in self._faces:
+            box = face.detection.box
+            fw = box[2] - box[0]
+            cx, cy = _centre(box) + face.velocity
+            fits = [
+                (float(np.hypot(cx - (t.x0 + t.x1) / 2, cy - (t.y0 + t.y1) / 2)), i)
+                for i, t in enumerate(every)
+                if t.min_face / 1.3 <= fw <= t.max_face and t.holds(cx, cy)
+            ]
+            if fits:
+                i = min(fits)[1]
+                chosen[i] = every[i]
+        self.tiles_scanned["targeted"] += len(chosen)
+        return list(chosen.values())
+
+    def _detect_fully(self, image: np.ndarray, tiles: list[Tile] | None = None) -> list[_Found]:
         out = []
-        for det in self.full.detect(image):
+        found = self.full.detect(image, tiles) if isinstance(self.full, SmallFaceDetector) else self.full.detect(image)
+        for det in found:
             look = region_look(image, det, self.local, self.region)
             opinion = 0.0 if look is None else look.score
             confidence = min(det.score, opinion)
@@ -281,6 +328,11 @@ class FaceFollower:
     def _moved_elsewhere(self, thumb: np.ndarray, width: int, height: int) -> bool:
         """Whether something changed outside the followed faces and the bodies below them: a
         person walking in is detected on arrival, not up to ``interval_s`` later."""
+        return int(np.count_nonzero(self._moved(thumb, width, height))) >= self.motion_pixels
+
+    def _moved(self, thumb: np.ndarray, width: int, height: int) -> np.ndarray:
+        """The thumbnail pixels that changed since the last frame outside the followed faces
+        and the bodies below them."""
         assert self._thumb is not None
         moved = cv2.absdiff(thumb, self._thumb) > _MOTION_LEVEL
         sx, sy = thumb.shape[1] / width, thumb.shape[0] / height
@@ -293,7 +345,7 @@ class FaceFollower:
             left, right = int(max(cx - half, 0) * sx), int(np.ceil((cx + half) * sx))
             top = int(max(cy - half, 0) * sy)
             moved[top:, left:right] = False
-        return int(np.count_nonzero(moved)) >= self.motion_pixels
+        return moved
 
     @property
     def now(self) -> float | None:

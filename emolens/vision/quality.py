@@ -62,6 +62,11 @@ FACENESS_RAMP = (0.45, 0.70)
 # steeper ramp moved the demo clip's minute by 2.9% between following faces and full detection
 # (a dim background face crossing the threshold), past the 2% the detection interval allows.
 STILL_FACENESS_RAMP = (0.50, 0.70)
+# Faces narrower than this (frame pixels) are low quality whatever else they show: measured
+# through the pipeline (docs/model-card.md, Small faces; emolens.evaluation.small_faces), the
+# emotion accuracy at 24 px falls 6.6 points below 96 px (65.3% against 71.9%), more than the 5
+# points the statistics allow, while at 32 px it stays within 4.5 (smile within 3.6).
+MIN_USABLE_WIDTH = 28.0
 
 
 def assess(
@@ -74,7 +79,7 @@ def assess(
     """Quality of one face from its source pixels (the box region), its landmarks and how
     confident the detectors are (0..1), read through ``ramp`` (``FACENESS_RAMP`` for video,
     ``STILL_FACENESS_RAMP`` for a still image)."""
-    size = _ramp(face_width, 20.0, 64.0)
+    size = _ramp(face_width, 20.0, 64.0) if face_width >= MIN_USABLE_WIDTH else 0.0
     small = cv2.resize(face_gray, (64, 64), interpolation=cv2.INTER_AREA) if face_gray.size else face_gray
     sharp_raw = float(cv2.Laplacian(small, cv2.CV_32F).var()) if small.size else 0.0
     sharpness = _ramp(sharp_raw, 10.0, 120.0)

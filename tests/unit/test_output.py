@@ -165,6 +165,24 @@ def test_a_frame_narrower_than_the_label_gets_smaller_text_not_a_cut_one():
     assert 1 <= x0 <= x1 <= 150 - 2 and 1 <= y0 <= y1 <= 80 - 2
 
 
+def test_on_a_128_px_image_the_whole_label_is_drawn_on_more_lines():
+    """The issue's case: on a 128 px image the label read ``smile 23`` with the ``%`` and
+    ``(low q)`` gone. Every glyph of the label drawn on a wide frame must be drawn on the small
+    one too (the same count of text pixels), inside the frame."""
+    face = FaceResult((30, 40, 90, 100), [], 0.9, 0.2, True, 0.23, {"happy": 0.9, "neutral": 0.1}, track_id=12)
+    small = _text_pixels(annotate(np.full((128, 128, 3), 255, np.uint8), [face]))
+    # the same glyphs at the smallest scale: draw the reference at that scale too
+    from emolens import annotate as annotate_module
+
+    ref = np.full((600, 800, 3), 128, np.uint8)  # a low-quality face's tag is grey
+    for i, line in enumerate(annotate_module._lines("#12 happy 90% smile 23% (low q)", 0.3, 128)):
+        cv2.putText(ref, line, (10, 30 + 20 * i), annotate_module._FONT, 0.3, (0, 0, 0), 1, cv2.LINE_AA)
+    assert len(annotate_module._lines("#12 happy 90% smile 23% (low q)", 0.3, 128)) >= 2
+    assert small.sum() == _text_pixels(ref).sum()
+    x0, y0, x1, y1 = _span(small)
+    assert 1 <= x0 <= x1 <= 128 - 2 and 1 <= y0 <= y1 <= 128 - 2
+
+
 # ---------------------------------------------------------------- progress, verbosity, version
 
 
