@@ -68,9 +68,9 @@ def match(faces: Sequence[FaceResult], drawn: SceneFace) -> FaceResult | None:
     for f in faces:
         cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
         w = f.box[2] - f.box[0]
-        if abs(cx - drawn.centre[0]) < drawn.width / 2 and abs(cy - drawn.centre[1]) < drawn.width / 2:
-            if 0.5 < w / drawn.width < 2.0:
-                return f
+        near = abs(cx - drawn.centre[0]) < drawn.width / 2 and abs(cy - drawn.centre[1]) < drawn.width / 2
+        if near and 0.5 < w / drawn.width < 2.0:
+            return f
     return None
 
 
@@ -118,7 +118,8 @@ def render(result: SmallFaces) -> str:
         "found by the production detector as stills (default settings: `min_face_px` 32), classified, "
         f"and matched back. Accuracy counts the found faces; {FULL_SIZE} px is the reference.",
         "",
-        "| face width | smile found | smile usable | smile accuracy | emotion found | emotion usable | emotion accuracy |",
+        "| face width | smile found | smile usable | smile accuracy "
+        "| emotion found | emotion usable | emotion accuracy |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for width in result.by_width[SMILE]:
