@@ -167,6 +167,68 @@ def bench_analyze(repo: Path, seconds_of_video: float, rounds: int = 3) -> dict[
     return result
 
 
+def bench_small_faces(repo: Path, rounds: int = 2) -> dict[str, object]:
+    """Faces at CCTV distance, side by side in one run: the 640x480 demo clip at the default
+    ``min_face_px`` against ``min_face_px=0`` (the whole frame only, as before tiles); one
+    1080p camera at 30 fps with 40-72 px faces at ``min_face_px`` 32 and 48; and 8 cameras of
+    720p sampled at 5 fps in one process (``emolens run``'s shape)."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from emolens.demo import small_face_frames, write_clip, write_demo_clip
+    from emolens.inference import make_classifier
+    from emolens.pipeline import StageTimes
+    from emolens.runner import CameraSource, run_cameras
+    from emolens.store import Camera, SqlStore
+
+    base = Settings.from_env(inference=f"onnx://{repo}")
+    classifier = make_classifier(base.inference, base.threads)
+    out: dict[str, object] = {"min_face_px_default": base.min_face_px}
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = write_demo_clip(Path(tmp) / "demo.mp4", seconds=12.0, fps=15)
+        hd = write_clip(Path(tmp) / "hd.mp4", small_face_frames((1920, 1080), 6.0, 30), 30)
+        cases = {
+            "demo_default": (demo, base),
+            "demo_whole_frame": (demo, base.with_(min_face_px=0)),
+            "hd1080_32px": (hd, base.with_(min_face_px=32)),
+            "hd1080_48px": (hd, base.with_(min_face_px=48)),
+            "hd1080_whole_frame": (hd, base.with_(min_face_px=0)),
+        }
+        analyzers = {k: Analyzer(s, classifier=classifier, track=True) for k, (_, s) in cases.items()}
+        totals = {k: [0.0, 0.0, 0.0] for k in cases}
+        for k, analyzer in analyzers.items():
+            _analyze_clip(analyzer, cases[k][0])  # warm-up
+            analyzer.times = StageTimes()
+        for _ in range(rounds):  # alternating, so load on the machine falls on every case alike
+            for k, analyzer in analyzers.items():
+                n_frames, n_faces, wall, _decode = _analyze_clip(analyzer, cases[k][0])
+                totals[k][0] += n_frames
+                totals[k][1] += n_faces
+                totals[k][2] += wall
+        for k, (frame_sum, face_sum, wall_sum) in totals.items():
+            out[k] = {"frames_per_s": frame_sum / wall_sum, "faces_per_frame": face_sum / frame_sum}
+            print(json.dumps({k: out[k]}), file=sys.stderr)
+        out["demo_ratio"] = float(out["demo_default"]["frames_per_s"]) / float(  # type: ignore[index]
+            out["demo_whole_frame"]["frames_per_s"]  # type: ignore[index]
+        )
+        cam = write_clip(Path(tmp) / "cam-0.mp4", small_face_frames((1280, 720), 12.0, 15), 15)
+        settings = base.with_(fps=5.0)
+        sources = []
+        for i in range(8):
+            path = Path(tmp) / f"cam-{i}.mp4"
+            if not path.exists():
+                shutil.copyfile(cam, path)
+            sources.append(CameraSource(str(path), Camera(f"cam-{i}", "zone", "bench")))
+        store = SqlStore(f"sqlite:///{tmp}/small.db")
+        summary = run_cameras(
+            sources, store, settings, start=datetime(2026, 6, 1, 9, tzinfo=UTC), classifier=classifier
+        )
+        store.close()
+        rate = summary.frames / summary.seconds
+        out["cameras720_8"] = {"frames": summary.frames, "frames_per_s": rate, "cameras_at_5fps": rate / 5.0}
+    return out
+
+
 def _face_scores(
     found: list[list[tuple[tuple[float, float, float, float], int]]], truth: list[tuple[float, float, int]]
 ) -> dict[str, float]:
@@ -748,6 +810,33 @@ def render(results: dict[str, object], notes: dict[str, str] | None = None) -> s
             *pr.get("notes", []),
         ]
         lines += _notes(notes, "peers")
+    if "small_faces" in results:
+        sf = results["small_faces"]
+        assert isinstance(sf, dict)
+        lines += [
+            "## Small faces (CCTV distance)",
+            "",
+            "Side by side in one run (`emolens bench --only small_faces`): the 640x480 demo clip at the default",
+            f"`min_face_px` ({sf['min_face_px_default']}) against `min_face_px=0` (the whole frame only, as before",
+            "tiles); a 1080p camera at 30 fps with three walking figures whose faces are 40, 56 and 72 px",
+            "(`emolens.demo.small_face_frames`), with following at the default detection interval; and 8 cameras",
+            "of 720p with the same figures sampled at 5 fps in one process (`emolens run`'s shape).",
+            "",
+            markdown_table(
+                ["case", "frames/s", "faces/frame"],
+                [
+                    [k, f"{v['frames_per_s']:.1f}", f"{v['faces_per_frame']:.2f}"]
+                    for k, v in sf.items()
+                    if isinstance(v, dict) and "faces_per_frame" in v
+                ],
+            ),
+            "",
+            f"Demo clip at the default against the whole frame only: **{sf['demo_ratio']:.2f}x** the frames/s.",
+            f"8 cameras of 720p at 5 fps: {sf['cameras720_8']['frames_per_s']:.1f} frames/s over all cameras, "
+            f"**{sf['cameras720_8']['cameras_at_5fps']:.1f} cameras' worth**.",
+            "",
+        ]
+        lines += _notes(notes, "small_faces")
     if "cameras" in results:
         cams = results["cameras"]
         assert isinstance(cams, dict)
@@ -884,7 +973,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=default_repository(), help="model repository to measure")
     parser.add_argument(
         "--only",
-        choices=["onnx", "precision", "analyze", "peers", "cameras", "triton", "aggregator", "e2e", "analytics"],
+        choices=[
+            "onnx",
+            "precision",
+            "analyze",
+            "small_faces",
+            "peers",
+            "cameras",
+            "triton",
+            "aggregator",
+            "e2e",
+            "analytics",
+        ],
     )
     parser.add_argument("--analytics-cameras", type=int, default=200, help="cameras of the analytics bench")
     parser.add_argument(
@@ -906,6 +1006,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "analyze"):
         results["analyze"] = bench_analyze(args.repo, 12.0)
         print(json.dumps(results["analyze"], indent=1), file=sys.stderr)
+    if args.only in (None, "small_faces"):
+        results["small_faces"] = bench_small_faces(args.repo)
+        print(json.dumps(results["small_faces"], indent=1), file=sys.stderr)
     if args.only in (None, "peers"):
         results["peers"] = bench_peers(args.repo)
         print(json.dumps(results["peers"], indent=1), file=sys.stderr)

@@ -32,6 +32,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         inference=getattr(args, "inference", None),
         detector=getattr(args, "detector", None),
         detect_interval=getattr(args, "detect_interval", None),
+        min_face_px=getattr(args, "min_face_px", None),
         classify_interval=getattr(args, "classify_interval", None),
         fps=getattr(args, "fps", None),
         db=getattr(args, "db", None),
@@ -679,6 +680,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="video: full face detection every SECONDS, faces followed between; 0 = every frame "
             "(EMOLENS_DETECT_INTERVAL, default 0.33)",
+        )
+        p.add_argument(
+            "--min-face-px",
+            type=int,
+            metavar="PIXELS",
+            help="smallest face width the detector looks for; HD frames get BlazeFace over tiles for it, "
+            "at a cost (docs/benchmarks.md); 0 = the whole frame only (EMOLENS_MIN_FACE_PX, default 32)",
         )
         p.add_argument(
             "--classify-interval",

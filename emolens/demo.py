@@ -74,3 +74,45 @@ def write_demo_clip(path: Path, seconds: float = 12.0, fps: int = 15) -> Path:
         writer.write(frame)
     writer.release()
     return path
+
+
+def small_face_frames(
+    size: tuple[int, int], seconds: float, fps: int, widths: tuple[int, ...] = (40, 56, 72)
+) -> list[np.ndarray]:
+    """Frames of a surveillance-style shot: the astronaut's head and shoulders at each of
+    ``widths`` (face width in pixels), walking slowly across a sharp, busy ``size`` (w, h)
+    background (scikit-image's brick texture tiled at its own scale)."""
+    from skimage import data
+
+    w, h = size
+    photo = astronaut_bgr()
+    head = photo[0:300, 60:400]  # her face box is 105 px wide at (174..279, 70..175)
+    brick = cv2.cvtColor(data.brick(), cv2.COLOR_GRAY2BGR)
+    background = np.tile(brick, (h // brick.shape[0] + 1, w // brick.shape[1] + 1, 1))[:h, :w]
+    background = (background.astype(np.float32) * 0.8).astype(np.uint8)
+    figures = [
+        cv2.resize(head if i % 2 else head[:, ::-1], None, fx=fw / 105, fy=fw / 105) for i, fw in enumerate(widths)
+    ]
+    n = int(seconds * fps)
+    frames = []
+    for i in range(n):
+        t = i / max(n - 1, 1)
+        frame = background.copy()
+        for j, fig in enumerate(figures):
+            x = (0.15 + 0.7 * ((t + j / len(figures)) % 1.0)) * w
+            y = (0.3 + 0.5 * j / max(len(figures) - 1, 1)) * h
+            _paste(frame, fig, x, y)
+        frames.append(frame)
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """``frames`` as an MP4 (mp4v) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    if not writer.isOpened():
+        raise EmolensError(f"cannot write video {path}")
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path

@@ -61,7 +61,7 @@ class Settings:
     # Video: the small-face tiles are all scanned every this many seconds; between, a full
     # detection scans only the tiles where something moved or a small face is followed. 0 = all
     # tiles at every full detection. Still images always get all tiles.
-    tile_interval: float = 1.0
+    tile_interval: float = 3.0
     quality_threshold: float = 0.35
     # Video: the full face detector runs every this many seconds (and at once when a face is lost
     # or the scene cuts); between, each face is followed in a region around it (vision.follow).

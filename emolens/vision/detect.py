@@ -451,7 +451,14 @@ class SmallFaceDetector:
         tiles = self.tiles(width, height)
         return max((t.max_face for t in tiles), default=0.0)
 
-    def detect(self, image: np.ndarray, tiles: list[Tile] | None = None) -> list[Detection]:
+    def detect(
+        self,
+        image: np.ndarray,
+        tiles: list[Tile] | None = None,
+        known: list[tuple[float, float, float, float]] | None = None,
+    ) -> list[Detection]:
+        """Faces in ``image``; ``tiles``: only these tiles (None: all); ``known``: boxes of faces
+        confirmed before (followed faces), whose detections need no confirmation again."""
         h, w = image.shape[:2]
         found = list(self.whole.detect(image))
         for t in self.tiles(w, h) if tiles is None else tiles:
@@ -476,7 +483,13 @@ class SmallFaceDetector:
         if self.confirm is None:
             return merged
         small = self.whole_frame_min_face(w, h)
-        return [d for d in merged if d.width >= small or self._confirmed(image, d)]
+        return [
+            d
+            for d in merged
+            if d.width >= small
+            or any(overlap_of_smaller(d.box, k) > self.overlap for k in known or ())
+            or self._confirmed(image, d)
+        ]
 
     def _confirmed(self, image: np.ndarray, det: Detection) -> bool:
         """Whether ``confirm`` finds a face at ``det`` in a region ``CONFIRM_REGION`` times its size."""

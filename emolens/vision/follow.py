@@ -197,7 +197,7 @@ class FaceFollower:
         scene_cut: float = 0.25,
         motion_pixels: int = 12,
         body: float = 2.0,
-        tile_interval_s: float = 1.0,
+        tile_interval_s: float = 3.0,
     ) -> None:
         if not interval_s >= 0:
             raise ConfigError(f"detection interval must be 0 s (every frame) or more, got {interval_s}")
@@ -265,21 +265,22 @@ class FaceFollower:
 
     def _tiles_to_scan(self, image: np.ndarray, timestamp: float, reason: str | None) -> list[Tile] | None:
         """The small-face tiles this full detection scans (None: all of them). Every tile once
-        ``tile_interval_s`` has passed since the last sweep (and on a first frame or a scene
-        cut); between, the tiles where something moved outside the followed faces, and the
-        tile holding each followed face too small for the whole-frame pass (it must be found
-        again, or the full detection would drop it)."""
+        ``tile_interval_s`` has passed since the last sweep (and on a first frame); between, the
+        tiles where something moved outside the followed faces (none after a scene cut, where
+        everything changed), and the tile holding each followed face too small for the
+        whole-frame pass (it must be found again, or the full detection would drop it)."""
         if not isinstance(self.full, SmallFaceDetector):
             return None
         h, w = image.shape[:2]
         every = self.full.tiles(w, h)
         due = self._sweep_at is None or timestamp - self._sweep_at >= self.tile_interval_s - 1e-3
-        if due or reason in ("first", "scene_cut") or self._motion is None:
+        if due or reason == "first" or self._motion is None:
             self._sweep_at = timestamp
             self.tiles_scanned["sweep"] += len(every)
             return None
         chosen: dict[int, Tile] = {}
-        ty, tx = np.nonzero(self._motion)
+        # after a scene cut (the light changed, say) every pixel moved: motion tells nothing
+        ty, tx = np.nonzero(self._motion) if reason != "scene_cut" else (np.zeros(0), np.zeros(0))
         mx, my = (tx + 0.5) * w / self._motion.shape[1], (ty + 0.5) * h / self._motion.shape[0]
         for i, t in enumerate(every):
             if np.count_nonzero((mx >= t.x0) & (mx < t.x1) & (my >= t.y0) & (my < t.y1)) >= 2:
@@ -301,7 +302,10 @@ class FaceFollower:
 
     def _detect_fully(self, image: np.ndarray, tiles: list[Tile] | None = None) -> list[_Found]:
         out = []
-        found = self.full.detect(image, tiles) if isinstance(self.full, SmallFaceDetector) else self.full.detect(image)
+        if isinstance(self.full, SmallFaceDetector):
+            found = self.full.detect(image, tiles, known=[f.detection.box for f in self._faces])
+        else:
+            found = self.full.detect(image)
         for det in found:
             look = region_look(image, det, self.local, self.region)
             opinion = 0.0 if look is None else look.score
