@@ -44,6 +44,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
         tokens_file=getattr(args, "tokens_file", None),
+        source_open_timeout_s=getattr(args, "open_timeout", None),
     )
 
 
@@ -301,6 +302,14 @@ def _run_cameras(args: argparse.Namespace) -> list[Any]:
     return cameras
 
 
+# the reasons Ingest counts in RunSummary.dropped_by_camera, as `run`'s summary words them
+_DROP_WORDS = {
+    "rate": "above the target fps",
+    "backlog": "shed while detection was behind",
+    "unreadable": "unreadable images",
+}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from emolens.live import make_live_state
     from emolens.runner import run_cameras
@@ -316,8 +325,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     rate = summary.frames / max(summary.seconds, 1e-9)
     for c in cameras:
+        dropped = summary.dropped_by_camera.get(c.camera.camera_id, {})
+        why = ", ".join(f"{n} {_DROP_WORDS.get(reason, reason)}" for reason, n in sorted(dropped.items()) if n)
         print(
-            f"camera {c.camera.camera_id}: {summary.frames_by_camera.get(c.camera.camera_id, 0)} frames",
+            f"camera {c.camera.camera_id}: {summary.frames_by_camera.get(c.camera.camera_id, 0)} frames, "
+            f"{sum(dropped.values())} dropped{f' ({why})' if why else ''}",
             file=sys.stderr,
         )
     print(
@@ -659,6 +671,12 @@ class _SubParser(argparse.ArgumentParser):
 _VERBOSE = "log progress events (key=value) to stderr"
 
 
+_OPEN_TIMEOUT_HELP = (
+    "a live source that never opens gives up after this many seconds with an error; once open, drops are "
+    "retried forever (EMOLENS_SOURCE_OPEN_TIMEOUT_S, default 30; 0 = retry forever)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emolens", description="Emotion analytics from faces in images and video.")
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
@@ -717,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frames per second to analyze (EMOLENS_FPS, default 5)")
     p.add_argument("--start", help="ISO time of the source's first frame (files; default now)")
     p.add_argument("--live", help="live counters: memory:// (default) or redis://HOST:PORT/DB")
+    p.add_argument("--open-timeout", type=float, metavar="SECONDS", help=_OPEN_TIMEOUT_HELP)
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -791,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float)
     p.add_argument("--start", help="ISO time of the first frame (files; default now)")
     p.add_argument("--seq-start", type=int, help="first frame sequence number (default: microseconds now)")
+    p.add_argument("--open-timeout", type=float, metavar="SECONDS", help=_OPEN_TIMEOUT_HELP)
     p.set_defaults(func=cmd_service, service="ingest")
 
     p = sub.add_parser("detect", help="service: frames -> observations")

@@ -74,6 +74,9 @@ class Settings:
     bus: str = "memory://"
     live: str = "memory://"
     fps: float = 5.0  # frames per second sampled from a source
+    # A live source (camera URL, webcam) that has never opened gives up after this many seconds
+    # with one error; once it has opened, drops are retried forever. 0 = retry forever from the start.
+    source_open_timeout_s: float = 30.0
     k_anonymity: int = 5  # buckets with fewer distinct faces are suppressed; >= MIN_K_ANONYMITY
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
@@ -121,6 +124,8 @@ class Settings:
         than when a service first uses it (or never, as a negative k would)."""
         if not (self.fps > 0 and math.isfinite(self.fps)):  # NaN compares False with everything
             raise _refuse("fps", self.fps, "must be positive")
+        if not (self.source_open_timeout_s >= 0 and math.isfinite(self.source_open_timeout_s)):
+            raise _refuse("source_open_timeout_s", self.source_open_timeout_s, "must be 0 (retry forever) or seconds")
         if not 0.0 <= self.smoothing < 1.0:
             raise _refuse("smoothing", self.smoothing, "must be in [0, 1)")
         if self.detector not in DETECTORS:
