@@ -8,7 +8,10 @@
 - **How much**: a token bucket per token holder (``EMOLENS_RATE_LIMIT`` calls/s, bursts of
   ``EMOLENS_RATE_BURST``) and a cap on concurrent streams, per client and in total
   (``EMOLENS_MAX_STREAMS_PER_CLIENT``, ``EMOLENS_MAX_STREAMS``), so streams never hold every
-  worker thread.
+  worker thread; and a budget of decoded pixels in flight, in total and per client
+  (``EMOLENS_MAX_PIXELS_IN_FLIGHT``, ``EMOLENS_MAX_PIXELS_IN_FLIGHT_PER_CLIENT``), taken from an
+  image's header before it is decoded, so concurrent large images cannot push the gateway out of
+  memory: an image waits up to ``PIXEL_WAIT_S`` for room, then is refused (RESOURCE_EXHAUSTED).
 
 :class:`AccessInterceptor` admits every call of the server it is given to (the health service
 excepted: Kubernetes probes carry no token) before a servicer method runs; its refusals are
@@ -39,6 +42,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,9 @@ log = logging.getLogger(__name__)
 MIN_TOKEN_LENGTH = 16
 # Methods any caller may reach without a token: Kubernetes' gRPC probes cannot send one.
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
+# How long an image waits for room in the pixel budget before it is refused, and how many may
+# wait at once: a waiting call holds a worker thread, and health needs free ones.
+PIXEL_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -239,16 +246,94 @@ class Limits:
     """Per-client request rate and concurrent streams (per client and in total); thread-safe.
     Rates are kept per token name, so the table is as large as the tokens file."""
 
-    def __init__(self, rate: float, burst: int, max_streams: int, max_streams_per_client: int) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        max_streams: int,
+        max_streams_per_client: int,
+        max_pixels: int = 0,
+        max_pixels_per_client: int = 0,
+        max_pixel_waiters: int = 4,
+        pixel_wait_s: float = PIXEL_WAIT_S,
+    ) -> None:
         self.rate, self.burst = rate, burst
         self.max_streams, self.max_streams_per_client = max_streams, max_streams_per_client
+        self.max_pixels, self.max_pixels_per_client = max_pixels, max_pixels_per_client  # 0: no budget
+        self.max_pixel_waiters, self.pixel_wait_s = max_pixel_waiters, pixel_wait_s
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when pixels are given back
         self._buckets: dict[str, TokenBucket] = {}
         self._streams: dict[str, int] = {}
+        self._pixels: dict[str, int] = {}
+        self._pixel_waiters = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.rate_limit, settings.rate_burst, settings.max_streams, settings.max_streams_per_client)
+        return cls(
+            settings.rate_limit,
+            settings.rate_burst,
+            settings.max_streams,
+            settings.max_streams_per_client,
+            settings.max_pixels_in_flight,
+            settings.max_pixels_in_flight_per_client,
+            max_pixel_waiters=max(1, settings.gateway_workers // 2),
+        )
+
+    @contextmanager
+    def pixels(self, client: str, pixels: int) -> Iterator[None]:
+        """Hold ``pixels`` of the budget (in total and the client's) while the block decodes and
+        analyses an image. Waits up to ``pixel_wait_s`` for room, with at most
+        ``max_pixel_waiters`` calls waiting; otherwise ResourceExhausted. An image larger than
+        the whole budget is admitted alone (Settings keeps the budgets >= max_pixels).
+
+        >>> limits = Limits(0, 1, 1, 1, max_pixels=100, max_pixels_per_client=60, pixel_wait_s=0)
+        >>> with limits.pixels("a", 60), limits.pixels("b", 40):
+        ...     limits.pixels_in_flight()
+        100
+        """
+        if not self.max_pixels or pixels <= 0:
+            yield
+            return
+        deadline = time.monotonic() + self.pixel_wait_s
+        with self._room:
+            while not self._fits(client, pixels):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._pixel_waiters >= self.max_pixel_waiters:
+                    mine = self._pixels.get(client, 0)
+                    whose = "this client's" if mine + pixels > self.max_pixels_per_client > 0 else "the gateway's"
+                    raise ResourceExhausted(
+                        f"{whose} budget of decoded pixels in flight is taken by other images "
+                        "(EMOLENS_MAX_PIXELS_IN_FLIGHT); retry shortly"
+                    )
+                self._pixel_waiters += 1
+                try:
+                    self._room.wait(left)
+                finally:
+                    self._pixel_waiters -= 1
+            self._pixels[client] = self._pixels.get(client, 0) + pixels
+        try:
+            yield
+        finally:
+            with self._room:
+                left_over = self._pixels[client] - pixels
+                if left_over:
+                    self._pixels[client] = left_over
+                else:
+                    del self._pixels[client]
+                self._room.notify_all()
+
+    def _fits(self, client: str, pixels: int) -> bool:
+        total, mine = sum(self._pixels.values()), self._pixels.get(client, 0)
+        if not total:
+            return True  # alone, whatever its size
+        if total + pixels > self.max_pixels:
+            return False
+        return not (self.max_pixels_per_client and mine and mine + pixels > self.max_pixels_per_client)
+
+    def pixels_in_flight(self) -> int:
+        with self._lock:
+            return sum(self._pixels.values())
 
     def take(self, client: str) -> None:
         """One call's worth of the client's rate; ResourceExhausted when it has none left."""
