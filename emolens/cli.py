@@ -410,10 +410,27 @@ def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> in
 
 
 def cmd_cameras(args: argparse.Namespace) -> int:
-    """``emolens cameras``: every camera the store knows, with its zone and site."""
+    """``emolens cameras``: every camera the store knows, with its zone and site; ``--set ID``
+    registers a camera or moves it to ``--zone``/``--site`` (the registry access scopes rest on:
+    the aggregator dead-letters messages that name another zone or site for it)."""
     import csv
 
+    from emolens.store import Camera
+
+    if args.set is None and (args.zone is not None or args.site is not None):
+        raise ConfigError("--zone and --site go with --set CAMERA_ID")
+    if args.set is not None:
+        camera = Camera(args.set, args.zone or "", args.site or "")
+        for what, value in (("camera id", camera.camera_id), ("zone", camera.zone), ("site", camera.site)):
+            if len(value) > MAX_ID_LENGTH or (what == "camera id" and not value):
+                raise ConfigError(
+                    f"--set: the {what} must be {'1' if what == 'camera id' else '0'}-{MAX_ID_LENGTH} characters"
+                )
     with _existing_store(_settings(args)) as store:
+        if args.set is not None:
+            store.ensure_camera(camera)
+            print(f"camera {camera.camera_id}: zone {camera.zone!r}, site {camera.site!r}", file=sys.stderr)
+            return 0
         cams = store.cameras()
     records = [{"camera_id": c.camera_id, "zone": c.zone, "site": c.site} for c in cams]
     if args.format == "json":
@@ -756,8 +773,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", choices=["minute", "hour", "day"], help="one row per group and period (default hour)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("cameras", help="list the cameras the store knows, with zone and site")
+    p = sub.add_parser("cameras", help="list the cameras the store knows, with zone and site; or register/move one")
     p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.add_argument("--set", metavar="CAMERA_ID", help="register this camera, or move it, to --zone and --site")
+    p.add_argument("--zone", help="with --set: the camera's zone")
+    p.add_argument("--site", help="with --set: the camera's site")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_cameras)
 

@@ -53,6 +53,7 @@ MAX_KEEP_EVERY = 64  # a live source sheds at most 63 frames in 64
 BACKLOG_CHECK_S = 0.5
 PROGRESS_EVERY_S = 60.0  # a live ingest logs what it read, published and dropped this often
 DROP_BACKLOG = "backlog"  # shed by a live ingest while the detectors are behind
+REGISTRY_REFRESH_S = 5.0  # the aggregator reads a camera's registration again before refusing a message
 PRUNE_EVERY_S = 600.0  # the aggregator forgets frames older than the replay window this often
 DETECTOR_GROUP = "emolens-detector"
 
@@ -444,7 +445,7 @@ class Aggregator(BusStage):
         self.replay_window = replay_window
         self._pruned_at: float | None = None  # time.monotonic() of the last prune
         self.consumer = bus.consumer([OBSERVATIONS_TOPIC], self.GROUP)
-        self._cameras: set[str] = set()
+        self._cameras: dict[str, tuple[Camera, float]] = {}  # registered camera, when it was read
         self.live_stale = live is not None  # rebuilt at the first batch if the live state lost them
 
     def _parse(self, message: Message) -> tuple[FrameObservations, Camera] | None:
@@ -457,6 +458,27 @@ class Aggregator(BusStage):
             self.dead_letter(message, f"{type(exc).__name__}: {exc}"[:200])
             return None
         return frame, camera
+
+    def _contradicts_registry(self, message: Message, camera: Camera) -> bool:
+        """Whether the message names another zone or site than its camera's registered ones; if
+        so it goes to the dead-letter topic: a message never moves a camera (and its history)
+        into another scope, configuration does (``emolens cameras --set``). A camera's first
+        message registers it as its ingest declares it. The registry is read again, at most
+        every ``REGISTRY_REFRESH_S``, before a message is refused, so a move is followed."""
+        now = time.monotonic()
+        known = self._cameras.get(camera.camera_id)
+        if known is None or (known[0] != camera and now - known[1] >= REGISTRY_REFRESH_S):
+            known = (self.retry(partial(self.store.register_camera, camera), "store"), now)
+            self._cameras[camera.camera_id] = known
+        registered = known[0]
+        if registered == camera:
+            return False
+        self.dead_letter(
+            message,
+            f"camera {camera.camera_id!r} is registered in zone {registered.zone!r} of site {registered.site!r}, "
+            f"the message names zone {camera.zone!r} of site {camera.site!r}"[:200],
+        )
+        return True
 
     def _update_live(self, new_frames: list[FrameObservations]) -> None:
         live = self.live
@@ -500,9 +522,8 @@ class Aggregator(BusStage):
                 if parsed is None:
                     continue
                 frame, camera = parsed
-                if camera.camera_id not in self._cameras:
-                    self.retry(partial(self.store.ensure_camera, camera), "store")
-                    self._cameras.add(camera.camera_id)
+                if self._contradicts_registry(m, camera):
+                    continue
                 frames.append(frame)
             new_frames = self.retry(lambda: self.store.apply(frames), "store")
             metrics.FRAMES.labels(self.name, "out").inc(len(new_frames))
