@@ -13,8 +13,18 @@ import os
 #   max_pixels (4 * 10**7, Settings.max_pixels).
 # - FFmpeg inside it prints its own lines ("moov atom not found") straight to stderr for a broken
 #   video, on top of the one error line emolens gives: quiet (OPENCV_FFMPEG_LOGLEVEL=32 shows them).
+# - its own logger prints raw lines such as "[ WARN:0@0.713] ... can't open camera by index" (and,
+#   on some builds, an [ERROR:...] line for a missing camera) between emolens' key=value lines;
+#   emolens reports every failure itself (one error line): only fatal ones pass.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(10**8))
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+# gRPC's C core logs through absl straight to stderr, e.g. "I1207 16:29:03 ... ssl_transport_security.cc:2158]
+# Handshake failed ..." for every client that speaks plaintext (or a port scanner) to a TLS gateway,
+# which breaks the gateway's one-event-per-line log. The status codes and emolens' own log say what
+# a caller needs; set GRPC_VERBOSITY=DEBUG (or INFO, ERROR) to see the C core again. Read when grpc
+# loads, so it is set here, before any module imports grpc.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from emolens.errors import EmolensError, InputError
 from emolens.results import EMOTIONS, FaceResult

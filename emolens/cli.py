@@ -45,6 +45,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
         tokens_file=getattr(args, "tokens_file", None),
+        source_open_timeout_s=getattr(args, "open_timeout", None),
     )
 
 
@@ -306,6 +307,14 @@ def _run_cameras(args: argparse.Namespace) -> list[Any]:
     return cameras
 
 
+# the reasons Ingest counts in RunSummary.dropped_by_camera, as `run`'s summary words them
+_DROP_WORDS = {
+    "rate": "above the target fps",
+    "backlog": "shed while detection was behind",
+    "unreadable": "unreadable images",
+}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from emolens.live import make_live_state
     from emolens.runner import run_cameras
@@ -321,8 +330,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     rate = summary.frames / max(summary.seconds, 1e-9)
     for c in cameras:
+        dropped = summary.dropped_by_camera.get(c.camera.camera_id, {})
+        why = ", ".join(f"{n} {_DROP_WORDS.get(reason, reason)}" for reason, n in sorted(dropped.items()) if n)
         print(
-            f"camera {c.camera.camera_id}: {summary.frames_by_camera.get(c.camera.camera_id, 0)} frames",
+            f"camera {c.camera.camera_id}: {summary.frames_by_camera.get(c.camera.camera_id, 0)} frames, "
+            f"{sum(dropped.values())} dropped{f' ({why})' if why else ''}",
             file=sys.stderr,
         )
     print(
@@ -403,10 +415,27 @@ def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> in
 
 
 def cmd_cameras(args: argparse.Namespace) -> int:
-    """``emolens cameras``: every camera the store knows, with its zone and site."""
+    """``emolens cameras``: every camera the store knows, with its zone and site; ``--set ID``
+    registers a camera or moves it to ``--zone``/``--site`` (the registry access scopes rest on:
+    the aggregator dead-letters messages that name another zone or site for it)."""
     import csv
 
+    from emolens.store import Camera
+
+    if args.set is None and (args.zone is not None or args.site is not None):
+        raise ConfigError("--zone and --site go with --set CAMERA_ID")
+    if args.set is not None:
+        camera = Camera(args.set, args.zone or "", args.site or "")
+        for what, value in (("camera id", camera.camera_id), ("zone", camera.zone), ("site", camera.site)):
+            if len(value) > MAX_ID_LENGTH or (what == "camera id" and not value):
+                raise ConfigError(
+                    f"--set: the {what} must be {'1' if what == 'camera id' else '0'}-{MAX_ID_LENGTH} characters"
+                )
     with _existing_store(_settings(args)) as store:
+        if args.set is not None:
+            store.ensure_camera(camera)
+            print(f"camera {camera.camera_id}: zone {camera.zone!r}, site {camera.site!r}", file=sys.stderr)
+            return 0
         cams = store.cameras()
     records = [{"camera_id": c.camera_id, "zone": c.zone, "site": c.site} for c in cams]
     if args.format == "json":
@@ -664,6 +693,12 @@ class _SubParser(argparse.ArgumentParser):
 _VERBOSE = "log progress events (key=value) to stderr"
 
 
+_OPEN_TIMEOUT_HELP = (
+    "a live source that never opens gives up after this many seconds with an error; once open, drops are "
+    "retried forever (EMOLENS_SOURCE_OPEN_TIMEOUT_S, default 30; 0 = retry forever)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emolens", description="Emotion analytics from faces in images and video.")
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
@@ -729,6 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frames per second to analyze (EMOLENS_FPS, default 5)")
     p.add_argument("--start", help="ISO time of the source's first frame (files; default now)")
     p.add_argument("--live", help="live counters: memory:// (default) or redis://HOST:PORT/DB")
+    p.add_argument("--open-timeout", type=float, metavar="SECONDS", help=_OPEN_TIMEOUT_HELP)
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -749,8 +785,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", choices=["minute", "hour", "day"], help="one row per group and period (default hour)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("cameras", help="list the cameras the store knows, with zone and site")
+    p = sub.add_parser("cameras", help="list the cameras the store knows, with zone and site; or register/move one")
     p.add_argument("--db", help="SQL store URL (EMOLENS_DB)")
+    p.add_argument("--set", metavar="CAMERA_ID", help="register this camera, or move it, to --zone and --site")
+    p.add_argument("--zone", help="with --set: the camera's zone")
+    p.add_argument("--site", help="with --set: the camera's site")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_cameras)
 
@@ -803,6 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float)
     p.add_argument("--start", help="ISO time of the first frame (files; default now)")
     p.add_argument("--seq-start", type=int, help="first frame sequence number (default: microseconds now)")
+    p.add_argument("--open-timeout", type=float, metavar="SECONDS", help=_OPEN_TIMEOUT_HELP)
     p.set_defaults(func=cmd_service, service="ingest")
 
     p = sub.add_parser("detect", help="service: frames -> observations")

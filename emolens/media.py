@@ -21,12 +21,17 @@ import numpy as np
 
 from emolens.errors import ImageTooLargeError, InputError
 from emolens.retry import Backoff
+from emolens.sampling import RateSampler
+from emolens.settings import redact_url
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
+# Why a frame read from a source is not passed on (the ``reason`` label of emolens_frames_shed_total).
+DROP_RATE = "rate"  # sampled out: the source delivers more than the target fps
+DROP_UNREADABLE = "unreadable"  # an image of a folder that cannot be decoded
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,9 @@ def folder_images(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def iter_video(source: str, fps: float | None = None) -> Iterator[Frame]:
-    """Frames of a video file, stream or webcam, sampled down to ``fps`` when given.
+def iter_video(source: str, fps: float | None = None, on_drop: Callable[[str], None] | None = None) -> Iterator[Frame]:
+    """Frames of a video file, stream or webcam, sampled down to ``fps`` when given; each frame
+    left out by the sampling is reported to ``on_drop("rate")``.
 
     A file that cannot be opened, or holds no decodable frame, raises InputError; a file
     that breaks off midway ends early with a warning (the frames before it are kept).
@@ -242,6 +248,8 @@ def iter_video(source: str, fps: float | None = None) -> Iterator[Frame]:
                 next_take += step
                 yielded += 1
                 yield Frame(index=index, timestamp=index / native, image=image)
+            elif on_drop is not None:
+                on_drop(DROP_RATE)
             index += 1
         if yielded == 0:
             raise InputError(f"{source}: no decodable frame (corrupt or truncated video)")
@@ -258,29 +266,36 @@ def iter_stream(
     backoff: Backoff | None = None,
     stop: threading.Event | None = None,
     on_reconnect: Callable[[int, str], None] | None = None,
+    on_drop: Callable[[str], None] | None = None,
+    open_timeout_s: float = 0.0,
 ) -> Iterator[Frame]:
     """Frames of a live source (``rtsp://``, ``http://`` MJPEG, a webcam index) that never
     ends on a dropped connection: it reopens the source with exponential backoff, calling
     ``on_reconnect(attempt, reason)`` before each try, until ``stop`` is set.
 
-    Frame indices keep counting across reconnects; timestamps are seconds since the first
-    frame (by the wall clock: a live source has no position to replay).
+    A source that never opened gives up after ``open_timeout_s`` (0: never) with an
+    InputError: a wrong URL or a missing webcam is a mistake to report, not an outage to wait
+    out. Once it has opened, drops are waited out for as long as it takes.
+
+    Frames are sampled to ``fps`` by their timestamps (:class:`~emolens.sampling.RateSampler`,
+    tolerant of jitter); each one left out is reported to ``on_drop("rate")``. Frame indices
+    keep counting across reconnects; timestamps are seconds since the first frame (by the wall
+    clock: a live source has no position to replay).
     """
     backoff = backoff or Backoff()
     stop = stop or threading.Event()
+    sampler = RateSampler(fps)
     index, t0 = 0, None
     attempt = 0
+    first_try = time.monotonic()
     while not stop.is_set():
         cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
         try:
             if not cap.isOpened():
                 reason = "open failed"
             else:
-                native = cap.get(cv2.CAP_PROP_FPS)
-                native = native if native and 0 < native < 1000 else 30.0
-                min_gap = 1.0 / fps if fps else 0.0
-                last = -1e9
                 reason = "stream ended"
+                sampler.reopen()
                 while not stop.is_set():
                     ok, image = cap.read()
                     if not ok:
@@ -290,19 +305,36 @@ def iter_stream(
                     now = time.monotonic()
                     if t0 is None:
                         t0 = now
-                    if now - last + 1e-6 >= min_gap:
-                        last = now
-                        yield Frame(index=index, timestamp=now - t0, image=image)
-                        index += 1
+                    if not sampler.keep(now - t0):
+                        if on_drop is not None:
+                            on_drop(DROP_RATE)
+                        continue
+                    yield Frame(index=index, timestamp=now - t0, image=image)
+                    index += 1
         finally:
             cap.release()
         if stop.is_set():
             return
+        waited = time.monotonic() - first_try
+        if t0 is None and open_timeout_s and waited >= open_timeout_s:
+            raise InputError(
+                f"{redact_url(source)}: the live source did not open within {open_timeout_s:g}s ({reason}); "
+                "check the URL or webcam index (EMOLENS_SOURCE_OPEN_TIMEOUT_S=0 keeps trying)"
+            )
         attempt += 1
-        log.warning("event=stream_reconnect attempt=%d reason=%r", attempt, reason)
         if on_reconnect is not None:
             on_reconnect(attempt, reason)
-        if not backoff.wait(stop):
+        else:
+            log.log(
+                logging.WARNING if t0 is not None else logging.INFO,
+                "event=stream_reconnect attempt=%d reason=%r",
+                attempt,
+                reason,
+            )
+        delay = backoff.next_delay()
+        if t0 is None and open_timeout_s:
+            delay = min(delay, max(0.0, open_timeout_s - waited))  # give up on time, not a backoff later
+        if stop.wait(delay):
             return
 
 
@@ -331,15 +363,21 @@ def iter_source(
     *,
     stop: threading.Event | None = None,
     on_reconnect: Callable[[int, str], None] | None = None,
+    on_drop: Callable[[str], None] | None = None,
+    open_timeout_s: float = 0.0,
 ) -> Iterator[Frame]:
     """Frames of any source kind; a folder or image becomes a sequence at ``fps``; a live source
-    (:func:`is_live`) is reopened with backoff when it drops (:func:`iter_stream`) until ``stop``."""
+    (:func:`is_live`) is reopened with backoff when it drops (:func:`iter_stream`) until ``stop``.
+    Every frame read but not yielded is reported to ``on_drop(reason)``: ``rate`` (sampled out),
+    ``unreadable`` (an image of a folder that cannot be decoded)."""
     kind = source_kind(source)
     if is_live(source):
-        yield from iter_stream(source, fps, stop=stop, on_reconnect=on_reconnect)
+        yield from iter_stream(
+            source, fps, stop=stop, on_reconnect=on_reconnect, on_drop=on_drop, open_timeout_s=open_timeout_s
+        )
         return
     if kind in ("video", "stream"):
-        yield from iter_video(source, fps)
+        yield from iter_video(source, fps, on_drop)
         return
     paths = [Path(source)] if kind == "image" else folder_images(Path(source))
     if not paths:
@@ -349,5 +387,7 @@ def iter_source(
             image = read_image(path, max_pixels)
         except InputError as exc:
             log.warning("event=skip_input reason=%r", str(exc))
+            if on_drop is not None:
+                on_drop(DROP_UNREADABLE)
             continue
         yield Frame(index=i, timestamp=i / fps, image=image)

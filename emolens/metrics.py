@@ -17,7 +17,12 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 FRAMES = Counter("emolens_frames_total", "Frames handled, by stage and direction (in, out)", ["stage", "direction"])
 FACES = Counter("emolens_faces_total", "Faces found or counted", ["stage"])
-SHED = Counter("emolens_frames_shed_total", "Frames dropped on purpose (backpressure, staleness)", ["stage", "reason"])
+SHED = Counter(
+    "emolens_frames_shed_total",
+    "Frames read and not passed on, by reason (ingest: rate = sampled out above the target fps, backlog = "
+    "shed while detection is behind, unreadable = an image of a folder that cannot be decoded)",
+    ["stage", "reason"],
+)
 INFERENCE_SECONDS = Histogram(
     "emolens_inference_seconds",
     "Time of one classification call (all faces of a batch, one model or both)",

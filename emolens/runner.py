@@ -43,6 +43,8 @@ class RunSummary:
     seconds: float
     shed: int = 0  # live frames ingest dropped because detection was behind
     frames_by_camera: dict[str, int] = field(default_factory=dict)  # frames published per camera
+    # frames read and not published, per camera and reason (rate, backlog, unreadable: Ingest)
+    dropped_by_camera: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def run_embedded(
@@ -144,7 +146,14 @@ def run_cameras(
         thread.join()
     if failure:
         raise failure[0]
-    return RunSummary(frames, observations, time.perf_counter() - t0, sum(i.shed for i in ingests), dict(published))
+    return RunSummary(
+        frames,
+        observations,
+        time.perf_counter() - t0,
+        sum(i.shed for i in ingests),
+        dict(published),
+        {i.camera.camera_id: dict(i.dropped) for i in ingests},
+    )
 
 
 _SPEC_KEYS = ("id", "source", "zone", "site")

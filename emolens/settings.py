@@ -85,6 +85,9 @@ class Settings:
     bus: str = "memory://"
     live: str = "memory://"
     fps: float = 5.0  # frames per second sampled from a source
+    # A live source (camera URL, webcam) that has never opened gives up after this many seconds
+    # with one error; once it has opened, drops are retried forever. 0 = retry forever from the start.
+    source_open_timeout_s: float = 30.0
     k_anonymity: int = 5  # buckets with fewer distinct faces are suppressed; >= MIN_K_ANONYMITY
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
@@ -125,6 +128,13 @@ class Settings:
     rate_limit: float = 20.0  # calls per second per token, sustained (0 = no limit)
     rate_burst: int = 40  # calls a client may make at once before rate_limit applies
     gateway_workers: int = 8  # threads for unary calls and health, on top of one per stream slot
+    # Decoded pixels the gateway holds at once (AnalyzeImage, AnalyzeStream), all clients together
+    # and per client, read from each image's header before decoding: an image waits briefly for
+    # room, then is refused (RESOURCE_EXHAUSTED). A decoded pixel costs about 3 bytes, more while
+    # it is analysed: 80 M (two images at max_pixels) kept 24 concurrent 6,300x6,300 PNGs under
+    # 1.5 GB of gateway memory (docs/reliability.md). Both must be at least max_pixels.
+    max_pixels_in_flight: int = 80_000_000
+    max_pixels_in_flight_per_client: int = 40_000_000
     health_interval: float = 5.0  # seconds between the gateway's checks of its store and live state
 
     def __post_init__(self) -> None:
@@ -132,6 +142,8 @@ class Settings:
         than when a service first uses it (or never, as a negative k would)."""
         if not (self.fps > 0 and math.isfinite(self.fps)):  # NaN compares False with everything
             raise _refuse("fps", self.fps, "must be positive")
+        if not (self.source_open_timeout_s >= 0 and math.isfinite(self.source_open_timeout_s)):
+            raise _refuse("source_open_timeout_s", self.source_open_timeout_s, "must be 0 (retry forever) or seconds")
         if not 0.0 <= self.smoothing < 1.0:
             raise _refuse("smoothing", self.smoothing, "must be in [0, 1)")
         if self.detector not in DETECTORS:
@@ -168,6 +180,9 @@ class Settings:
             raise _refuse("threads", self.threads, "must be 0 (one per core) or more")
         if self.max_pixels <= 0:
             raise _refuse("max_pixels", self.max_pixels, "must be positive")
+        for name in ("max_pixels_in_flight", "max_pixels_in_flight_per_client"):
+            if getattr(self, name) < self.max_pixels:
+                raise _refuse(name, getattr(self, name), f"must be at least max_pixels ({self.max_pixels})")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise _refuse("tls_key" if self.tls_cert else "tls_cert", "", "give both tls_cert and tls_key, or neither")
         if self.tls_client_ca and not self.tls_cert:

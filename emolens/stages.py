@@ -29,7 +29,7 @@ from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message, dead_let
 from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailable
 from emolens.inference import Classifier
 from emolens.live import LiveState
-from emolens.media import decode_image, is_live, iter_source
+from emolens.media import DROP_RATE, DROP_UNREADABLE, decode_image, is_live, iter_source
 from emolens.observations import MAX_ID_LENGTH, FrameObservations
 from emolens.pipeline import Analyzer, analyze_together, to_bgr
 from emolens.retry import Backoff
@@ -51,6 +51,9 @@ FLUSH_EVERY = 32  # ingest waits for the bus to store its frames every this many
 MAX_BACKLOG = 256  # frames the detectors may be behind before ingest waits (recordings) or sheds (live)
 MAX_KEEP_EVERY = 64  # a live source sheds at most 63 frames in 64
 BACKLOG_CHECK_S = 0.5
+PROGRESS_EVERY_S = 60.0  # a live ingest logs what it read, published and dropped this often
+DROP_BACKLOG = "backlog"  # shed by a live ingest while the detectors are behind
+REGISTRY_REFRESH_S = 5.0  # the aggregator reads a camera's registration again before refusing a message
 PRUNE_EVERY_S = 600.0  # the aggregator forgets frames older than the replay window this often
 DETECTOR_GROUP = "emolens-detector"
 
@@ -166,6 +169,11 @@ class Ingest(BusStage):
     ``keep_every`` (doubled while the backlog stays high, halved once it is below half), so
     the newest frames keep flowing at a lower rate; shed frames are counted
     (``emolens_frames_shed_total``, ``self.shed``).
+
+    Every frame read from the source and not published is counted by reason in
+    ``self.dropped`` and ``emolens_frames_shed_total{stage="ingest"}``: ``rate`` (sampled out,
+    above the target fps), ``backlog`` (shed, above), ``unreadable`` (an image of a folder);
+    the counts are logged every ``PROGRESS_EVERY_S`` and when the ingest ends.
     """
 
     name = "ingest"
@@ -185,6 +193,9 @@ class Ingest(BusStage):
         self.reconnects = 0
         self.max_backlog = max_backlog
         self.shed = 0
+        self.read = 0  # frames read from the source, published or not
+        self.dropped: dict[str, int] = {}  # frames read and not published, by reason
+        self._logged_at = time.monotonic()
         self.keep_every = 1
         self._checked_at = 0.0
         self._near_mark = False  # a recording close to the mark checks on every frame
@@ -209,8 +220,31 @@ class Ingest(BusStage):
         if index % self.keep_every == 0:
             return True
         self.shed += 1
-        metrics.SHED.labels(self.name, "backlog").inc()
+        self._on_drop(DROP_BACKLOG)
         return False
+
+    def _on_drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        metrics.SHED.labels(self.name, reason).inc()
+        if reason != DROP_BACKLOG:  # a shed frame was counted as read when it came
+            self.read += 1
+            metrics.FRAMES.labels(self.name, "in").inc()
+
+    def _log_counts(self, event: str, published: int) -> None:
+        self._logged_at = time.monotonic()
+        log.info(
+            "event=%s camera=%s read=%d published=%d dropped=%d dropped_rate=%d dropped_backlog=%d "
+            "dropped_unreadable=%d reconnects=%d",
+            event,
+            self.camera.camera_id,
+            self.read,
+            published,
+            sum(self.dropped.values()),
+            self.dropped.get(DROP_RATE, 0),
+            self.dropped.get(DROP_BACKLOG, 0),
+            self.dropped.get(DROP_UNREADABLE, 0),
+            self.reconnects,
+        )
 
     def _wait_for_detectors(self) -> None:
         """Recordings: hold back while the detectors are ``max_backlog`` frames behind (the
@@ -232,7 +266,10 @@ class Ingest(BusStage):
     def _on_reconnect(self, attempt: int, reason: str) -> None:
         self.reconnects += 1
         metrics.RECONNECTS.labels(self.name).inc()
-        log.warning("event=source_reconnect camera=%s attempt=%d reason=%r", self.camera.camera_id, attempt, reason)
+        # before the source ever opened this is a try among those EMOLENS_SOURCE_OPEN_TIMEOUT_S
+        # allows, which end in one error if it never opens; after, a camera that went away
+        level = logging.WARNING if self.read else logging.INFO
+        log.log(level, "event=source_reconnect camera=%s attempt=%d reason=%r", self.camera.camera_id, attempt, reason)
 
     def run(self, source: str, start: datetime | None = None) -> int:
         """Publish every sampled frame of ``source`` until it ends (a live source only ends
@@ -243,9 +280,19 @@ class Ingest(BusStage):
         live_seq = default_seq_start() if self.seq_start is None else self.seq_start
         n = 0
         frames = iter_source(
-            source, self.settings.fps, self.settings.max_pixels, stop=self.stop, on_reconnect=self._on_reconnect
+            source,
+            self.settings.fps,
+            self.settings.max_pixels,
+            stop=self.stop,
+            on_reconnect=self._on_reconnect,
+            on_drop=self._on_drop,
+            open_timeout_s=self.settings.source_open_timeout_s,
         )
         for frame in frames:
+            self.read += 1
+            metrics.FRAMES.labels(self.name, "in").inc()
+            if time.monotonic() - self._logged_at >= PROGRESS_EVERY_S:
+                self._log_counts("ingest_progress", n)
             if live and not self._keep(frame.index):
                 continue
             if not live:
@@ -282,6 +329,7 @@ class Ingest(BusStage):
                     break
         with contextlib.suppress(Stopping):
             self.retry(self.bus.flush, "bus")
+        self._log_counts("ingest_counts", n)
         return n
 
 
@@ -397,7 +445,7 @@ class Aggregator(BusStage):
         self.replay_window = replay_window
         self._pruned_at: float | None = None  # time.monotonic() of the last prune
         self.consumer = bus.consumer([OBSERVATIONS_TOPIC], self.GROUP)
-        self._cameras: set[str] = set()
+        self._cameras: dict[str, tuple[Camera, float]] = {}  # registered camera, when it was read
         self.live_stale = live is not None  # rebuilt at the first batch if the live state lost them
 
     def _parse(self, message: Message) -> tuple[FrameObservations, Camera] | None:
@@ -410,6 +458,27 @@ class Aggregator(BusStage):
             self.dead_letter(message, f"{type(exc).__name__}: {exc}"[:200])
             return None
         return frame, camera
+
+    def _contradicts_registry(self, message: Message, camera: Camera) -> bool:
+        """Whether the message names another zone or site than its camera's registered ones; if
+        so it goes to the dead-letter topic: a message never moves a camera (and its history)
+        into another scope, configuration does (``emolens cameras --set``). A camera's first
+        message registers it as its ingest declares it. The registry is read again, at most
+        every ``REGISTRY_REFRESH_S``, before a message is refused, so a move is followed."""
+        now = time.monotonic()
+        known = self._cameras.get(camera.camera_id)
+        if known is None or (known[0] != camera and now - known[1] >= REGISTRY_REFRESH_S):
+            known = (self.retry(partial(self.store.register_camera, camera), "store"), now)
+            self._cameras[camera.camera_id] = known
+        registered = known[0]
+        if registered == camera:
+            return False
+        self.dead_letter(
+            message,
+            f"camera {camera.camera_id!r} is registered in zone {registered.zone!r} of site {registered.site!r}, "
+            f"the message names zone {camera.zone!r} of site {camera.site!r}"[:200],
+        )
+        return True
 
     def _update_live(self, new_frames: list[FrameObservations]) -> None:
         live = self.live
@@ -453,9 +522,8 @@ class Aggregator(BusStage):
                 if parsed is None:
                     continue
                 frame, camera = parsed
-                if camera.camera_id not in self._cameras:
-                    self.retry(partial(self.store.ensure_camera, camera), "store")
-                    self._cameras.add(camera.camera_id)
+                if self._contradicts_registry(m, camera):
+                    continue
                 frames.append(frame)
             new_frames = self.retry(lambda: self.store.apply(frames), "store")
             metrics.FRAMES.labels(self.name, "out").inc(len(new_frames))

@@ -2,13 +2,19 @@
 
 - **Who**: a bearer token (``authorization: bearer <token>``) from a tokens file
   (``EMOLENS_TOKENS_FILE``). Only SHA-256 digests of the tokens are kept in memory, compared in
-  constant time; a token is never logged, and never taken from a command line.
+  constant time; a token is never logged, and never taken from a command line. A token may have
+  an expiry (``expires``); the file is read again when it changes (looked at every
+  ``TOKENS_CHECK_S``), so a token removed from it stops working within seconds, without a
+  restart. Every refused attempt is logged with the caller's address.
 - **What**: each token carries a :class:`Scope`: everything, or a list of sites and/or camera ids.
   The servicer asks :meth:`Access.client` for the caller and checks each name it is given.
 - **How much**: a token bucket per token holder (``EMOLENS_RATE_LIMIT`` calls/s, bursts of
   ``EMOLENS_RATE_BURST``) and a cap on concurrent streams, per client and in total
   (``EMOLENS_MAX_STREAMS_PER_CLIENT``, ``EMOLENS_MAX_STREAMS``), so streams never hold every
-  worker thread.
+  worker thread; and a budget of decoded pixels in flight, in total and per client
+  (``EMOLENS_MAX_PIXELS_IN_FLIGHT``, ``EMOLENS_MAX_PIXELS_IN_FLIGHT_PER_CLIENT``), taken from an
+  image's header before it is decoded, so concurrent large images cannot push the gateway out of
+  memory: an image waits up to ``PIXEL_WAIT_S`` for room, then is refused (RESOURCE_EXHAUSTED).
 
 :class:`AccessInterceptor` admits every call of the server it is given to (the health service
 excepted: Kubernetes probes carry no token) before a servicer method runs; its refusals are
@@ -21,6 +27,7 @@ A tokens file (YAML, or JSON, which YAML reads too)::
         token: "2f1c...e9"            # or  sha256: <64 hex digits of the token's SHA-256>
         sites: [mall-a]
         cameras: [mall-b-entrance]    # sites and/or cameras
+        expires: 2027-01-31T00:00:00Z # optional: refused from then on (a date: 00:00 UTC of it)
       - name: operations
         sha256: "5e88...42"
         all: true                     # every site and camera
@@ -36,12 +43,15 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import yaml
@@ -52,11 +62,17 @@ from emolens.settings import Settings
 from emolens.store import Camera
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Shorter tokens can be guessed; `openssl rand -hex 32` makes a good one.
 MIN_TOKEN_LENGTH = 16
 # Methods any caller may reach without a token: Kubernetes' gRPC probes cannot send one.
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
+# How long an image waits for room in the pixel budget before it is refused, and how many may
+# wait at once: a waiting call holds a worker thread, and health needs free ones.
+PIXEL_WAIT_S = 2.0
+# How often the tokens file's modification time is looked at: the most a revoked token lives on.
+TOKENS_CHECK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,10 @@ class Client:
     name: str
     scope: Scope
     rate_limited: bool = True
+    expires: datetime | None = None  # aware; None = never
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
 
 
 def _digest(token: str) -> bytes:
@@ -163,7 +183,7 @@ class Tokens:
 def _entry(entry: Any, where: str) -> tuple[bytes, Client]:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping with name, token (or sha256) and a scope")
-    unknown = set(entry) - {"name", "token", "sha256", "all", "sites", "cameras"}
+    unknown = set(entry) - {"name", "token", "sha256", "all", "sites", "cameras", "expires"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     name = entry.get("name")
@@ -196,7 +216,24 @@ def _entry(entry: Any, where: str) -> tuple[bytes, Client]:
     if everything not in (True, False) or everything == bool(lists["sites"] or lists["cameras"]):
         raise ConfigError(f"{where}: give either all: true, or sites and/or cameras")
     scope = EVERYTHING if everything else Scope(sites=lists["sites"], cameras=lists["cameras"])
-    return digest, Client(name, scope)
+    return digest, Client(name, scope, expires=_expiry(entry.get("expires"), where))
+
+
+def _expiry(value: Any, where: str) -> datetime | None:
+    """``expires``: an ISO time (UTC unless it names a zone) or a date (00:00 UTC of it); YAML
+    gives those as datetime or date already, JSON as a string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            value = None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{where}: expires must be an ISO time such as 2027-01-31T00:00:00Z, or a date")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
@@ -239,16 +276,94 @@ class Limits:
     """Per-client request rate and concurrent streams (per client and in total); thread-safe.
     Rates are kept per token name, so the table is as large as the tokens file."""
 
-    def __init__(self, rate: float, burst: int, max_streams: int, max_streams_per_client: int) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        max_streams: int,
+        max_streams_per_client: int,
+        max_pixels: int = 0,
+        max_pixels_per_client: int = 0,
+        max_pixel_waiters: int = 4,
+        pixel_wait_s: float = PIXEL_WAIT_S,
+    ) -> None:
         self.rate, self.burst = rate, burst
         self.max_streams, self.max_streams_per_client = max_streams, max_streams_per_client
+        self.max_pixels, self.max_pixels_per_client = max_pixels, max_pixels_per_client  # 0: no budget
+        self.max_pixel_waiters, self.pixel_wait_s = max_pixel_waiters, pixel_wait_s
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when pixels are given back
         self._buckets: dict[str, TokenBucket] = {}
         self._streams: dict[str, int] = {}
+        self._pixels: dict[str, int] = {}
+        self._pixel_waiters = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.rate_limit, settings.rate_burst, settings.max_streams, settings.max_streams_per_client)
+        return cls(
+            settings.rate_limit,
+            settings.rate_burst,
+            settings.max_streams,
+            settings.max_streams_per_client,
+            settings.max_pixels_in_flight,
+            settings.max_pixels_in_flight_per_client,
+            max_pixel_waiters=max(1, settings.gateway_workers // 2),
+        )
+
+    @contextmanager
+    def pixels(self, client: str, pixels: int) -> Iterator[None]:
+        """Hold ``pixels`` of the budget (in total and the client's) while the block decodes and
+        analyses an image. Waits up to ``pixel_wait_s`` for room, with at most
+        ``max_pixel_waiters`` calls waiting; otherwise ResourceExhausted. An image larger than
+        the whole budget is admitted alone (Settings keeps the budgets >= max_pixels).
+
+        >>> limits = Limits(0, 1, 1, 1, max_pixels=100, max_pixels_per_client=60, pixel_wait_s=0)
+        >>> with limits.pixels("a", 60), limits.pixels("b", 40):
+        ...     limits.pixels_in_flight()
+        100
+        """
+        if not self.max_pixels or pixels <= 0:
+            yield
+            return
+        deadline = time.monotonic() + self.pixel_wait_s
+        with self._room:
+            while not self._fits(client, pixels):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._pixel_waiters >= self.max_pixel_waiters:
+                    mine = self._pixels.get(client, 0)
+                    whose = "this client's" if mine + pixels > self.max_pixels_per_client > 0 else "the gateway's"
+                    raise ResourceExhausted(
+                        f"{whose} budget of decoded pixels in flight is taken by other images "
+                        "(EMOLENS_MAX_PIXELS_IN_FLIGHT); retry shortly"
+                    )
+                self._pixel_waiters += 1
+                try:
+                    self._room.wait(left)
+                finally:
+                    self._pixel_waiters -= 1
+            self._pixels[client] = self._pixels.get(client, 0) + pixels
+        try:
+            yield
+        finally:
+            with self._room:
+                left_over = self._pixels[client] - pixels
+                if left_over:
+                    self._pixels[client] = left_over
+                else:
+                    del self._pixels[client]
+                self._room.notify_all()
+
+    def _fits(self, client: str, pixels: int) -> bool:
+        total, mine = sum(self._pixels.values()), self._pixels.get(client, 0)
+        if not total:
+            return True  # alone, whatever its size
+        if total + pixels > self.max_pixels:
+            return False
+        return not (self.max_pixels_per_client and mine and mine + pixels > self.max_pixels_per_client)
+
+    def pixels_in_flight(self) -> int:
+        with self._lock:
+            return sum(self._pixels.values())
 
     def take(self, client: str) -> None:
         """One call's worth of the client's rate; ResourceExhausted when it has none left."""
@@ -301,36 +416,94 @@ def _peer_host(peer: str) -> str:
 
 
 class Access:
-    """The gateway's door: tokens (None = authentication off) and limits."""
+    """The gateway's door: tokens (None = authentication off) and limits. With ``tokens_file``
+    the tokens are read again when the file changes (checked at most every ``TOKENS_CHECK_S``);
+    a file that no longer reads keeps the tokens in use, with an error in the log."""
 
-    def __init__(self, tokens: Tokens | None, limits: Limits) -> None:
+    def __init__(self, tokens: Tokens | None, limits: Limits, tokens_file: str | Path | None = None) -> None:
         self.tokens, self.limits = tokens, limits
+        self.tokens_file = Path(tokens_file) if tokens_file else None
+        self._file_state = self._stat()
+        self._checked_at = time.monotonic()
+        self._reload_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Access:
         tokens = Tokens.load(settings.tokens_file) if settings.tokens_file else None
-        return cls(tokens, Limits.from_settings(settings))
+        return cls(tokens, Limits.from_settings(settings), settings.tokens_file or None)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if self.tokens_file is None:
+            return None
+        try:
+            st = os.stat(self.tokens_file)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def reload_if_changed(self, now: float | None = None) -> None:
+        """Read the tokens file again if it changed since it was read (a stat every
+        ``TOKENS_CHECK_S`` at most; callers do not wait on each other)."""
+        now = time.monotonic() if now is None else now
+        if self.tokens_file is None or now - self._checked_at < TOKENS_CHECK_S:
+            return
+        if not self._reload_lock.acquire(blocking=False):
+            return
+        try:
+            self._checked_at = now
+            state = self._stat()
+            if state == self._file_state:
+                return
+            self._file_state = state
+            try:
+                tokens = Tokens.load(self.tokens_file)
+            except ConfigError as exc:
+                log.error("event=tokens_reload_failed reason=%r kept=%d", str(exc), len(self.tokens or ()))
+                return
+            self.tokens = tokens
+            log.info("event=tokens_reloaded tokens=%d", len(tokens))
+        finally:
+            self._reload_lock.release()
 
     def client(self, context: grpc.ServicerContext) -> Client:
-        """The caller of this call: Unauthenticated without a known token. With authentication
-        off (loopback only), every caller sees everything, is not rate limited, and is told apart
-        by its address for the stream caps."""
+        """The caller of this call: Unauthenticated without a known, unexpired token. With
+        authentication off (loopback only), every caller sees everything, is not rate limited,
+        and is told apart by its address for the stream caps."""
         if self.tokens is None:
             return Client(f"peer {_peer_host(context.peer())}", EVERYTHING, rate_limited=False)
+        self.reload_if_changed()
         token = bearer_token(context.invocation_metadata())
         if token is None:
-            raise Unauthenticated("this call needs a token: send the header 'authorization: bearer <token>'")
+            raise _refused(
+                context, Unauthenticated("this call needs a token: send the header 'authorization: bearer <token>'")
+            )
         client = self.tokens.find(token)
         if client is None:
-            raise Unauthenticated("the token is not valid")
+            raise _refused(context, Unauthenticated("the token is not valid"))
+        if client.expired():
+            raise _refused(context, Unauthenticated("the token has expired"), client.name)
         return client
+
+
+def _refused(context: grpc.ServicerContext, exc: Exception, client: str = "") -> Exception:
+    """``exc``, after logging the refusal with the caller's address (never the token)."""
+    log.warning("event=access_refused peer=%s client=%s reason=%r", _peer_host(context.peer()), client or "-", str(exc))
+    return exc
+
+
+def _limited(context: grpc.ServicerContext, client: Client, take: Callable[[], T]) -> T:
+    """``take()``, logging a refusal (ResourceExhausted) with the caller's address."""
+    try:
+        return take()
+    except ResourceExhausted as exc:
+        raise _refused(context, exc, client.name) from None
 
 
 def _guard_unary(behaviour: Callable[..., Any], access: Access, method: str) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         client = access.client(context)
         if client.rate_limited:
-            access.limits.take(client.name)
+            _limited(context, client, lambda: access.limits.take(client.name))
         log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
         return behaviour(request, context)
 
@@ -341,8 +514,8 @@ def _guard_streaming(behaviour: Callable[..., Iterator[Any]], access: Access, me
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         client = access.client(context)
         if client.rate_limited:
-            access.limits.take(client.name)
-        release = access.limits.open_stream(client.name)
+            _limited(context, client, lambda: access.limits.take(client.name))
+        release = _limited(context, client, lambda: access.limits.open_stream(client.name))
         context.add_callback(release)  # however the call ends: the client may just go away
         log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
         try:

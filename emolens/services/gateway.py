@@ -37,7 +37,7 @@ from emolens.analytics import DEFAULT_PAGE_SIZE, By, Every, query_stats
 from emolens.errors import ConfigError, InputError, NotFound, QueryTooLarge, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
-from emolens.media import decode_image
+from emolens.media import decode_image, header_size
 from emolens.metrics import serve_metrics
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
@@ -103,16 +103,30 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
     def _analyzer(self, track: bool) -> Analyzer:
         return Analyzer(self.settings, classifier=self.classifier, detector=self.detector, track=track)
 
+    def _pixels(self, data: bytes) -> int:
+        """The pixels ``data`` declares in its header, the part of the pixel budget its decoding
+        holds; 0 for bytes that :func:`decode_image` refuses before decoding anyway (no size in
+        the header, or more than max_pixels)."""
+        size = header_size(data)
+        pixels = size[0] * size[1] if size else 0
+        return pixels if pixels <= self.settings.max_pixels else 0
+
     def AnalyzeImage(self, request, context):
-        image = decode_image(request.image, self.settings.max_pixels, untrusted=True)
-        faces = self._analyzer(track=False).analyze(image)
+        client = self.access.client(context)
+        with self.access.limits.pixels(client.name, self._pixels(request.image)):
+            image = decode_image(request.image, self.settings.max_pixels, untrusted=True)
+            faces = self._analyzer(track=False).analyze(image)
+            del image
         return analytics_pb2.AnalyzeImageResponse(faces=[face_to_pb(f) for f in faces])
 
     def AnalyzeStream(self, request_iterator, context):
+        client = self.access.client(context)
         analyzer = self._analyzer(track=True)
         for frame in request_iterator:
-            image = decode_image(frame.image, self.settings.max_pixels, f"frame {frame.frame_seq}", untrusted=True)
-            faces = analyzer.analyze(image)
+            with self.access.limits.pixels(client.name, self._pixels(frame.image)):
+                image = decode_image(frame.image, self.settings.max_pixels, f"frame {frame.frame_seq}", untrusted=True)
+                faces = analyzer.analyze(image)
+                del image
             yield analytics_pb2.StreamResult(frame_seq=frame.frame_seq, faces=[face_to_pb(f) for f in faces])
 
     def _cameras(self) -> dict[str, Camera]:

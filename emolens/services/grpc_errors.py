@@ -84,7 +84,8 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> NoRetu
     elif any(code == c for _, c, _ in _OUTAGE):
         log.warning("event=rpc_failed method=%s code=%s error=%r", method, code.name, str(exc), exc_info=exc)
     else:
-        log.info("event=rpc_refused method=%s code=%s error=%r", method, code.name, str(exc))
+        # with the caller's address: who was refused is what an operator looks for
+        log.info("event=rpc_refused method=%s code=%s peer=%s error=%r", method, code.name, context.peer(), str(exc))
     context.abort(code, details)
     raise AssertionError("unreachable: abort raises")
 

@@ -71,7 +71,16 @@ class Camera:
 
 
 class Store(Protocol):
-    def ensure_camera(self, camera: Camera) -> None: ...
+    def ensure_camera(self, camera: Camera) -> None:
+        """Register ``camera`` with its zone and site, or move it there: configuration only
+        (a run's or the chart's camera list, ``emolens cameras --set``), never a message."""
+        ...
+
+    def register_camera(self, camera: Camera) -> Camera:
+        """The camera as registered: ``camera`` itself when its id was unknown, or known with
+        neither zone nor site (registered now, as its ingest declares it), else the registered
+        one, unchanged."""
+        ...
 
     def apply(self, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
         """Add frames to their buckets in one transaction; frames seen before are skipped.

@@ -135,6 +135,20 @@ class SqlStore:
         with self._outage(), self.engine.begin() as conn:
             conn.execute(stmt)
 
+    def register_camera(self, camera: Camera) -> Camera:
+        stmt = self._dialect.insert(cameras).values(camera_id=camera.camera_id, zone=camera.zone, site=camera.site)
+        # a camera with neither zone nor site was never declared (``apply`` makes such a row for
+        # frames of a camera nobody declared): its first declaration registers it
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["camera_id"],
+            set_={"zone": camera.zone, "site": camera.site},
+            where=(cameras.c.zone == "") & (cameras.c.site == ""),
+        )
+        with self._outage(), self.engine.begin() as conn:
+            conn.execute(stmt)
+            row = conn.execute(select(cameras).where(cameras.c.camera_id == camera.camera_id)).one()
+        return Camera(row.camera_id, row.zone, row.site)
+
     def apply(self, frames: Sequence[FrameObservations]) -> list[FrameObservations]:
         if not frames:
             return []
