@@ -62,11 +62,12 @@ FACENESS_RAMP = (0.45, 0.70)
 # steeper ramp moved the demo clip's minute by 2.9% between following faces and full detection
 # (a dim background face crossing the threshold), past the 2% the detection interval allows.
 STILL_FACENESS_RAMP = (0.50, 0.70)
-# Faces narrower than this (frame pixels) are low quality whatever else they show: measured
-# through the pipeline (docs/model-card.md, Small faces; emolens.evaluation.small_faces), the
-# emotion accuracy at 24 px falls 6.6 points below 96 px (65.3% against 71.9%), more than the 5
-# points the statistics allow, while at 32 px it stays within 4.5 (smile within 3.6).
-MIN_USABLE_WIDTH = 28.0
+# Faces narrower than this (frame pixels) are low quality whatever else they show. Measured
+# through the pipeline (docs/model-card.md, Small faces; emolens.evaluation.small_faces): faces
+# drawn 24 px wide are classified 5.2 (smile) and 7.8 (emotion) points below 96 px, more than
+# the 5 points the statistics accept; at 32 px within 4.7 and 1.5. The detector's boxes of a
+# 24 px face measure 20-27 px (88% under 26), of a 32 px face 27-35 px (99% from 26).
+MIN_USABLE_WIDTH = 26.0
 
 
 def assess(
