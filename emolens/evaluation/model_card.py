@@ -198,6 +198,7 @@ def render_card(
     pipeline: Mapping[str, PipelineResult] | None,
     limit: int | None = None,
     agreement: Agreement | None = None,
+    small_faces: str | None = None,
 ) -> str:
     """The model card's Markdown; ``models`` holds the smile and the emotion model, ``limit`` marks
     a quick look on the first N faces per set."""
@@ -207,6 +208,7 @@ def render_card(
     fields = {
         "scope": f"(quick look: --limit {limit})" if limit else "on the full `test` splits",
         "pipeline": _pipeline_table(pipeline),
+        "small_faces": small_faces or "_Not measured in this run (`--skip-pipeline`)._",
         **_agreement_fields(agreement),
     }
     for m in models:

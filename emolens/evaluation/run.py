@@ -26,10 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from emolens.contract import default_repository
+from emolens.evaluation import small_faces
 from emolens.evaluation.metrics import class_report, confusion_matrix, roc_auc
 from emolens.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
 from emolens.inference import EMOTION, SMILE, Classifier, softmax
 from emolens.inference.onnx import OnnxClassifier
+from emolens.pipeline import Analyzer
 from emolens.settings import Settings
 from emolens.training import augment as aug
 from emolens.training.canvas import place_on_canvas
@@ -281,10 +283,18 @@ def main(argv: list[str] | None = None) -> int:
             pipeline[model] = pipeline_eval(settings, model, test, upscale, args.seed)
             print(f"pipeline {model}: {pipeline[model]}", file=sys.stderr)
         results["pipeline"] = {model: asdict(r) for model, r in pipeline.items()}
+        small = small_faces.measure(
+            Analyzer(Settings.from_env(inference=f"onnx://{args.repo}")),
+            frames=max(args.limit // 4, 5) if args.limit else small_faces.FRAMES,
+            data_dir=args.data_dir,
+        )
+        results["small_faces"] = small_faces.to_json(small)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_card(models, pipeline, args.limit, agree))
+    args.out.write_text(
+        render_card(models, pipeline, args.limit, agree, None if args.skip_pipeline else small_faces.render(small))
+    )
     print(f"wrote {args.out} and {args.json} in {time.time() - t0:.0f}s", file=sys.stderr)
     return 0

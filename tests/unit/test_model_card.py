@@ -56,6 +56,7 @@ def test_card_renders_the_template_with_every_number(models):
         "## Emotion (FER2013 official `test` = PrivateTest, original labels)",
         "## Across datasets, and the two models together",
         "## Preprocessing choice (measured on `val`, never `test`)",
+        "## Small faces (CCTV distance) and head yaw",
         "## Full pipeline (detect -> align -> classify)",
     ]
     assert "Without duplicates: 65.5% on the 3270 test faces whose pixels occur in neither" in card
