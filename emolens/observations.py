@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from emolens.errors import InputError
 from emolens.results import EMOTIONS, FaceResult
+from emolens.settings import check_time
 
 MAX_ID_LENGTH = 128  # camera, zone and site ids; the SQL columns are this wide
 MAX_FACES_PER_FRAME = 1000
@@ -31,6 +32,7 @@ class FrameObservations:
             raise InputError(f"camera id must be 1-{MAX_ID_LENGTH} characters, got {len(self.camera_id)}")
         if "\x00" in self.camera_id:  # PostgreSQL's text cannot hold it
             raise InputError("camera id holds a NUL character")
+        check_time(self.timestamp, "captured_at")  # what the store's partitions and rollups hold
         if not 0 <= self.frame_seq < 1 << 63:
             raise InputError(f"frame_seq {self.frame_seq} outside 0..2^63")
         if len(self.faces) > MAX_FACES_PER_FRAME:

@@ -250,6 +250,7 @@ def test_undecodable_frames_go_to_the_dead_letter_topic(demo_clip):
     import cv2
 
     ok = frames_pb2.Frame(camera_id="cam-x", frame_seq=7, jpeg=cv2.imencode(".jpg", image)[1].tobytes())
+    ok.captured_at.GetCurrentTime()  # a frame without a time reads 1970, before any camera's (a dead letter)
     bus.publish(FRAMES_TOPIC, "cam-x", ok.SerializeToString())
     detector = Detector(bus, settings, make_classifier(settings.inference))
     assert drain(detector, idle_s=0.2) == 3
