@@ -543,7 +543,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import signal
 
     from emolens.live import make_live_state
-    from emolens.services.gateway import AnalyticsService, build_server, check_address
+    from emolens.services.gateway import LIVE_TIMEOUT_S, AnalyticsService, build_server, check_address
     from emolens.store import make_store
 
     settings = _settings(args)
@@ -552,7 +552,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     check_address(address, tls=bool(settings.tls_cert), auth=bool(settings.tokens_file), insecure=args.insecure)
     store = make_store(settings.db)
     try:
-        live = make_live_state(settings.live) if args.live else None
+        live = make_live_state(settings.live, timeout_s=LIVE_TIMEOUT_S) if args.live else None
         service = AnalyticsService(settings, store, live)
         server, port = build_server(service, address, insecure=args.insecure, reflection=args.reflection)
     except BaseException:

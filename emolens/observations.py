@@ -13,6 +13,30 @@ MAX_ID_LENGTH = 128  # camera, zone and site ids; the SQL columns are this wide
 MAX_FACES_PER_FRAME = 1000
 
 
+def check_id(value: str, what: str) -> str:
+    """``value`` when a camera, zone or site id can be it (no NUL, which PostgreSQL's text
+    cannot hold; at most MAX_ID_LENGTH characters, the columns' width), else ``InputError``
+    quoting at most MAX_ID_LENGTH characters of it: a 100 KB id gives a short message.
+
+    >>> check_id("cam-1", "camera_id")
+    'cam-1'
+    >>> check_id("x" * 100_000, "camera_id")
+    Traceback (most recent call last):
+    ...
+    emolens.errors.InputError: camera_id of 100,000 characters (more than 128): 'xxx...xxx'...
+    """
+    if "\x00" in value:
+        raise InputError(f"{what} {shown(value)!r} holds a NUL character")
+    if len(value) > MAX_ID_LENGTH:
+        raise InputError(f"{what} of {len(value):,} characters (more than {MAX_ID_LENGTH}): {shown(value)!r}...")
+    return value
+
+
+def shown(value: str) -> str:
+    """An id as messages and logs may quote it: cut to MAX_ID_LENGTH characters."""
+    return value[:MAX_ID_LENGTH]
+
+
 @dataclass(frozen=True)
 class FrameObservations:
     camera_id: str
