@@ -210,17 +210,17 @@ def test_detector_analyses_every_good_frame_and_never_dies(face_jpeg):
     detector = Detector(bus, settings_, make_classifier(settings_.inference))
     out = bus.consumer([OBSERVATIONS_TOPIC], "fuzz-out")
     dlq = bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "fuzz-dlq")
-    seq = iter(range(10**9))
     tally = Counter[str]()
 
     @st.composite
     def frames(draw: st.DrawFn) -> list[tuple[str, bytes, tuple[str, int]]]:
         batch = []
-        for _ in range(draw(st.integers(1, 6))):
+        seqs = draw(st.lists(st.integers(0, 2**40), min_size=1, max_size=6, unique=True))
+        for frame_seq in seqs:
             kind = draw(st.sampled_from(("good", "good", "bad_time", "bad_image", "mutated")))
             msg = frames_pb2.Frame(
                 camera_id=draw(st.sampled_from(["fz-1", "fz-2"])),
-                frame_seq=next(seq),
+                frame_seq=frame_seq,
                 jpeg=face_jpeg,
                 width=128,
                 height=128,
@@ -249,8 +249,8 @@ def test_detector_analyses_every_good_frame_and_never_dies(face_jpeg):
         dead = Counter(m.value for m in letters)
         for kind, payload, ident in batch:
             tally[kind] += 1
-            if kind == "good":
-                assert analysed[ident] == 1 and dead[payload] == 0
+            if kind == "good":  # (a mutant may name the same frame: exactly once is checked in total below)
+                assert analysed[ident] >= 1 and dead[payload] == 0
             elif kind in ("bad_time", "bad_image"):
                 assert dead[payload] == 1 and analysed[ident] == 0
             else:  # a mutant may name another frame: counted below, either analysed or dead

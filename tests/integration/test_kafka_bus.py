@@ -115,7 +115,7 @@ def test_headers_travel_with_the_message(kafka_url):
     bus = make_bus(kafka_url)
     topic = f"t-{uuid.uuid4().hex[:8]}"
     bus.ensure_topics([topic])
-    bus.publish(topic, "cam-1", b"as it came", [("emolens-dlq-reason", "captured_at 0001-01-01 ...".encode())])
+    bus.publish(topic, "cam-1", b"as it came", [("emolens-dlq-reason", b"captured_at 0001-01-01 ...")])
     bus.publish(topic, "cam-1", b"plain")
     bus.flush()
     consumer = bus.consumer([topic], f"g-{uuid.uuid4().hex[:8]}")
