@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, case, cast, func, literal, or_, select, tuple_
+from sqlalchemy import Select, and_, case, cast, func, literal, null, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Float
 
@@ -258,7 +258,9 @@ def _grouped(by: By, every: Every, since: datetime, until: datetime) -> Select[A
         smiles.label("smiles"),
         _ratio(smiles, faces).label("smile_rate"),
         _ratio(func.sum(t.c.quality_sum), faces).label("mean_quality"),
-        (_ratio(func.sum(dwell), visitors_sum) if dwell is not None else literal(None, Float)).label("mean_dwell_s"),
+        # a typed NULL: a bare parameter reaches PostgreSQL as text, whose OID (25) the Float
+        # result processor refused ("Unknown PG numeric type: 25": every minute query failed)
+        (_ratio(func.sum(dwell), visitors_sum) if dwell is not None else cast(null(), Float)).label("mean_dwell_s"),
         *[func.sum(t.c[f"n_{e}"]).label(f"n_{e}") for e in EMOTIONS],
     ]
     return (

@@ -95,8 +95,11 @@ def _output(value: str | None) -> Iterator[IO[str]]:
         out = path.open("w")
     except OSError as exc:
         raise InputError(f"--out {path}: cannot write ({exc.strerror})") from exc
-    with out:
-        yield out
+    try:
+        with out:
+            yield out
+    except OSError as exc:  # a full disk shows in a write or in the close: one line, not a traceback
+        raise InputError(f"--out {path}: cannot write ({exc.strerror})") from exc
 
 
 @contextmanager
@@ -183,6 +186,7 @@ def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotat
             except EmolensError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
+    out.flush()  # a write that fails says so before the summary claims the faces were written
     log.info("event=analyze_done inputs=%d faces=%d failed=%d", ok, faces, failed)
     print(f"analyzed {ok} input(s), {faces} face(s); {failed} failed", file=sys.stderr)
     return 0 if ok else 2
@@ -573,7 +577,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import signal
 
     from emolens.live import make_live_state
-    from emolens.services.gateway import AnalyticsService, build_server, check_address
+    from emolens.services.gateway import LIVE_TIMEOUT_S, AnalyticsService, build_server, check_address
     from emolens.store import make_store
 
     settings = _settings(args)
@@ -582,7 +586,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     check_address(address, tls=bool(settings.tls_cert), auth=bool(settings.tokens_file), insecure=args.insecure)
     store = make_store(settings.db)
     try:
-        live = make_live_state(settings.live) if args.live else None
+        live = make_live_state(settings.live, timeout_s=LIVE_TIMEOUT_S) if args.live else None
         service = AnalyticsService(settings, store, live)
         server, port = build_server(service, address, insecure=args.insecure, reflection=args.reflection)
     except BaseException:
@@ -912,7 +916,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_logging(args)
         _check_flags(args)
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a write that fails fails here, not in Python's exit ("Exception ignored")
+        return code
     except EmolensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -923,6 +929,13 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (``emolens stats | head``): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # a write that failed (a full disk, a file system gone read-only): whatever it was
+        # writing, one line; what stdout still buffers is dropped, so the exit is quiet too
+        where = exc.filename or "standard output"
+        print(f"error: cannot write to {where} ({exc.strerror or exc})", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,9 +7,34 @@ from datetime import UTC, datetime
 
 from emolens.errors import InputError
 from emolens.results import EMOTIONS, FaceResult
+from emolens.settings import check_time
 
 MAX_ID_LENGTH = 128  # camera, zone and site ids; the SQL columns are this wide
 MAX_FACES_PER_FRAME = 1000
+
+
+def check_id(value: str, what: str) -> str:
+    """``value`` when a camera, zone or site id can be it (no NUL, which PostgreSQL's text
+    cannot hold; at most MAX_ID_LENGTH characters, the columns' width), else ``InputError``
+    quoting at most MAX_ID_LENGTH characters of it: a 100 KB id gives a short message.
+
+    >>> check_id("cam-1", "camera_id")
+    'cam-1'
+    >>> check_id("x" * 100_000, "camera_id")
+    Traceback (most recent call last):
+    ...
+    emolens.errors.InputError: camera_id of 100,000 characters (more than 128): 'xxx...xxx'...
+    """
+    if "\x00" in value:
+        raise InputError(f"{what} {shown(value)!r} holds a NUL character")
+    if len(value) > MAX_ID_LENGTH:
+        raise InputError(f"{what} of {len(value):,} characters (more than {MAX_ID_LENGTH}): {shown(value)!r}...")
+    return value
+
+
+def shown(value: str) -> str:
+    """An id as messages and logs may quote it: cut to MAX_ID_LENGTH characters."""
+    return value[:MAX_ID_LENGTH]
 
 
 @dataclass(frozen=True)
@@ -31,6 +56,7 @@ class FrameObservations:
             raise InputError(f"camera id must be 1-{MAX_ID_LENGTH} characters, got {len(self.camera_id)}")
         if "\x00" in self.camera_id:  # PostgreSQL's text cannot hold it
             raise InputError("camera id holds a NUL character")
+        check_time(self.timestamp, "captured_at")  # what the store's partitions and rollups hold
         if not 0 <= self.frame_seq < 1 << 63:
             raise InputError(f"frame_seq {self.frame_seq} outside 0..2^63")
         if len(self.faces) > MAX_FACES_PER_FRAME:

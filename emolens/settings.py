@@ -8,10 +8,10 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, InputError
 
 DETECTORS = ("auto", "blazeface", "blazeface-full", "blazeface-short", "haar")  # see vision.detect
 PREPROCESS_MODES = ("none", "auto", "clahe")  # see vision.preprocess
@@ -248,12 +248,42 @@ class Settings:
         return [f"EMOLENS_{f.name.upper()}" for f in fields(Settings)]
 
 
+# The times a frame may carry (docs/reliability.md, "A bad timestamp"): a camera whose clock
+# reset reads 1970 or year 1, a typo reads 9999; neither is a time anything was seen. A day
+# ahead leaves room for clock skew and time zones given wrong, not for a clock that is years off.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIME_AHEAD = timedelta(days=1)
+
+
+def check_time(t: datetime, what: str = "time", now: datetime | None = None) -> datetime:
+    """``t`` (naive is UTC) when it lies from 2000-01-01 to a day after ``now`` (default: the
+    wall clock), else ``InputError``: the rule every edge applies to a frame's time.
+
+    >>> check_time(datetime(2026, 3, 1), now=datetime(2026, 3, 1, tzinfo=UTC)).year
+    2026
+    >>> check_time(datetime(1, 1, 1), "captured_at")
+    Traceback (most recent call last):
+    ...
+    emolens.errors.InputError: captured_at 0001-01-01T00:00:00+00:00 is before 2000-01-01
+    """
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    if t < EARLIEST_TIME:
+        raise InputError(f"{what} {t.isoformat()} is before {EARLIEST_TIME:%Y-%m-%d}")
+    latest = (now or datetime.now(UTC)) + MAX_TIME_AHEAD
+    if t > latest:
+        raise InputError(f"{what} {t.isoformat()} is more than {MAX_TIME_AHEAD.days} day ahead of the clock")
+    return t
+
+
 def parse_start(text: str | None) -> datetime | None:
-    """``--start``: an ISO time; without a zone it is UTC."""
+    """``--start``: an ISO time (without a zone it is UTC) that :func:`check_time` accepts."""
     if not text:
         return None
     try:
         start = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ConfigError(f"--start {text!r} is not an ISO time such as 2026-01-01T12:00:00") from exc
-    return start if start.tzinfo else start.replace(tzinfo=UTC)
+    try:
+        return check_time(start, "--start")
+    except InputError as exc:  # the operator's to fix, in the one line every ConfigError gets
+        raise ConfigError(str(exc)) from exc

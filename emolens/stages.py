@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -33,7 +33,7 @@ from emolens.media import DROP_RATE, DROP_UNREADABLE, decode_image, is_live, ite
 from emolens.observations import MAX_ID_LENGTH, FrameObservations
 from emolens.pipeline import Analyzer, analyze_together, to_bgr
 from emolens.retry import Backoff
-from emolens.settings import Settings
+from emolens.settings import Settings, check_time
 from emolens.store import Camera, Store
 from emolens.store.seen import POSITION_BITS  # frame_seq = source id << 40 | position in the source
 from emolens.v1 import frames_pb2, observations_pb2
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 90
 T = TypeVar("T")
+R = TypeVar("R")
+# Dead letters carry why, from which stage and from where, in headers beside the message as it came
+DLQ_REASON, DLQ_STAGE, DLQ_ORIGIN = "emolens-dlq-reason", "emolens-dlq-stage", "emolens-dlq-origin"
+MAX_REASON = 300
 
 
 MAX_FRAME_BYTES = 900_000  # under Kafka's default 1 MB message limit, with room for the envelope
@@ -110,6 +114,14 @@ class Stopping(Exception):
     """The process was asked to stop while it waited for a dependency."""
 
 
+def refusal(exc: BaseException) -> str:
+    """A one-line reason for a dead letter: the error's type and first line (a database
+    error's driver message, without the SQL and parameters SQLAlchemy appends)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:MAX_REASON]
+
+
 RETRYABLE = (Unavailable, DeadlineExceeded)
 
 
@@ -153,10 +165,46 @@ class BusStage:
             return result
 
     def dead_letter(self, message: Message, reason: str) -> None:
+        """Send ``message`` as it came to its topic's dead-letter topic, the reason (cut to
+        MAX_REASON characters: it may quote the message) and where it came from in headers."""
         topic = dead_letter_topic(message.topic)
+        reason = reason[:MAX_REASON]
         metrics.DEAD_LETTERS.labels(topic).inc()
         log.error("event=dead_letter stage=%s topic=%s offset=%d reason=%r", self.name, topic, message.offset, reason)
-        self.retry(lambda: self.bus.publish(topic, message.key, message.value), "bus")
+        headers = [
+            (DLQ_REASON, reason.encode()),
+            (DLQ_STAGE, self.name.encode()),
+            (DLQ_ORIGIN, f"{message.topic}/{message.partition}/{message.offset}".encode()),
+        ]
+        self.retry(lambda: self.bus.publish(topic, message.key, message.value, headers), "bus")
+
+    def isolating(
+        self, items: Sequence[tuple[Message, T]], process: Callable[[list[T]], list[R]], dependency: str, what: str
+    ) -> list[R]:
+        """``process(items)`` as one call, retried through outages; when it raises anything
+        else the items are split in halves and each half processed alone, down to the single
+        message that raises, which goes to the dead-letter topic with the reason. So one bad
+        message costs about 2 log2(n) extra calls and the rest of its batch is processed: no
+        message stops a stage (docs/reliability.md). ``process`` must have no effect when it
+        raises (one transaction, or nothing published)."""
+        if not items:
+            return []
+        try:
+            return self.retry(partial(process, [x for _, x in items]), dependency)
+        except Stopping:
+            raise
+        except Exception as exc:
+            if len(items) == 1:
+                metrics.ERRORS.labels(self.name, "refused").inc()
+                self.dead_letter(items[0][0], f"{what} ({refusal(exc)})")
+                return []
+            log.warning(
+                "event=batch_split stage=%s messages=%d reason=%r", self.name, len(items), refusal(exc)[:MAX_REASON]
+            )
+            half = len(items) // 2
+            return self.isolating(items[:half], process, dependency, what) + self.isolating(
+                items[half:], process, dependency, what
+            )
 
 
 class Ingest(BusStage):
@@ -365,7 +413,8 @@ class Detector(BusStage):
         frame = frames_pb2.Frame()
         try:
             frame.ParseFromString(message.value)
-            from_timestamp(frame.captured_at)  # refused here, not after the batch's inference
+            # refused here, not after the batch's inference, nor by the store
+            check_time(from_timestamp(frame.captured_at), "captured_at")
             # the same rule as the gateway's: no decoder allocates for a size nobody checked
             image = to_bgr(decode_image(frame.jpeg, self.settings.max_pixels, "frame", untrusted=True))
         except (DecodeError, InputError) as exc:
@@ -375,6 +424,30 @@ class Detector(BusStage):
             self.dead_letter(message, "no valid camera id")
             return None
         return frame, image
+
+    def _analyze(self, items: list[tuple[frames_pb2.Frame, np.ndarray]]) -> list[tuple[str, bytes]]:
+        """The observations message of each frame (camera id, payload), publishing nothing:
+        each camera's frames in order through its own analyzer (tracker, follower), the faces
+        of all cameras in one classifier call per model."""
+        by_camera: dict[str, list[tuple[frames_pb2.Frame, np.ndarray]]] = defaultdict(list)
+        for f, image in items:
+            by_camera[f.camera_id].append((f, image))
+        jobs = [
+            (
+                self._analyzer(camera_id),
+                [im for _, im in frames],
+                [from_timestamp(f.captured_at).timestamp() for f, _ in frames],  # the detection interval's clock
+            )
+            for camera_id, frames in by_camera.items()
+        ]
+        out, faces_found = [], 0
+        for (camera_id, frames), camera_results in zip(by_camera.items(), analyze_together(jobs), strict=True):
+            for (f, _), faces in zip(frames, camera_results, strict=True):
+                obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)
+                out.append((camera_id, observations_to_pb(obs, f.zone, f.site).SerializeToString()))
+                faces_found += len(faces)
+        metrics.FACES.labels(self.name).inc(faces_found)
+        return out
 
     def step(self, timeout_s: float = 0.5, max_frames: int = 32) -> int:
         """Analyze one batch of frames; returns how many frames were handled. An outage of the
@@ -387,29 +460,12 @@ class Detector(BusStage):
                 return 0
             t0 = time.perf_counter()
             metrics.FRAMES.labels(self.name, "in").inc(len(messages))
-            by_camera: dict[str, list[tuple[frames_pb2.Frame, np.ndarray]]] = defaultdict(list)
-            for m in messages:
-                decoded = self._decode(m)
-                if decoded is not None:
-                    by_camera[decoded[0].camera_id].append(decoded)
-            # each camera's frames in order through its own analyzer (tracker, follower); the
-            # faces of all cameras in one classifier call per model
-            jobs = [
-                (
-                    self._analyzer(camera_id),
-                    [im for _, im in items],
-                    [from_timestamp(f.captured_at).timestamp() for f, _ in items],  # the detection interval's clock
-                )
-                for camera_id, items in by_camera.items()
-            ]
-            results = self.retry(partial(analyze_together, jobs), "inference")
-            for (camera_id, items), camera_results in zip(by_camera.items(), results, strict=True):
-                for (f, _), faces in zip(items, camera_results, strict=True):
-                    metrics.FACES.labels(self.name).inc(len(faces))
-                    obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)
-                    payload = observations_to_pb(obs, f.zone, f.site).SerializeToString()
-                    self.retry(partial(self.bus.publish, OBSERVATIONS_TOPIC, camera_id, payload), "bus")
-                metrics.FRAMES.labels(self.name, "out").inc(len(items))
+            decoded = [(m, d) for m in messages if (d := self._decode(m)) is not None]
+            # a frame that makes the analysis raise is isolated and dead-lettered; the rest go on
+            out = self.isolating(decoded, self._analyze, "inference", "refused by the detector")
+            for camera_id, payload in out:
+                self.retry(partial(self.bus.publish, OBSERVATIONS_TOPIC, camera_id, payload), "bus")
+            metrics.FRAMES.labels(self.name, "out").inc(len(out))
             self.retry(self.bus.flush, "bus")
             self.retry(self.consumer.commit, "bus")
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
@@ -453,22 +509,34 @@ class Aggregator(BusStage):
         try:
             msg.ParseFromString(message.value)
             frame = observations_from_pb(msg).validate()
+            if "\x00" in msg.zone or "\x00" in msg.site:  # PostgreSQL's text cannot hold it
+                raise InputError("zone or site holds a NUL character")
             camera = Camera(msg.camera_id, msg.zone[:MAX_ID_LENGTH], msg.site[:MAX_ID_LENGTH])
         except (DecodeError, EmolensError, ValueError, KeyError) as exc:
-            self.dead_letter(message, f"{type(exc).__name__}: {exc}"[:200])
+            self.dead_letter(message, f"{type(exc).__name__}: {exc}")
             return None
         return frame, camera
 
     def _contradicts_registry(self, message: Message, camera: Camera) -> bool:
-        """Whether the message names another zone or site than its camera's registered ones; if
-        so it goes to the dead-letter topic: a message never moves a camera (and its history)
-        into another scope, configuration does (``emolens cameras --set``). A camera's first
+        """Whether the message names another zone or site than its camera's registered ones (or
+        its camera cannot be registered); if so it went to the dead-letter topic: a message
+        never moves a camera (and its history) into another scope, configuration does
+        (``emolens cameras --set``). A camera's first
         message registers it as its ingest declares it. The registry is read again, at most
         every ``REGISTRY_REFRESH_S``, before a message is refused, so a move is followed."""
         now = time.monotonic()
         known = self._cameras.get(camera.camera_id)
         if known is None or (known[0] != camera and now - known[1] >= REGISTRY_REFRESH_S):
-            known = (self.retry(partial(self.store.register_camera, camera), "store"), now)
+            # a camera the store refuses (not an outage) is isolated like any other message
+            stored = self.isolating(
+                [(message, camera)],
+                lambda cams: [self.store.register_camera(c) for c in cams],
+                "store",
+                "camera refused by the store",
+            )
+            if not stored:
+                return True  # dead-lettered with the reason
+            known = (stored[0], now)
             self._cameras[camera.camera_id] = known
         registered = known[0]
         if registered == camera:
@@ -516,7 +584,7 @@ class Aggregator(BusStage):
                 return 0
             t0 = time.perf_counter()
             metrics.FRAMES.labels(self.name, "in").inc(len(messages))
-            frames = []
+            items = []
             for m in messages:
                 parsed = self._parse(m)
                 if parsed is None:
@@ -524,8 +592,8 @@ class Aggregator(BusStage):
                 frame, camera = parsed
                 if self._contradicts_registry(m, camera):
                     continue
-                frames.append(frame)
-            new_frames = self.retry(lambda: self.store.apply(frames), "store")
+                items.append((m, frame))
+            new_frames = self.isolating(items, self.store.apply, "store", "refused by the store")
             metrics.FRAMES.labels(self.name, "out").inc(len(new_frames))
             metrics.FACES.labels(self.name).inc(sum(len(f.faces) for f in new_frames))
             failpoints.hit("aggregator.after_db_commit")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emolens.bus.base import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Consumer, Message, dead_letter_topic
+from emolens.bus.base import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Consumer, Headers, Message, dead_letter_topic
 from emolens.bus.memory import MemoryBus
 from emolens.errors import ConfigError
 from emolens.settings import Settings
@@ -12,6 +12,7 @@ __all__ = [
     "OBSERVATIONS_TOPIC",
     "Bus",
     "Consumer",
+    "Headers",
     "MemoryBus",
     "Message",
     "dead_letter_topic",

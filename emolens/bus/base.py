@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+Headers = Sequence[tuple[str, bytes]]
 
 FRAMES_TOPIC = "emolens.frames"
 OBSERVATIONS_TOPIC = "emolens.observations"
@@ -26,6 +29,7 @@ class Message:
     value: bytes
     partition: int
     offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()  # Kafka record headers: a dead letter's reason
 
 
 class Consumer(Protocol):
@@ -46,7 +50,10 @@ class Consumer(Protocol):
 
 
 class Bus(Protocol):
-    def publish(self, topic: str, key: str, value: bytes) -> None: ...
+    def publish(self, topic: str, key: str, value: bytes, headers: Headers = ()) -> None:
+        """Send ``value`` under ``key``; ``headers`` travel beside it (the dead-letter topics
+        carry the reason there, so the message itself stays as it came)."""
+        ...
 
     def flush(self) -> None:
         """Block until every published message is stored by the bus."""

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from emolens.bus.base import Message
+from emolens.bus.base import Headers, Message
 from emolens.errors import MissingExtra, Unavailable
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class KafkaConsumerAdapter:
         with _outage():
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         out = [
-            Message(tp.topic, (r.key or b"").decode(), r.value, tp.partition, r.offset)
+            Message(tp.topic, (r.key or b"").decode(), r.value, tp.partition, r.offset, tuple(r.headers or ()))
             for tp, records in batches.items()
             for r in records
         ]
@@ -114,7 +114,7 @@ class KafkaBus:
         self.bootstrap = bootstrap
         self.partitions, self.replication = partitions, replication
         self.retention_ms = dict(retention_ms or {})
-        self._pending: list[tuple[str, bytes, bytes, Any]] = []
+        self._pending: list[tuple[str, bytes, bytes, Headers, Any]] = []
         self._producer = self._new_producer()
         self._probe: Any = None  # a group-less consumer and an admin client, for backlog()
         self._admin: Any = None
@@ -161,17 +161,17 @@ class KafkaBus:
         finally:
             admin.close()
 
-    def _send(self, topic: str, key: bytes, value: bytes) -> Any:
+    def _send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> Any:
         from kafka.errors import KafkaError
 
         try:
-            return self._producer.send(topic, key=key, value=value)
+            return self._producer.send(topic, key=key, value=value, headers=list(headers) or None)
         except KafkaError as exc:  # the producer itself is broken: the next flush rebuilds it
             return exc
 
-    def publish(self, topic: str, key: str, value: bytes) -> None:
+    def publish(self, topic: str, key: str, value: bytes, headers: Headers = ()) -> None:
         k = key.encode()
-        self._pending.append((topic, k, value, self._send(topic, k, value)))
+        self._pending.append((topic, k, value, headers, self._send(topic, k, value, headers)))
 
     def flush(self) -> None:
         from kafka.errors import KafkaError
@@ -179,9 +179,9 @@ class KafkaBus:
         with contextlib.suppress(KafkaError):
             self._producer.flush(timeout=30)
         failed = []
-        for topic, key, value, future in self._pending:
+        for topic, key, value, headers, future in self._pending:
             if isinstance(future, Exception) or not future.is_done or future.failed():
-                failed.append((topic, key, value))
+                failed.append((topic, key, value, headers))
         if not failed:
             self._pending.clear()
             return
@@ -189,7 +189,7 @@ class KafkaBus:
         with contextlib.suppress(Exception):
             self._producer.close(timeout=1)
         self._producer = self._new_producer()
-        self._pending = [(t, k, v, self._send(t, k, v)) for t, k, v in failed]
+        self._pending = [(t, k, v, h, self._send(t, k, v, h)) for t, k, v, h in failed]
         raise Unavailable(f"kafka did not store {len(failed)} message(s); resent")
 
     def backlog(self, topic: str, group: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-from emolens.bus.base import Message
+from emolens.bus.base import Headers, Message
 
 
 class MemoryConsumer:
@@ -73,10 +73,10 @@ class MemoryBus:
         self._committed: dict[tuple[str, str], int] = defaultdict(int)
         self._readers: dict[str, set[str]] = defaultdict(set)
 
-    def publish(self, topic: str, key: str, value: bytes) -> None:
+    def publish(self, topic: str, key: str, value: bytes, headers: Headers = ()) -> None:
         with self._cond:
             log = self._logs[topic]
-            log.append(Message(topic, key, value, 0, self._base[topic] + len(log)))
+            log.append(Message(topic, key, value, 0, self._base[topic] + len(log), tuple(headers)))
             self._cond.notify_all()
 
     def _trim(self, topic: str) -> None:

@@ -104,13 +104,27 @@ class RedisLiveState:
     PREFIX = "emolens:live:"
     MARKER = "emolens:meta:live-seeded"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout_s: float | None = None) -> None:
+        """``timeout_s``: how long one command may take (connecting included), tried once,
+        for readers that must not wait for a frozen Redis (the gateway); without it, redis-py's
+        defaults (no timeout, retries with backoff) for the aggregator's writes."""
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError as exc:
             raise MissingExtra("redis://", "redis", exc.name) from exc
 
-        self._r = redis.Redis.from_url(url, decode_responses=True)
+        if timeout_s is None:
+            self._r = redis.Redis.from_url(url, decode_responses=True)
+        else:
+            self._r = redis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
         self._errors = redis.exceptions
 
     @contextmanager
@@ -182,9 +196,10 @@ class RedisLiveState:
             return sorted(k[len(self.PREFIX) :] for k in self._r.scan_iter(self.PREFIX + "*"))
 
 
-def make_live_state(url: str) -> LiveState:
+def make_live_state(url: str, timeout_s: float | None = None) -> LiveState:
+    """The live state at ``url``; ``timeout_s`` bounds each Redis command (RedisLiveState)."""
     if url.startswith("memory://"):
         return MemoryLiveState()
     if url.startswith("redis://"):
-        return RedisLiveState(url)
+        return RedisLiveState(url, timeout_s)
     raise ConfigError(f"unknown live-state URL {url!r}: use memory:// or redis://HOST:PORT/DB")

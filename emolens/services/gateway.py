@@ -34,11 +34,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
 from emolens.analytics import DEFAULT_PAGE_SIZE, By, Every, query_stats
-from emolens.errors import ConfigError, InputError, NotFound, QueryTooLarge, Unavailable
+from emolens.errors import ConfigError, DeadlineExceeded, InputError, NotFound, QueryTooLarge, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
 from emolens.media import decode_image, header_size
 from emolens.metrics import serve_metrics
+from emolens.observations import check_id, shown
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
 from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
@@ -68,6 +69,16 @@ _GROUPING: dict[int, By] = {
 }
 
 
+# The gateway reads the live state with this timeout (a frozen Redis must not hold a call),
+# and after a failed read leaves it out of QueryStats for LIVE_RETRY_AFTER_S.
+LIVE_TIMEOUT_S = 0.5
+LIVE_RETRY_AFTER_S = 5.0
+
+
+def _enum_names(enum: Any) -> str:
+    return ", ".join(f"{name} ({number})" for name, number in enum.items() if number)
+
+
 class _LockedDetector:
     """The TFLite interpreter is not thread-safe: one detection at a time."""
 
@@ -94,6 +105,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         self.settings = settings
         self.store = store
         self.live = live
+        self._live_down_until = 0.0  # time.monotonic() before which QueryStats does not ask it
         self.access = access or Access.from_settings(settings)
         self.classifier = classifier or make_classifier(settings.inference, threads=settings.threads)
         self.detector = _LockedDetector(
@@ -129,12 +141,24 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
                 del image
             yield analytics_pb2.StreamResult(frame_seq=frame.frame_seq, faces=[face_to_pb(f) for f in faces])
 
-    def _cameras(self) -> dict[str, Camera]:
-        """Every camera the store or the live state knows (the store's zone and site win)."""
+    def _cameras(self, live_optional: bool = False) -> dict[str, Camera]:
+        """Every camera the store or the live state knows (the store's zone and site win).
+        ``live_optional``: a live state that is down or slow (the gateway reads it with a
+        short timeout) leaves out the cameras only it knows instead of failing the call, and
+        is not asked again for LIVE_RETRY_AFTER_S: history does not wait for Redis."""
         known = {c.camera_id: c for c in self.store.cameras()}
-        if self.live is not None:
-            for camera_id in self.live.cameras():
-                known.setdefault(camera_id, Camera(camera_id))
+        if self.live is None or (live_optional and time.monotonic() < self._live_down_until):
+            return known
+        try:
+            live_cameras = self.live.cameras()
+        except (Unavailable, DeadlineExceeded) as exc:
+            if not live_optional:
+                raise
+            self._live_down_until = time.monotonic() + LIVE_RETRY_AFTER_S
+            log.warning("event=live_degraded method=QueryStats reason=%r", str(exc))
+            return known
+        for camera_id in live_cameras:
+            known.setdefault(camera_id, Camera(camera_id))
         return known
 
     @staticmethod
@@ -142,11 +166,17 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
         """PermissionDenied outside the caller's scope (known or not), else NotFound if unknown."""
         scope.check_camera(camera_id, known)
         if camera_id not in known:
-            raise NotFound(f"unknown camera {camera_id!r}")
+            raise NotFound(f"unknown camera {shown(camera_id)!r}")
 
     def QueryStats(self, request, context):
         scope = self.access.client(context).scope
-        known = self._cameras()
+        for what in ("camera_id", "site", "zone"):
+            check_id(getattr(request, what), what)
+        if request.granularity not in _GRANULARITY and request.granularity != analytics_pb2.GRANULARITY_UNSPECIFIED:
+            raise InputError(f"granularity {request.granularity} is none of {_enum_names(analytics_pb2.Granularity)}")
+        if request.group_by not in _GROUPING and request.group_by != analytics_pb2.GROUPING_UNSPECIFIED:
+            raise InputError(f"group_by {request.group_by} is none of {_enum_names(analytics_pb2.Grouping)}")
+        known = self._cameras(live_optional=True)  # history answers without the live state
         if request.camera_id:
             self._check_camera(scope, request.camera_id, known)
         scope.check_filters(known, site=request.site, zone=request.zone)
@@ -212,6 +242,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
             message = "this gateway has no live state (start it with --live)"
             raise Unavailable(message, public=message)
         scope = self.access.client(context).scope
+        check_id(request.camera_id, "camera_id")
         watched: list[str] = []
         if request.camera_id:
             self._check_camera(scope, request.camera_id, self._cameras())

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
@@ -42,12 +42,31 @@ def day_of(t: datetime) -> datetime:
 
 
 def partition_name(table: str, day: datetime) -> str:
-    """The partition of ``table`` that holds ``day``.
+    """The partition of ``table`` that holds ``day`` (the year in four digits: strftime's
+    ``%Y`` writes year 1 as ``1``, a name :func:`list_partitions` would not recognise).
 
     >>> partition_name("minute_buckets", datetime(2026, 3, 1))
     'minute_buckets_p20260301'
+    >>> partition_name("minute_buckets", datetime(1, 1, 1))
+    'minute_buckets_p00010101'
     """
-    return f"{table}_p{day:%Y%m%d}"
+    return f"{table}_p{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def bounds(day: datetime) -> tuple[str, str]:
+    """The range literals of ``day``'s partition. ISO dates with four-digit years: PostgreSQL
+    reads ``'1-01-01'`` (what ``%Y`` writes for year 1) as 2001-01-01, which made the
+    partition for year 1 hold a day of 2001 instead; the day after 9999-12-31 is beyond
+    Python's dates but not PostgreSQL's.
+
+    >>> bounds(datetime(1, 1, 1))
+    ('0001-01-01', '0001-01-02')
+    >>> bounds(datetime(9999, 12, 31))
+    ('9999-12-31', '10000-01-01')
+    """
+    start = day.date()
+    end = "10000-01-01" if start == date.max else (start + timedelta(days=1)).isoformat()
+    return start.isoformat(), end
 
 
 def create(conn: Connection, days: Iterable[datetime]) -> list[str]:
@@ -61,12 +80,9 @@ def create(conn: Connection, days: Iterable[datetime]) -> list[str]:
             name = partition_name(table, day)
             if name in existing:
                 continue
-            end = day + timedelta(days=1)
+            start, end = bounds(day)
             conn.execute(
-                text(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
-                    f"FOR VALUES FROM ('{day:%Y-%m-%d}') TO ('{end:%Y-%m-%d}')"
-                )
+                text(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ('{start}') TO ('{end}')")
             )
             made.append(name)
     if made:

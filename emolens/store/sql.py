@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,7 @@ class SqlStore:
         if self.engine.dialect.name != "postgresql":
             return
         days = {partitions.day_of(m) for m in minutes}
-        days |= {d + timedelta(days=1) for d in days}
+        days |= {d + timedelta(days=1) for d in days if d.date() < date.max}
         missing = days - self._partitions
         if not missing:
             return

@@ -6,7 +6,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,22 @@ def postgres_url(services_dir):
     svc = dev.start_postgres(services_dir / "pg")
     yield svc.url
     dev.stop(svc)
+
+
+@pytest.fixture
+def own_postgres_url(postgres_url) -> Iterator[str]:
+    """A database of its own on the session's server, dropped after the test: for tests that
+    make partitions (year 1, 9999) or constraints that other modules must not see."""
+    from sqlalchemy import create_engine, text
+
+    name = f"own_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")

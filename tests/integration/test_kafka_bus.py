@@ -108,3 +108,21 @@ def test_consumer_lag_counts_what_this_member_has_not_read(kafka_url):
     assert consumer.lag() == 0
     consumer.close()
     bus.close()
+
+
+def test_headers_travel_with_the_message(kafka_url):
+    """A dead letter's reason rides in record headers beside the message as it came."""
+    bus = make_bus(kafka_url)
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    bus.ensure_topics([topic])
+    bus.publish(topic, "cam-1", b"as it came", [("emolens-dlq-reason", b"captured_at 0001-01-01 ...")])
+    bus.publish(topic, "cam-1", b"plain")
+    bus.flush()
+    consumer = bus.consumer([topic], f"g-{uuid.uuid4().hex[:8]}")
+    got = drain(consumer, 2)
+    assert [(m.value, m.headers) for m in got] == [
+        (b"as it came", (("emolens-dlq-reason", b"captured_at 0001-01-01 ..."),)),
+        (b"plain", ()),
+    ]
+    consumer.close()
+    bus.close()

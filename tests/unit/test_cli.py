@@ -461,3 +461,61 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00", "9999-12-31T23:59:00", "1999-12-31T23:59:59"])
+@pytest.mark.parametrize("verb", ["run", "ingest"])
+def test_a_start_outside_what_a_frame_may_carry_is_one_error_line(verb, start, demo_clip, tmp_path):
+    """Year 1 and 9999 once reached the aggregator and stopped it on PostgreSQL (docs/reliability.md,
+    "A bad timestamp stops every camera"); the edges refuse them: 2000-01-01 to a day ahead."""
+    argv = [verb, "--source", str(demo_clip), "--camera-id", "c", "--start", start]
+    argv += ["--db", f"sqlite:///{tmp_path / 's.db'}", *INF] if verb == "run" else ["--bus", "memory://"]
+    done = subprocess.run([sys.executable, "-m", "emolens", *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"error: --start {start}") and "Traceback" not in done.stderr
+    assert "2000-01-01" in done.stderr or "ahead of the clock" in done.stderr
+
+
+def _stats_db(tmp_path: Path) -> str:
+    from datetime import datetime
+
+    from emolens.observations import FrameObservations
+    from emolens.results import EMOTIONS, FaceResult
+    from emolens.store import Camera, SqlStore
+
+    db = f"sqlite:///{tmp_path / 'full.db'}"
+    store = SqlStore(db)
+    store.ensure_camera(Camera("cam-full", "z", "s"))
+    probs = dict.fromkeys(EMOTIONS, 0.0)
+    probs["happy"] = 1.0
+    faces = [FaceResult((0, 0, 9, 9), [(0, 0)] * 6, 0.9, 0.9, False, 0.9, probs, track_id=t) for t in range(6)]
+    store.apply([FrameObservations("cam-full", i, datetime(2026, 3, 1, 10, i % 60), faces) for i in range(200)])
+    store.close()
+    return db
+
+
+@pytest.mark.parametrize("what", ["analyze --out", "analyze stdout", "stats stdout"])
+def test_a_failed_write_is_one_error_line(what, images, tmp_path):
+    """A full disk (/dev/full answers every write with ENOSPC): one ``error:`` line and a
+    non-zero exit, never a traceback nor Python's "Exception ignored" at exit."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    if what == "analyze --out":
+        argv, stdout = ["analyze", str(images / "color.jpg"), "--out", "/dev/full", *INF], subprocess.PIPE
+    elif what == "analyze stdout":
+        argv, stdout = ["analyze", str(images / "color.jpg"), *INF], open("/dev/full", "w")  # noqa: SIM115
+    else:
+        argv = ["stats", "--db", _stats_db(tmp_path), "--k", "1", "--format", "json"]
+        stdout = open("/dev/full", "w")  # noqa: SIM115
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "emolens", *argv], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        if stdout is not subprocess.PIPE:
+            stdout.close()
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert "analyzed" not in done.stderr  # no summary claiming the faces were written

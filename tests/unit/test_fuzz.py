@@ -304,8 +304,10 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def _timestamps() -> st.SearchStrategy[object]:
-    """Valid times, and the out-of-range seconds and nanos a protobuf Timestamp can still carry."""
+    """Valid times (2000-01-01 to T0), times a frame may not carry (emolens.settings.check_time),
+    and the out-of-range seconds and nanos a protobuf Timestamp can still carry."""
     return st.one_of(
+        st.datetimes(min_value=datetime(2000, 1, 1), max_value=T0.replace(tzinfo=None), timezones=st.just(UTC)),
         st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
         st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**31), 2**31 - 1)),
     )

@@ -6,7 +6,7 @@ dead-letter topic. The same behaviours on the real stack are in tests/integratio
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -250,8 +250,56 @@ def test_undecodable_frames_go_to_the_dead_letter_topic(demo_clip):
     import cv2
 
     ok = frames_pb2.Frame(camera_id="cam-x", frame_seq=7, jpeg=cv2.imencode(".jpg", image)[1].tobytes())
+    ok.captured_at.GetCurrentTime()  # a frame without a time reads 1970, before any camera's (a dead letter)
     bus.publish(FRAMES_TOPIC, "cam-x", ok.SerializeToString())
     detector = Detector(bus, settings, make_classifier(settings.inference))
     assert drain(detector, idle_s=0.2) == 3
     assert len(bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "i").poll(0.1, 10)) == 2
     assert len(bus.consumer([OBSERVATIONS_TOPIC], "i").poll(0.1, 10)) == 1
+
+
+class _ChokesOnBlack:
+    """The real face detector, except that it raises on an all-black frame: an injected fault
+    standing for whatever one frame may make a detector library raise (none is known today)."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+
+    def detect(self, image):
+        if not image.any():
+            raise RuntimeError("detector library failed on this frame")
+        return self.inner.detect(image)
+
+
+def test_a_frame_the_analysis_raises_on_is_isolated_and_the_rest_analysed(astronaut):
+    """One frame that makes the analysis raise (not an outage) goes to the dead-letter topic with
+    the reason; the other frames of its batch, of its camera and of others, are analysed."""
+    import cv2
+
+    from emolens.inference import make_classifier
+    from emolens.stages import DLQ_REASON
+    from emolens.v1 import frames_pb2, observations_pb2
+    from emolens.vision.detect import make_detector
+    from emolens.wire import to_timestamp
+
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}")
+    detector_lib = _ChokesOnBlack(make_detector(settings.detector, settings.min_detection_score, settings.threads))
+    bus = MemoryBus()
+    stage = Detector(bus, settings, make_classifier(settings.inference), detector=detector_lib)
+    face = cv2.imencode(".jpg", astronaut)[1].tobytes()
+    black = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
+    now = datetime.now(UTC)
+    for seq in range(8):
+        msg = frames_pb2.Frame(camera_id=f"cam-{seq % 2}", frame_seq=seq, jpeg=black if seq == 5 else face)
+        msg.captured_at.CopyFrom(to_timestamp(now + timedelta(seconds=seq)))
+        bus.publish(FRAMES_TOPIC, msg.camera_id, msg.SerializeToString())
+    assert stage.step(timeout_s=0.0) == 8
+    out = [
+        observations_pb2.FrameObservations.FromString(m.value)
+        for m in bus.consumer([OBSERVATIONS_TOPIC], "o").poll(0, 99)
+    ]
+    assert sorted(o.frame_seq for o in out) == [0, 1, 2, 3, 4, 6, 7] and all(len(o.faces) == 1 for o in out)
+    (dead,) = bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "d").poll(0, 99)
+    assert frames_pb2.Frame.FromString(dead.value).frame_seq == 5
+    assert "RuntimeError: detector library failed on this frame" in dict(dead.headers)[DLQ_REASON].decode()
+    assert stage.step(timeout_s=0.0) == 0  # committed: nothing comes back
