@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus, dead_letter_topic
 from emolens.inference import make_classifier
 from emolens.live import MemoryLiveState
+from emolens.observations import MAX_ID_LENGTH
 from emolens.results import EMOTIONS
 from emolens.settings import Settings
 from emolens.stages import DLQ_REASON, Aggregator, Detector
-from emolens.store import SqlStore
+from emolens.store import Camera, SqlStore
 from emolens.v1 import frames_pb2, observations_pb2
 from emolens.wire import to_timestamp
 from tests.conftest import MODEL_REPO
@@ -98,12 +99,18 @@ def _face(draw: st.DrawFn) -> observations_pb2.Face:
     return face
 
 
+# The cameras and their declared zones (registered before the run: a message never moves a
+# camera, so one naming another zone is a bad message, see the "moved" flaw)
+ZONES = {"fz-a": "door", "fz-b": "", "fz-c": "z" * 200, "é" * 128: "door"}
+
+
 @st.composite
 def _good_observation(draw: st.DrawFn) -> observations_pb2.FrameObservations:
+    camera_id = draw(st.sampled_from(sorted(ZONES)))
     msg = observations_pb2.FrameObservations(
-        camera_id=draw(st.sampled_from(["fz-a", "fz-b", "fz-c", "é" * 128])),
+        camera_id=camera_id,
         frame_seq=draw(st.integers(0, 2**63 - 1)),
-        zone=draw(st.sampled_from(["", "door", "z" * 200])),
+        zone=ZONES[camera_id],
         site="mall",
         faces=draw(st.lists(_face(), max_size=3)),
     )
@@ -114,7 +121,7 @@ def _good_observation(draw: st.DrawFn) -> observations_pb2.FrameObservations:
 @st.composite
 def _bad_observation(draw: st.DrawFn) -> observations_pb2.FrameObservations:
     msg = draw(_good_observation())
-    flaw = draw(st.sampled_from(("time", "time", "time", "value", "seq", "id", "nul", "emotions")))
+    flaw = draw(st.sampled_from(("time", "time", "time", "value", "seq", "id", "nul", "emotions", "moved")))
     if flaw == "time":
         _stamp(msg, draw(EXTREME_TIMES))
     elif flaw == "value" and msg.faces:
@@ -125,6 +132,8 @@ def _bad_observation(draw: st.DrawFn) -> observations_pb2.FrameObservations:
         msg.frame_seq = draw(st.integers(2**63, 2**64 - 1))
     elif flaw == "id":
         msg.camera_id = draw(st.sampled_from(["", "x" * 129, "y" * 100_000]))
+    elif flaw == "moved":
+        msg.zone = "elsewhere"
     elif flaw == "nul":
         setattr(msg, draw(st.sampled_from(("camera_id", "zone", "site"))), "a\x00b")
     else:
@@ -147,6 +156,8 @@ def observation_batches(draw: st.DrawFn) -> list[tuple[str, bytes]]:
 
 def test_aggregator_on_postgres_stores_every_good_message_and_never_dies(own_postgres_url):
     store = SqlStore(own_postgres_url)
+    for camera_id, zone in ZONES.items():
+        store.register_camera(Camera(camera_id, zone[:MAX_ID_LENGTH], "mall"))
     bus = MemoryBus()
     aggregator = Aggregator(bus, store, MemoryLiveState())
     dlq = bus.consumer([dead_letter_topic(OBSERVATIONS_TOPIC)], "fuzz-inspect")
