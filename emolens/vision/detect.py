@@ -354,6 +354,9 @@ TILE_LEVEL_SPAN = 2.5
 # frames (a coin, 46 px, detector score 0.59) scored 0.0.
 CONFIRM_REGION = 5.0
 CONFIRM_SCORE = 0.3
+# The most tiles one frame gets (about 0.2 s of detection on 2 cores): a larger frame looks for
+# somewhat larger faces instead (SmallFaceDetector.tiles).
+MAX_TILES = 160
 
 
 @dataclass(frozen=True)
@@ -441,9 +444,26 @@ class SmallFaceDetector:
         self._tiles: dict[tuple[int, int], list[Tile]] = {}
 
     def tiles(self, width: int, height: int) -> list[Tile]:
+        """The tiles of a ``width`` x ``height`` frame: for ``min_face_px``, or, on a frame so
+        large that they would be more than ``MAX_TILES`` (8 MP at 32 px; a 4 MP camera needs
+        132), for the smallest face width that keeps them within it (logged once per size), so
+        one huge image cannot cost seconds of detection."""
         key = (width, height)
         if key not in self._tiles:
-            self._tiles[key] = small_face_tiles(width, height, self.min_face_px)
+            face = self.min_face_px
+            tiles = small_face_tiles(width, height, face)
+            while len(tiles) > MAX_TILES:
+                face *= 1.1
+                tiles = small_face_tiles(width, height, face)
+            if face != self.min_face_px:
+                log.info(
+                    "event=min_face_raised width=%d height=%d min_face_px=%.0f tiles=%d",
+                    width,
+                    height,
+                    face,
+                    len(tiles),
+                )
+            self._tiles[key] = tiles
         return self._tiles[key]
 
     def whole_frame_min_face(self, width: int, height: int) -> float:

@@ -64,6 +64,25 @@ def test_faces_narrower_than_the_measured_limit_are_low_quality(stills, astronau
         assert (not face.low_quality) is usable, (width, face.quality)
 
 
+def test_a_huge_image_gets_at_most_max_tiles_by_looking_for_larger_faces():
+    """A 6,300 x 6,300 image (under the 40 MP limit) at 32 px would be 1,287 tiles, seconds of
+    detection per request; a 4 MP camera keeps its 32 px (132 tiles)."""
+    from emolens.vision.detect import MAX_TILES, SmallFaceDetector
+
+    class Nothing:
+        name = "nothing"
+
+        def detect(self, image):
+            return []
+
+    detector = SmallFaceDetector(Nothing(), Nothing(), 32)
+    assert len(small_face_tiles(6300, 6300, 32)) > MAX_TILES
+    huge = detector.tiles(6300, 6300)
+    assert 0 < len(huge) <= MAX_TILES
+    assert min(t.min_face for t in huge) > 32
+    assert detector.tiles(2688, 1520) == small_face_tiles(2688, 1520, 32)
+
+
 def test_no_tiles_where_the_whole_frame_already_sees_the_smallest_face():
     assert small_face_tiles(640, 480, 80) == []
     assert small_face_tiles(1920, 1080, 0) == []
