@@ -31,6 +31,17 @@ class _Track:
     state: np.ndarray  # smoothed feature vector (probabilities)
     missed: int = 0
     hits: int = 1
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre motion per update
+
+    def predicted(self) -> Box:
+        """The box moved by its last motion for every update since it was seen."""
+        dx, dy = (v * (self.missed + 1) for v in self.velocity)
+        x0, y0, x1, y1 = self.box
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
 
 
 def unique_first_id() -> int:
@@ -51,10 +62,19 @@ class Tracker:
     for more than ``max_missed`` frames ends.
     """
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 10, smoothing: float = 0.6, first_id: int = 1) -> None:
+    def __init__(
+        self,
+        min_iou: float = 0.3,
+        max_missed: int = 10,
+        smoothing: float = 0.6,
+        first_id: int = 1,
+        max_jump: float = 1.5,
+        max_scale: float = 1.5,
+    ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"smoothing must be in [0, 1), got {smoothing}")
         self.min_iou = min_iou
+        self.max_jump, self.max_scale = max_jump, max_scale
         self.max_missed = max_missed
         self.smoothing = smoothing
         self._tracks: dict[int, _Track] = {}
@@ -62,8 +82,9 @@ class Tracker:
 
     def update(self, boxes: Sequence[Box], features: np.ndarray) -> list[int]:
         """Match this frame's faces to tracks; returns a track id per face, in input order."""
+        predicted = {tid: t.predicted() for tid, t in self._tracks.items()}
         pairs = sorted(
-            ((iou(t.box, b), tid, i) for tid, t in self._tracks.items() for i, b in enumerate(boxes)),
+            ((iou(predicted[tid], b), tid, i) for tid in self._tracks for i, b in enumerate(boxes)),
             reverse=True,
         )
         assigned: dict[int, int] = {}
@@ -71,6 +92,25 @@ class Tracker:
         for score, tid, i in pairs:
             if score < self.min_iou:
                 break
+            if i in assigned or tid in used:
+                continue
+            assigned[i] = tid
+            used.add(tid)
+        # what is left: the nearest face within max_jump widths of a track's predicted centre
+        near = []
+        for tid, box in predicted.items():
+            if tid in used:
+                continue
+            width = max(box[2] - box[0], 1e-6)
+            cx, cy = _centre(box)
+            for i, b in enumerate(boxes):
+                if i in assigned or not 1 / self.max_scale <= (b[2] - b[0]) / width <= self.max_scale:
+                    continue
+                bx, by = _centre(b)
+                jump = float(np.hypot(bx - cx, by - cy)) / width
+                if jump <= self.max_jump:
+                    near.append((jump, tid, i))
+        for _, tid, i in sorted(near):
             if i in assigned or tid in used:
                 continue
             assigned[i] = tid
@@ -86,6 +126,9 @@ class Tracker:
             if i in assigned:
                 track = self._tracks[assigned[i]]
                 track.state = self.smoothing * track.state + (1 - self.smoothing) * feat
+                (x0, y0), (x1, y1) = _centre(track.box), _centre(box)
+                steps = track.missed + 1
+                track.velocity = ((x1 - x0) / steps, (y1 - y0) / steps)
                 track.box, track.missed, track.hits = box, 0, track.hits + 1
             else:
                 track = _Track(self._next_id, box, feat.copy())

@@ -22,6 +22,29 @@ def test_ids_follow_moving_faces_and_new_faces_get_new_ids():
     assert c[:2] == [a[0], a[1]] and c[2] not in a
 
 
+def test_a_small_face_that_moves_its_own_width_a_frame_keeps_its_track():
+    """A 40 px face walking past a camera sampled at 5 fps moves 43 px a frame: no overlap with
+    its last box. Before the motion prediction and the distance gate, every frame was a new
+    track (the trial's 2 people came out as 50 distinct faces)."""
+    t = Tracker(smoothing=0.0)
+    p = np.ones((2, 1))
+    ids = set()
+    for k in range(25):
+        walker = (100 + 43 * k, 300, 140 + 43 * k, 340)
+        other = (900 - 24 * k, 500 + 5 * k, 932 - 24 * k, 532 + 5 * k)  # 32 px, the other way
+        ids |= set(t.update([walker, other], p))
+    assert len(ids) == 2
+
+
+def test_two_faces_far_apart_are_never_joined_by_the_distance_gate():
+    t = Tracker(smoothing=0.0)
+    (a,) = t.update([(100, 100, 140, 140)], np.ones((1, 1)))
+    (b,) = t.update([(300, 100, 340, 140)], np.ones((1, 1)))  # 5 widths away: someone else
+    assert a != b
+    (c,) = t.update([(100, 100, 200, 200)], np.ones((1, 1)))  # 2.5x the size: not the same face
+    assert c not in (a, b)
+
+
 def test_smoothing_damps_flicker():
     t = Tracker(smoothing=0.6)
     labels = []
