@@ -25,7 +25,7 @@ from emolens.settings import Settings
 from emolens.track import Tracker, unique_first_id
 from emolens.vision.align import align_face
 from emolens.vision.detect import BlazeFaceDetector, Detection, FaceDetector, make_detector
-from emolens.vision.follow import REGION_MIN_SCORE, FaceFollower, second_opinion
+from emolens.vision.follow import REGION_MIN_SCORE, FaceFollower, confidence, second_opinion
 from emolens.vision.preprocess import preprocess
 from emolens.vision.quality import FACENESS_RAMP, STILL_FACENESS_RAMP, Quality, assess
 
@@ -142,11 +142,12 @@ class Analyzer:
             return None
 
     def _confidence(self, frame: np.ndarray, det: Detection) -> float:
-        """The lower of the detector's score and a second opinion on a region around the face
+        """The lowest of the detector's score and two more opinions on regions around the face
         (the follower reads both itself: see ``FaceFollower.confidences``)."""
         if self.checker is None:
             return det.score
-        return min(det.score, second_opinion(frame, det, self.checker))
+        opinion = second_opinion(frame, det, self.checker)
+        return confidence(frame, det, self.checker, opinion) if opinion > 0 else 0.0
 
     def reset(self) -> None:
         if self.tracker is not None:
