@@ -117,7 +117,8 @@ def render(result: SmallFaces) -> str:
         f"Faces of the `test` splits drawn as head-and-shoulder figures into {FRAME[0]}x{FRAME[1]} frames "
         f"(`emolens.testframes.cctv_scenes`, {result.frames} frames per width, up to 4 faces each), "
         "found by the production detector as stills (default settings: `min_face_px` 32), classified, "
-        f"and matched back. Accuracy counts the found faces; {FULL_SIZE} px is the reference.",
+        f"and matched back. Accuracy counts the found faces; {FULL_SIZE} px is the reference (fewer figures "
+        "fit a frame at that size, so it holds a few faces less).",
         "",
         "| face width | smile found | smile usable | smile accuracy "
         "| emotion found | emotion usable | emotion accuracy |",
