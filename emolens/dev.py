@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from emolens.broker_recycle import recycle, rss_mb
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
 from emolens.logs import configure
@@ -450,9 +451,11 @@ def _alive(pid: int) -> bool:
     return pid > 0 and exit_status(pid) is None
 
 
-def supervise(workdir: Path, source: str | None, policy: RestartPolicy) -> int:
+def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_memory_mb: float = 0) -> int:
     """The supervisor process behind `up`: start the stack (or adopt what an earlier
-    supervisor left running), then restart whatever exits, until SIGTERM stops it all."""
+    supervisor left running), then restart whatever exits, until SIGTERM stops it all; and
+    recycle the broker once its memory passes ``broker_memory_mb`` (0: never; see
+    emolens.broker_recycle)."""
     configure("INFO", force=True)
     previous = read_state(workdir)
     if previous and previous.get("services"):
@@ -466,6 +469,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy) -> int:
         specs, pids = plan(source, workdir, repo, venv), {}
     by_name = {s.name: s for s in specs}
     stopping, retry = threading.Event(), threading.Event()
+    recycles = [int((previous or {}).get("broker_recycles", 0))]
 
     def record(sup: Supervisor) -> None:
         services = [
@@ -482,7 +486,10 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy) -> int:
             for c in sup.children.values()
         ]
         phase = "stopped" if stopping.is_set() else "up"
-        _write_state(workdir, {"supervisor": os.getpid(), "phase": phase, "services": services})
+        _write_state(
+            workdir,
+            {"supervisor": os.getpid(), "phase": phase, "broker_recycles": recycles[0], "services": services},
+        )
 
     def child(spec: Spec) -> Child:
         return Child(
@@ -506,12 +513,18 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy) -> int:
             sup.adopt(pids)
         else:
             sup.start_all()
+        next_memory_check = time.monotonic()
         while not stopping.wait(0.5):
             if retry.is_set():
                 retry.clear()
                 for name in sup.retry_given_up():
                     log.warning("event=retry_given_up service=%s", name)
             sup.tick()
+            if broker_memory_mb and time.monotonic() >= next_memory_check:
+                next_memory_check = time.monotonic() + 5
+                if _recycle_broker_if_big(sup, by_name, broker_memory_mb):
+                    recycles[0] += 1
+                    record(sup)
     finally:  # a supervisor that fails leaves nothing running that no one knows of
         stopping.set()
         sup.stop_all()
@@ -519,12 +532,52 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy) -> int:
     return 0
 
 
-def _spawn_supervisor(workdir: Path, source: str | None, policy: RestartPolicy) -> int:
+def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: float) -> bool:
+    """Recycle the broker (emolens.broker_recycle) when it holds more than ``cap_mb``, with the
+    services that produce or consume paused meanwhile (SIGSTOP/SIGCONT)."""
+    kafka = sup.children.get("kafka")
+    if kafka is None or kafka.status != RUNNING:
+        return False
+    held = rss_mb(kafka.pid)
+    if held <= cap_mb:
+        return False
+    spec = specs["kafka"]
+    clients = [
+        c.pid
+        for c in sup.children.values()
+        if c.name in ("ingest", "detector", "aggregator") and c.status == RUNNING and _alive(c.pid)
+    ]
+
+    def signal_all(sig: int) -> None:
+        for pid in clients:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def restart() -> None:  # memory storage has nothing to flush: no need to wait for a clean exit
+        stop(Service("kafka", spec.url, kafka.pid, spec.workdir), sig=signal.SIGKILL)
+        kafka.pid = start_spec(spec).pid
+
+    log.warning("event=broker_memory rss_mb=%.0f cap_mb=%g action=recycle", held, cap_mb)
+    try:
+        recycle(
+            spec.url.removeprefix("kafka://"),
+            restart,
+            pause=lambda: signal_all(signal.SIGSTOP),
+            resume=lambda: signal_all(signal.SIGCONT),
+        )
+    except Exception as exc:  # the broker as it was, or restarted by the next tick
+        log.error("event=broker_recycle_failed reason=%r", f"{type(exc).__name__}: {exc}")
+        return False
+    log.info("event=broker_memory rss_mb=%.0f after=recycle", rss_mb(kafka.pid))
+    return True
+
+
+def _spawn_supervisor(workdir: Path, source: str | None, policy: RestartPolicy, broker_memory_mb: float) -> int:
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "emolens", "dev", "supervise", "--workdir", str(workdir)]
     cmd += ["--restart-limit", str(policy.limit), "--restart-window", str(policy.window_s)]
-    cmd += ["--restart-backoff", str(policy.base_s)]
+    cmd += ["--restart-backoff", str(policy.base_s), "--broker-memory-mb", str(broker_memory_mb)]
     if source:
         cmd += ["--source", source]
     with (logs / "supervisor.log").open("ab") as logf:
@@ -548,7 +601,9 @@ def _wait_up(workdir: Path, supervisor: int, deadline_s: float) -> dict[str, Any
     raise ServiceStartError(f"the stack did not come up within {deadline_s:.0f}s; see {workdir / 'logs'}")
 
 
-def up(source: str | None, workdir: Path, policy: RestartPolicy | None = None) -> dict[str, Any]:
+def up(
+    source: str | None, workdir: Path, policy: RestartPolicy | None = None, broker_memory_mb: float = 256
+) -> dict[str, Any]:
     """The whole platform on loopback under a supervisor (servers, Triton, gateway, detector,
     aggregator, ingest of ``source``), or, when it is up already, what is down restarted: a
     dead supervisor is replaced (it adopts the services still running and starts the others),
@@ -567,7 +622,7 @@ def up(source: str | None, workdir: Path, policy: RestartPolicy | None = None) -
     if state and state.get("services"):
         down_now = [s["name"] for s in state["services"] if not _alive(int(s["pid"]))]
         log.warning("event=supervisor_down services_down=%s action=adopt", ",".join(down_now) or "none")
-    return _wait_up(workdir, _spawn_supervisor(workdir, source, policy), 300)
+    return _wait_up(workdir, _spawn_supervisor(workdir, source, policy, broker_memory_mb), 300)
 
 
 def down(workdir: Path, wipe: bool = False) -> list[str]:
@@ -614,6 +669,9 @@ def print_status(state: dict[str, Any] | None, out: TextIO) -> bool:
         healthy = healthy and status in (RUNNING, DONE)
         last = f"  last exit: {s['last_exit']}" if s["last_exit"] else ""
         print(f"{s['name']:10s} {status:8s} pid {s['pid']:<7d} restarts {s['restarts']:<3d} {s['url']}{last}", file=out)
+        if s["name"] == "kafka" and status == RUNNING:
+            recycled = state.get("broker_recycles", 0)
+            print(f"{'':10s} memory {rss_mb(int(s['pid'])):.0f} MB, recycled {recycled} times", file=out)
     return healthy
 
 
@@ -629,6 +687,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-limit", type=int, default=defaults.limit, help="crashes before giving up")
     parser.add_argument("--restart-window", type=float, default=defaults.window_s, help="... within these seconds")
     parser.add_argument("--restart-backoff", type=float, default=defaults.base_s, help="first restart delay (doubles)")
+    parser.add_argument(
+        "--broker-memory-mb",
+        type=float,
+        default=256,
+        help="recycle the (memory-only) broker above this resident memory, keeping what is not consumed (0: never)",
+    )
     args = parser.parse_args(argv)
     workdir = (args.workdir or default_workdir()).absolute()
     policy = RestartPolicy(base_s=args.restart_backoff, limit=args.restart_limit, window_s=args.restart_window)
@@ -638,12 +702,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "peers":
             print(f"fer in {install_fer()}")
         elif args.action == "supervise":
-            return supervise(workdir, args.source, policy)
+            return supervise(workdir, args.source, policy, args.broker_memory_mb)
         elif args.action == "status":
             return 0 if print_status(read_state(workdir), sys.stdout) else 1
         elif args.action == "up":
             configure("INFO")
-            state = up(args.source, workdir, policy)
+            state = up(args.source, workdir, policy, args.broker_memory_mb)
             return 0 if print_status(state, sys.stdout) else 1
         else:
             names = down(workdir, args.wipe)
