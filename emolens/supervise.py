@@ -8,7 +8,9 @@ This is what Kubernetes does for the chart; ``emolens dev up`` runs it for the l
 
     >>> import sys
     >>> sup = Supervisor([Child("once", lambda: _spawn([sys.executable, "-c", "pass"]), restart="on-failure")])
-    >>> sup.start_all(); _ = [sup.tick() for _ in range(20) if not time.sleep(0.05)]
+    >>> sup.start_all()
+    >>> for _ in range(40):  # it exits 0 at once: a job, done, not restarted
+    ...     sup.tick(); time.sleep(0.05)
     >>> sup.children["once"].status, sup.children["once"].restarts
     ('done', 0)
 """
