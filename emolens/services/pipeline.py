@@ -107,11 +107,17 @@ class PipelineStatus:
         return statuses
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
             self.check()
+            if self._stop.wait(self.interval):
+                return
 
     def start(self) -> None:
-        self.check()
+        """NOT_SERVING until the first check, which runs on the thread: a broker that is slow to
+        answer must not hold up the gateway's start."""
+        for stage, _, _ in STAGES:
+            self.report(f"{PIPELINE}.{stage}", False)
+        self.report(PIPELINE, False)
         self._thread.start()
 
     def stop(self) -> None:
