@@ -444,7 +444,11 @@ def read_state(workdir: Path) -> dict[str, Any] | None:
     path = workdir / STATE_FILE
     if not path.exists():
         return None
-    state: dict[str, Any] = json.loads(path.read_text())
+    raw = json.loads(path.read_text())
+    if isinstance(raw, list):  # written by an emolens without a supervisor: its services, no more
+        services = [{**s, "status": RUNNING, "restarts": 0, "last_exit": ""} for s in raw]
+        return {"supervisor": 0, "phase": "unsupervised", "services": services}
+    state: dict[str, Any] = raw
     return state
 
 
@@ -620,6 +624,10 @@ def up(
             os.kill(int(state["supervisor"]), signal.SIGHUP)
             time.sleep(1)
         return _wait_up(workdir, int(state["supervisor"]), 180)
+    if state and state.get("phase") == "unsupervised":
+        raise ServiceStartError(
+            f"{workdir} was started by an emolens without a supervisor: run `emolens dev down` first"
+        )
     if state and state.get("services"):
         down_now = [s["name"] for s in state["services"] if not _alive(int(s["pid"]))]
         log.warning("event=supervisor_down services_down=%s action=adopt", ",".join(down_now) or "none")
