@@ -23,8 +23,9 @@ class Health:
 
     - ``readiness`` (also ``""`` and ``service``): SERVING while the stage's dependencies
       answer, NOT_SERVING while it waits for one (no traffic, no restart);
-    - ``liveness``: SERVING while the main loop turns (:meth:`beat`, which :meth:`set` does
-      too, so retrying a dependency counts); NOT_SERVING once it has not turned for
+    - ``liveness``: SERVING while the main loop turns (:meth:`beat`: the stage calls it on every
+      step and on every retry of a dependency, so waiting is not hanging); NOT_SERVING once it
+      has not turned for
       ``liveness_timeout_s``: a hung process, which Kubernetes restarts;
     - any other name set with :meth:`set_name` (the gateway's ``emolens.pipeline``).
 
@@ -122,7 +123,7 @@ def run_stage(name: str, stage: Any, idle_exit_s: float | None, settings: Settin
     health = health_server(settings.health_port, f"emolens.{name}", settings.liveness_timeout_s)
     step = stage.step
     if health is not None:
-        stage.on_ready = health.set
+        stage.on_ready, stage.on_beat = health.set, health.beat
 
         def step() -> int:
             n = int(stage.step())

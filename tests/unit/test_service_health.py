@@ -34,25 +34,46 @@ def test_health_follows_readiness_then_stops():
 
 def test_liveness_follows_the_main_loop_not_the_dependencies():
     """Kubernetes restarts a container whose liveness fails: a stage waiting out a database
-    outage (not ready) must stay alive; one whose loop stopped turning must not."""
+    outage (retrying, not ready) must stay alive; one whose loop stopped turning must not."""
+    import threading
     import time
+
+    from emolens.bus import MemoryBus
+    from emolens.errors import Unavailable
+    from emolens.retry import Backoff
+    from emolens.stages import BusStage
 
     port = free_port()
     health = health_server(port, "emolens.detector", liveness_timeout_s=1.0)
     assert health is not None
+    stage = BusStage(MemoryBus())
+    stage.on_ready, stage.on_beat = health.set, health.beat  # as run_stage and ingest wire it
+    stage.new_backoff = lambda: Backoff(initial_s=0.2, factor=1.0, jitter=0)
+    back_at = time.monotonic() + 2.5
+
+    def database() -> str:
+        if time.monotonic() < back_at:
+            raise Unavailable("postgresql is unavailable")
+        return "stored"
 
     def status(stub, name):
         return stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
 
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    result: list[str] = []
+    waiting = threading.Thread(target=lambda: result.append(stage.retry(database, "store")))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            for _ in range(6):  # waiting for a dependency, retrying: not ready, alive
-                health.set(False)
-                time.sleep(0.3)
-            assert status(stub, "readiness") == not_serving and status(stub, "liveness") == serving
-            time.sleep(2.0)  # the loop stopped turning
+            waiting.start()
+            seen = set()
+            while waiting.is_alive():  # 2.5 s of outage, 2.5x the liveness timeout
+                seen.add((status(stub, "readiness"), status(stub, "liveness")))
+                time.sleep(0.1)
+            assert result == ["stored"]
+            assert (not_serving, serving) in seen and all(live == serving for _, live in seen)
+            assert status(stub, "readiness") == serving
+            time.sleep(2.0)  # the loop stopped turning: hung
             assert status(stub, "liveness") == not_serving
             health.beat()
             time.sleep(0.6)
