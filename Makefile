@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 
-.PHONY: helm-check up down protos demo test test-unit lint format train evaluate bench install install-dev clean
+.PHONY: helm-check up down status protos demo test test-unit lint format train evaluate bench install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -89,13 +89,18 @@ helm-check: $(VENV)/.installed-dev
 	  $(BIN)/kubernetes-validate --strict --quiet -k $$k .tools/rendered/$$f.yaml || exit 1; done; done
 	@echo "helm-check: lint, render and schema validation clean (CRDs: ScaledObject, ServiceMonitor have no built-in schema)"
 
-## Start / stop the real servers on loopback (PIDs recorded in .run/, stopped by PID).
+## Start / stop the real servers on loopback under a supervisor that restarts whatever exits
+## (state in .run/services.json; `make status` shows restarts). `make up` again restarts what is
+## down; `make down` keeps the statistics (PostgreSQL's data), `make down WIPE=1` deletes them.
 up: $(VENV)/.installed-dev
 	$(BIN)/python -c "from pathlib import Path; from emolens.demo import write_demo_clip; write_demo_clip(Path('demo/demo.mp4'))"
 	$(BIN)/emolens dev up --workdir .run --source demo/demo.mp4
 
+status:
+	$(BIN)/emolens dev status --workdir .run
+
 down:
-	$(BIN)/emolens dev down --workdir .run
+	$(BIN)/emolens dev down --workdir .run $(if $(WIPE),--wipe)
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

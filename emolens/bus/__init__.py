@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from emolens.bus.base import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Consumer, Headers, Message, dead_letter_topic
+from emolens.bus.base import (
+    FRAMES_TOPIC,
+    OBSERVATIONS_TOPIC,
+    Bus,
+    Consumer,
+    Headers,
+    Message,
+    Progress,
+    dead_letter_topic,
+)
 from emolens.bus.memory import MemoryBus
 from emolens.errors import ConfigError
 from emolens.settings import Settings
@@ -15,6 +24,7 @@ __all__ = [
     "Headers",
     "MemoryBus",
     "Message",
+    "Progress",
     "dead_letter_topic",
     "make_bus",
     "topic_retention",

@@ -49,6 +49,18 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Offsets summed over a topic's partitions: ``committed`` by a group, ``end`` published."""
+
+    committed: int
+    end: int
+
+    @property
+    def backlog(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
 class Bus(Protocol):
     def publish(self, topic: str, key: str, value: bytes, headers: Headers = ()) -> None:
         """Send ``value`` under ``key``; ``headers`` travel beside it (the dead-letter topics
@@ -63,6 +75,12 @@ class Bus(Protocol):
 
     def backlog(self, topic: str, group: str) -> int:
         """Messages of ``topic`` that ``group`` has not committed yet (what it is behind by)."""
+        ...
+
+    def progress(self, topic: str, group: str) -> Progress:
+        """Where ``group`` stands in ``topic``: what it committed and what was published, each
+        summed over partitions (the pipeline status compares two readings: a stage that
+        committed nothing new while it is behind is stuck)."""
         ...
 
     def close(self) -> None: ...

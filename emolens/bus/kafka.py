@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from emolens.bus.base import Headers, Message
+from emolens.bus.base import Headers, Message, Progress
 from emolens.errors import MissingExtra, Unavailable
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,9 @@ class KafkaBus:
         """Messages of ``topic`` that ``group`` has not committed yet (end offsets minus the
         group's committed offsets, over the topic's partitions; a partition the group never
         committed counts whole)."""
+        return self.progress(topic, group).backlog
+
+    def progress(self, topic: str, group: str) -> Progress:
         from kafka import KafkaConsumer, TopicPartition
         from kafka.admin import KafkaAdminClient
 
@@ -206,14 +209,14 @@ class KafkaBus:
             partitions = self._probe.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in partitions]
             if not tps:
-                return 0
+                return Progress(0, 0)
             ends = self._probe.end_offsets(tps)
             committed = self._admin.list_group_offsets({group: tps}).get(group, {})
-        total = 0
+        done = 0
         for tp in tps:
-            done = committed.get(tp)
-            total += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
-        return max(total, 0)
+            mark = committed.get(tp)
+            done += min(mark.offset, ends[tp]) if mark is not None and mark.offset >= 0 else 0
+        return Progress(done, sum(ends.values()))
 
     def consumer(self, topics: list[str], group: str) -> KafkaConsumerAdapter:
         return KafkaConsumerAdapter(self.bootstrap, topics, group)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-from emolens.bus.base import Headers, Message
+from emolens.bus.base import Headers, Message, Progress
 
 
 class MemoryConsumer:
@@ -91,9 +91,12 @@ class MemoryBus:
 
     def backlog(self, topic: str, group: str) -> int:
         """Messages of ``topic`` that ``group`` has not committed yet."""
+        return self.progress(topic, group).backlog
+
+    def progress(self, topic: str, group: str) -> Progress:
         with self._cond:
             end = self._base[topic] + len(self._logs[topic])
-            return end - max(self._committed[(group, topic)], self._base[topic])
+            return Progress(max(self._committed[(group, topic)], self._base[topic]), end)
 
     def held(self, topic: str) -> int:
         """Messages of ``topic`` the bus holds now (consumed ones kept for late groups included)."""

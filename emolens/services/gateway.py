@@ -34,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
 from emolens.analytics import DEFAULT_PAGE_SIZE, By, Every, query_stats
+from emolens.bus import make_bus
 from emolens.errors import ConfigError, DeadlineExceeded, InputError, NotFound, QueryTooLarge, Unavailable
 from emolens.inference import Classifier, make_classifier
 from emolens.live import LiveState
@@ -44,7 +45,8 @@ from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
 from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
 from emolens.services.grpc_errors import ErrorInterceptor
-from emolens.services.loop import Health
+from emolens.services.loop import LIVENESS, READINESS, Health
+from emolens.services.pipeline import PipelineStatus, PipelineWatch
 from emolens.settings import Settings
 from emolens.store import Camera, Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
@@ -335,24 +337,42 @@ class GatewayServer:
         settings = service.settings
         self._metrics_port = settings.metrics_port
         self._metrics: WSGIServer | None = None
-        self._health_port = Health(settings.health_port, SERVICE_NAME) if settings.health_port else None
+        self._health_port = (
+            Health(settings.health_port, SERVICE_NAME, settings.liveness_timeout_s) if settings.health_port else None
+        )
         self.check = DependencyCheck(service, settings.health_interval, self._report)
+        # Whether the pipeline moves, when there is one to watch: the bus services' stages on Kafka
+        # (an embedded gateway's in-process bus carries nothing).
+        self.pipeline: PipelineStatus | None = None
+        if settings.bus.startswith("kafka://"):
+            watch = PipelineWatch(lambda: make_bus(settings.bus, settings), settings.pipeline_stall_s)
+            self.pipeline = PipelineStatus(watch, settings.health_interval, self._report_name)
         self._report(False)  # until the first check has passed
+        self._report_name(LIVENESS, True)
 
     def _report(self, ok: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            self._servicer.set(name, status)
+        for name in ("", READINESS, SERVICE_NAME):
+            self._report_name(name, ok)
         if self._health_port is not None:
-            self._health_port.set(ok)
+            self._health_port.set(ok)  # also its liveness beat: the check thread turns
+
+    def _report_name(self, name: str, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        self._servicer.set(name, status)
+        if self._health_port is not None and name not in ("", READINESS, SERVICE_NAME):
+            self._health_port.set_name(name, ok)
 
     def start(self) -> None:
         self._metrics = serve_metrics(self._metrics_port)
         self.server.start()
         self.check.start()
+        if self.pipeline is not None:
+            self.pipeline.start()
 
     def stop(self, grace: float | None) -> threading.Event:
         self.check.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()
         self._report(False)
         if self._health_port is not None:
             self._health_port.close()

@@ -21,10 +21,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     serve_metrics(settings.metrics_port)
     bus = make_bus(settings.bus, settings)
     start = parse_start(args.start)
-    health = health_server(settings.health_port, "emolens.ingest")
+    health = health_server(settings.health_port, "emolens.ingest", settings.liveness_timeout_s)
     ingest = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start, stop=stop_event())
     if health is not None:
-        ingest.on_ready = health.set
+        ingest.on_ready, ingest.on_beat = health.set, health.beat
     # the source is not logged: a camera URL may carry a password
     live = is_live(args.source)
     log.info("event=ingest_started camera=%s live=%s fps=%g", args.camera_id, live, settings.fps)

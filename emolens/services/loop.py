@@ -15,11 +15,23 @@ from emolens.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class Health:
-    """A gRPC health server on ``port`` for Kubernetes' grpc probes: SERVING while the stage's
-    dependencies answer, NOT_SERVING while it waits for one; stopped by :meth:`close`."""
+LIVENESS, READINESS = "liveness", "readiness"
 
-    def __init__(self, port: int, service: str) -> None:
+
+class Health:
+    """A gRPC health server on ``port`` for Kubernetes' grpc probes, with the names they ask:
+
+    - ``readiness`` (also ``""`` and ``service``): SERVING while the stage's dependencies
+      answer, NOT_SERVING while it waits for one (no traffic, no restart);
+    - ``liveness``: SERVING while the main loop turns (:meth:`beat`: the stage calls it on every
+      step and on every retry of a dependency, so waiting is not hanging); NOT_SERVING once it
+      has not turned for
+      ``liveness_timeout_s``: a hung process, which Kubernetes restarts;
+    - any other name set with :meth:`set_name` (the gateway's ``emolens.pipeline``).
+
+    Stopped by :meth:`close`."""
+
+    def __init__(self, port: int, service: str, liveness_timeout_s: float = 120.0) -> None:
         from concurrent import futures
 
         import grpc
@@ -27,26 +39,54 @@ class Health:
 
         self._pb = health_pb2
         self.service = service
+        self.liveness_timeout_s = liveness_timeout_s
+        self._beat = time.monotonic()
+        self._closed = threading.Event()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
         self.servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
         self.server.add_insecure_port(f"0.0.0.0:{port}")
         self.server.start()
         self.set(True)
+        self.set_name(LIVENESS, True)
+        self._watchdog = threading.Thread(target=self._watch, name=f"{service}-liveness", daemon=True)
+        self._watchdog.start()
+
+    def _status(self, ok: bool) -> int:
+        return int(self._pb.HealthCheckResponse.SERVING if ok else self._pb.HealthCheckResponse.NOT_SERVING)
+
+    def beat(self) -> None:
+        """The main loop turned."""
+        self._beat = time.monotonic()
+
+    def _watch(self) -> None:
+        alive: bool | None = None
+        while not self._closed.wait(min(1.0, self.liveness_timeout_s / 4)):
+            now_alive = time.monotonic() - self._beat < self.liveness_timeout_s
+            if now_alive != alive:
+                if not now_alive:
+                    log.error("event=not_alive service=%s stalled_s=%.0f", self.service, time.monotonic() - self._beat)
+                self.servicer.set(LIVENESS, self._status(now_alive))
+                alive = now_alive
 
     def set(self, ok: bool) -> None:
-        status = self._pb.HealthCheckResponse.SERVING if ok else self._pb.HealthCheckResponse.NOT_SERVING
-        for name in ("", self.service):
-            self.servicer.set(name, status)
+        self.beat()
+        for name in ("", READINESS, self.service):
+            self.set_name(name, ok)
+
+    def set_name(self, name: str, ok: bool) -> None:
+        self.servicer.set(name, self._status(ok))
 
     def close(self) -> None:
+        self._closed.set()
         self.set(False)
+        self.set_name(LIVENESS, False)
         self.server.stop(grace=1)
 
 
-def health_server(port: int, service: str) -> Health | None:
+def health_server(port: int, service: str, liveness_timeout_s: float = 120.0) -> Health | None:
     """A :class:`Health` server on ``port``, or None for port 0."""
-    return Health(port, service) if port else None
+    return Health(port, service, liveness_timeout_s) if port else None
 
 
 def stop_event(event: threading.Event | None = None) -> threading.Event:
@@ -80,12 +120,19 @@ def run_stage(name: str, stage: Any, idle_exit_s: float | None, settings: Settin
     stage's readiness), ``stage.step`` until stopped, then health down and everything closed
     (the stage's consumer, ``closing``, the bus)."""
     serve_metrics(settings.metrics_port)
-    health = health_server(settings.health_port, f"emolens.{name}")
+    health = health_server(settings.health_port, f"emolens.{name}", settings.liveness_timeout_s)
+    step = stage.step
     if health is not None:
-        stage.on_ready = health.set
+        stage.on_ready, stage.on_beat = health.set, health.beat
+
+        def step() -> int:
+            n = int(stage.step())
+            health.beat()
+            return n
+
     stop = stop_event(stage.stop)
     try:
-        serve(name, stage.step, stop, idle_exit_s)
+        serve(name, step, stop, idle_exit_s)
     finally:
         if health is not None:
             health.close()

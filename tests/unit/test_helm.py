@@ -81,6 +81,9 @@ def test_probes_on_every_service_container(manifests):
             assert "readinessProbe" in c and "livenessProbe" in c, (name, c["name"])
             if c["name"] != "triton":
                 assert "grpc" in c["readinessProbe"], (name, c["name"])
+                # a service waiting out an outage is not ready, yet alive: not restarted
+                assert c["readinessProbe"]["grpc"]["service"] == "readiness", (name, c["name"])
+                assert c["livenessProbe"]["grpc"]["service"] == "liveness", (name, c["name"])
 
 
 def test_no_container_runs_as_root(manifests):

@@ -66,14 +66,19 @@ imagePullSecrets:
 {{- end -}}
 
 {{- define "emolens.grpcProbes" -}}
+{{- /* readiness: the dependencies answer (no traffic while waiting, no restart); liveness: the
+       main loop turns (EMOLENS_LIVENESS_TIMEOUT_S), so a service waiting out an outage is not
+       restarted, a hung one is (emolens.services.loop.Health). */}}
 readinessProbe:
   grpc:
     port: {{ .port }}
+    service: readiness
   initialDelaySeconds: 5
   periodSeconds: 10
 livenessProbe:
   grpc:
     port: {{ .port }}
+    service: liveness
   initialDelaySeconds: 20
   periodSeconds: 20
   failureThreshold: 3
