@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,6 +31,14 @@ class _Track:
     state: np.ndarray  # smoothed feature vector (probabilities)
     missed: int = 0
     hits: int = 1
+
+
+@dataclass(frozen=True)
+class TrackerState:
+    """A :class:`Tracker`'s tracks and next id at one moment (:meth:`Tracker.snapshot`)."""
+
+    tracks: dict[int, _Track]
+    next_id: int
 
 
 def unique_first_id() -> int:
@@ -93,6 +101,15 @@ class Tracker:
                 self._next_id += 1
             ids.append(track.track_id)
         return ids
+
+    def snapshot(self) -> TrackerState:
+        """Everything :meth:`update` changes, to :meth:`restore` when the batch it served
+        failed (a retried batch must find the tracks as the failed attempt found them)."""
+        return TrackerState({tid: replace(t, state=t.state.copy()) for tid, t in self._tracks.items()}, self._next_id)
+
+    def restore(self, saved: TrackerState) -> None:
+        self._tracks = {tid: replace(t, state=t.state.copy()) for tid, t in saved.tracks.items()}
+        self._next_id = saved.next_id
 
     def smoothed(self, track_id: int) -> np.ndarray:
         return self._tracks[track_id].state

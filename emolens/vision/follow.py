@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -217,6 +218,24 @@ class FaceFollower:
         self.confidences: list[float] = []
         self.origins: list[int | None] = []
         self.reset()
+
+    # what detect() changes: saved before a batch, put back when the batch's model call failed
+    _STATE = (
+        "_faces", "_full_at", "_sweep_at", "_motion", "_now", "_thumb", "_hist",
+        "last_pass", "confidences", "origins",
+    )  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        """The follower's state between frames (its faces, clocks, last thumbnail and counters),
+        to :meth:`restore` when the frames it has just seen must be seen again (a retried batch):
+        ``detect`` replaces these values and never changes one in place."""
+        saved: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
+        saved["passes"], saved["tiles_scanned"] = Counter(self.passes), Counter(self.tiles_scanned)
+        return saved
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        for name, value in saved.items():
+            setattr(self, name, Counter(value) if isinstance(value, Counter) else value)
 
     def reset(self) -> None:
         """Forget the faces and the last frame: the next frame gets a full detection."""

@@ -303,3 +303,69 @@ def test_a_frame_the_analysis_raises_on_is_isolated_and_the_rest_analysed(astron
     assert frames_pb2.Frame.FromString(dead.value).frame_seq == 5
     assert "RuntimeError: detector library failed on this frame" in dict(dead.headers)[DLQ_REASON].decode()
     assert stage.step(timeout_s=0.0) == 0  # committed: nothing comes back
+
+
+class FailsOnCalls:
+    """Wraps a classifier; its ``predict`` calls numbered in ``calls`` (from 1) raise Unavailable,
+    as a Triton that went away during that call would (the real one: tests/integration)."""
+
+    def __init__(self, inner, calls: set[int]):
+        self._inner, self._calls, self.n = inner, calls, 0
+
+    def info(self, model):
+        return self._inner.info(model)
+
+    def predict(self, model, images):
+        self.n += 1
+        if self.n in self._calls:
+            raise Unavailable("triton is down")
+        return self._inner.predict(model, images)
+
+
+def _observations(bus) -> list[tuple]:
+    """Each observed frame with its faces (box, quality, labels, track id renumbered by first
+    appearance, since a detector numbers its tracks from the clock)."""
+    from emolens.v1 import observations_pb2
+
+    renumber: dict[int, int] = {}
+    out = []
+    for m in bus.consumer([OBSERVATIONS_TOPIC], "compare").poll(0.1, 10_000):
+        o = observations_pb2.FrameObservations.FromString(m.value)
+        faces = [
+            (
+                tuple(round(v, 2) for v in (f.box.x0, f.box.y0, f.box.x1, f.box.y1)),
+                round(f.quality, 4),
+                f.low_quality,
+                round(f.smile, 4),
+                tuple(round(p, 4) for p in f.emotions),
+                renumber.setdefault(f.track_id, len(renumber)),
+            )
+            for f in o.faces
+        ]
+        out.append((o.frame_seq, faces))
+    return out
+
+
+def test_a_retried_batch_gives_the_observations_of_a_run_without_the_failure(demo_clip):
+    """The models fail in the middle of the clip (a Triton kill): the detector waits and retries
+    the batch; the batch's retry must find the face follower, the tracker and the kept
+    classifications as the failed attempt found them, so every frame's faces, qualities, labels
+    and track ids are those of a run without the failure (before: the follower's state had
+    advanced on the failed attempt, so the retry detected and classified differently)."""
+    from emolens.inference import make_classifier
+
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    assert settings.detect_interval > 0 and settings.classify_interval > 0 and settings.smoothing > 0
+    model = make_classifier(settings.inference)
+    runs = []
+    for failing in (set(), {5, 6, 13, 16, 17}):
+        bus = MemoryBus()
+        Ingest(bus, Camera("cam-r"), settings).run(str(demo_clip))
+        detector, readiness = _fast(Detector(bus, settings, FailsOnCalls(model, failing)))
+        while detector.step(timeout_s=0.05, max_frames=3):  # several batches, each with faces to classify
+            pass
+        assert readiness == ([False, True] * 3 if failing else [])
+        runs.append(_observations(bus))
+    clean, retried = runs
+    assert len(clean) == 20 and sum(len(faces) for _, faces in clean) > 20
+    assert retried == clean
