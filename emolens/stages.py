@@ -47,6 +47,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 # Dead letters carry why, from which stage and from where, in headers beside the message as it came
 DLQ_REASON, DLQ_STAGE, DLQ_ORIGIN = "emolens-dlq-reason", "emolens-dlq-stage", "emolens-dlq-origin"
+DLQ_PIXELS = "emolens-dlq-pixels"  # a dead-lettered frame lost its pixels: the size the message had
 MAX_REASON = 300
 
 
@@ -110,6 +111,28 @@ def encode_frame(image: np.ndarray, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
             quality = JPEG_QUALITY
 
 
+def without_pixels(value: bytes) -> bytes:
+    """A frames-topic message as its dead-letter topic keeps it: the Frame's metadata (camera,
+    frame_seq, time, size, zone, site) without its JPEG, and nothing else (fields this version
+    does not know, or bytes that are no Frame at all, may hold pixels too). The frames topic
+    keeps a face image 10 minutes; a dead-letter topic keeps its messages for days.
+
+    >>> frames_pb2.Frame.FromString(without_pixels(frames_pb2.Frame(frame_seq=7, jpeg=b"face").SerializeToString()))
+    frame_seq: 7
+    <BLANKLINE>
+    >>> without_pixels(b"\\xff not a frame")
+    b''
+    """
+    frame = frames_pb2.Frame()
+    try:
+        frame.ParseFromString(value)
+    except DecodeError:
+        return b""
+    frame.DiscardUnknownFields()
+    frame.ClearField("jpeg")
+    return frame.SerializeToString()
+
+
 class Stopping(Exception):
     """The process was asked to stop while it waited for a dependency."""
 
@@ -166,7 +189,8 @@ class BusStage:
 
     def dead_letter(self, message: Message, reason: str) -> None:
         """Send ``message`` as it came to its topic's dead-letter topic, the reason (cut to
-        MAX_REASON characters: it may quote the message) and where it came from in headers."""
+        MAX_REASON characters: it may quote the message) and where it came from in headers; a
+        frame goes without its pixels (:func:`without_pixels`, their size in ``DLQ_PIXELS``)."""
         topic = dead_letter_topic(message.topic)
         reason = reason[:MAX_REASON]
         metrics.DEAD_LETTERS.labels(topic).inc()
@@ -176,7 +200,11 @@ class BusStage:
             (DLQ_STAGE, self.name.encode()),
             (DLQ_ORIGIN, f"{message.topic}/{message.partition}/{message.offset}".encode()),
         ]
-        self.retry(lambda: self.bus.publish(topic, message.key, message.value, headers), "bus")
+        value = message.value
+        if message.topic == FRAMES_TOPIC:  # face pixels live no longer than the frames topic keeps them
+            value = without_pixels(value)
+            headers.append((DLQ_PIXELS, str(len(message.value)).encode()))
+        self.retry(lambda: self.bus.publish(topic, message.key, value, headers), "bus")
 
     def isolating(
         self, items: Sequence[tuple[Message, T]], process: Callable[[list[T]], list[R]], dependency: str, what: str

@@ -300,7 +300,10 @@ def test_a_frame_the_analysis_raises_on_is_isolated_and_the_rest_analysed(astron
     ]
     assert sorted(o.frame_seq for o in out) == [0, 1, 2, 3, 4, 6, 7] and all(len(o.faces) == 1 for o in out)
     (dead,) = bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "d").poll(0, 99)
-    assert frames_pb2.Frame.FromString(dead.value).frame_seq == 5
+    kept = frames_pb2.Frame.FromString(dead.value)
+    assert (kept.camera_id, kept.frame_seq, kept.captured_at) == ("cam-1", 5, to_timestamp(now + timedelta(seconds=5)))
+    # its pixels are not kept: a dead-letter topic keeps messages for days, the frames topic 10 minutes
+    assert kept.jpeg == b"" and int(dict(dead.headers)[stages.DLQ_PIXELS]) > len(black)  # the size it had
     assert "RuntimeError: detector library failed on this frame" in dict(dead.headers)[DLQ_REASON].decode()
     assert stage.step(timeout_s=0.0) == 0  # committed: nothing comes back
 
