@@ -44,7 +44,7 @@ from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
 from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
 from emolens.services.grpc_errors import ErrorInterceptor
-from emolens.services.loop import Health
+from emolens.services.loop import Health, ops_host
 from emolens.settings import Settings
 from emolens.store import Camera, Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
@@ -330,12 +330,16 @@ class GatewayServer:
     when set, which Kubernetes probes in plaintext), Prometheus /metrics on ``metrics_port``
     when set, and the dependency check, run together."""
 
-    def __init__(self, server: grpc.Server, servicer: health.HealthServicer, service: AnalyticsService) -> None:
+    def __init__(
+        self, server: grpc.Server, servicer: health.HealthServicer, service: AnalyticsService, host: str = "0.0.0.0"
+    ) -> None:
         self.server, self._servicer = server, servicer
         settings = service.settings
         self._metrics_port = settings.metrics_port
+        # /metrics and the plaintext health port listen where the API does, unless told otherwise
+        self._ops_host = ops_host(settings, host)
         self._metrics: WSGIServer | None = None
-        self._health_port = Health(settings.health_port, SERVICE_NAME) if settings.health_port else None
+        self._health_port = Health(settings.health_port, SERVICE_NAME, self._ops_host) if settings.health_port else None
         self.check = DependencyCheck(service, settings.health_interval, self._report)
         self._report(False)  # until the first check has passed
 
@@ -347,7 +351,7 @@ class GatewayServer:
             self._health_port.set(ok)
 
     def start(self) -> None:
-        self._metrics = serve_metrics(self._metrics_port)
+        self._metrics = serve_metrics(self._metrics_port, self._ops_host)
         self.server.start()
         self.check.start()
 
@@ -455,4 +459,4 @@ def build_server(
         auth,
         reflection,
     )
-    return GatewayServer(server, health_servicer, service), port
+    return GatewayServer(server, health_servicer, service, address.rpartition(":")[0]), port
