@@ -167,6 +167,18 @@ class Analyzer:
             self.follower.restore(saved.follower)
         self._classified = list(saved.classified)
 
+    def warm(self, frames: Sequence[Sequence[FaceResult]]) -> None:
+        """Replay faces this camera's previous analyzer gave, oldest first (one sequence of
+        :class:`FaceResult` per frame, with their track ids and smoothed probabilities) into
+        the tracker, which then goes on from them (``Tracker.observe``)."""
+        if self.tracker is None:
+            return
+        for faces in frames:
+            kept = [f for f in faces if f.track_id is not None]
+            ids = [f.track_id for f in kept if f.track_id is not None]
+            probs = np.array([[f.smile, *(f.emotions[e] for e in EMOTIONS)] for f in kept], np.float64)
+            self.tracker.observe([f.box for f in kept], ids, probs.reshape(len(kept), 1 + len(EMOTIONS)))
+
     def reset(self) -> None:
         if self.tracker is not None:
             self.tracker = self._new_tracker()

@@ -102,6 +102,25 @@ class Tracker:
             ids.append(track.track_id)
         return ids
 
+    def observe(self, boxes: Sequence[Box], ids: Sequence[int], features: np.ndarray) -> None:
+        """Replay a frame another tracker numbered (its faces' boxes, track ids and smoothed
+        features, as a previous detector process emitted them): tracks take those ids and
+        states, the others age as in :meth:`update`. A restarted detector goes on with the ids
+        its predecessor gave, so a visitor in view across the restart stays one visitor."""
+        seen = set(ids)
+        for tid, track in list(self._tracks.items()):
+            if tid not in seen:
+                track.missed += 1
+                if track.missed > self.max_missed:
+                    del self._tracks[tid]
+        for box, tid, feat in zip(boxes, ids, features, strict=True):
+            state = np.asarray(feat, np.float64).copy()
+            known = self._tracks.get(tid)
+            if known is None:
+                self._tracks[tid] = _Track(tid, box, state)
+            else:
+                known.box, known.state, known.missed, known.hits = box, state, 0, known.hits + 1
+
     def snapshot(self) -> TrackerState:
         """Everything :meth:`update` changes, to :meth:`restore` when the batch it served
         failed (a retried batch must find the tracks as the failed attempt found them)."""

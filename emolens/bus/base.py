@@ -65,4 +65,10 @@ class Bus(Protocol):
         """Messages of ``topic`` that ``group`` has not committed yet (what it is behind by)."""
         ...
 
+    def recent(self, topic: str, key: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of the partition of ``topic`` that ``key`` goes to (of
+        every key there), oldest first, read outside any group: a restarted detector reads the
+        observations it emitted last for a camera (``emolens.stages.Detector``)."""
+        ...
+
     def close(self) -> None: ...
