@@ -292,7 +292,7 @@ class FaceFollower:
             return None
         h, w = image.shape[:2]
         every = self.full.tiles(w, h)
-        due = self._sweep_at is None or timestamp - self._sweep_at >= self.tile_interval_s - 1e-3
+        due = self._sweep_at is None or self._period(timestamp) > self._period(self._sweep_at)
         if due or reason == "first" or self._motion is None:
             self._sweep_at = timestamp
             self.tiles_scanned["sweep"] += len(every)
@@ -318,6 +318,16 @@ class FaceFollower:
                 chosen[i] = every[i]
         self.tiles_scanned["targeted"] += len(chosen)
         return list(chosen.values())
+
+    def _period(self, timestamp: float) -> float:
+        """Which ``tile_interval_s`` period of the clock ``timestamp`` falls in: sweeps are due
+        once per period of the video's own clock, not ``tile_interval_s`` after the last one,
+        so a detector that took a camera over mid-stream (a restart, a rebalance) sweeps on the
+        frames its predecessor would have, and finds the same small faces at the same frames.
+        A little slack: 5 frames at 15 fps are 0.333 s on a clock that rounds to milliseconds."""
+        if self.tile_interval_s <= 0:
+            return timestamp  # every full detection sweeps
+        return float(np.floor((timestamp + 1e-3) / self.tile_interval_s))
 
     def _detect_fully(self, image: np.ndarray, tiles: list[Tile] | None = None) -> list[_Found]:
         out = []
