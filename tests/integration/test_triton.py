@@ -217,3 +217,30 @@ def test_a_frozen_triton_surfaces_within_seconds(services_dir, demo_clip):
         for m in bus.consumer([OBSERVATIONS_TOPIC], "all").poll(0.1, 999)
     ]
     assert len(frames) == len(set(frames)) == sent == len(bus.consumer([FRAMES_TOPIC], "f").poll(0.1, 999))
+
+
+@pytest.mark.pixel
+def test_triton_shared_memory_is_private_and_removed(services_dir):
+    """The python backend's /dev/shm regions carry every face crop between Triton and its model
+    processes: owner-only (0600) from before the first inference and after a batch large
+    enough to grow them (before: 0644, and a 64x64 crop was read back from one by another
+    user minutes after the last inference), and gone once the server is stopped."""
+    venv = dev.install_triton(TRITON_VENV)
+    repo = write_cpu_repository(default_repository(), services_dir / "triton-shm-repo")
+    before = set(glob.glob(SHM_REGIONS))
+    triton = dev.start_triton(services_dir / "triton-shm", repo, venv)
+    try:
+        regions = set(glob.glob(SHM_REGIONS)) - before
+        assert regions
+        assert {p: oct(os.stat(p).st_mode & 0o777) for p in regions} == dict.fromkeys(regions, "0o600")
+        clf = make_classifier(triton.url)
+        rng = np.random.default_rng(5)
+        crops = {
+            m: rng.uniform(0, 255, (128, 1, clf.info(m).size, clf.info(m).size)).astype(np.float32) for m in MODELS
+        }
+        assert clf.predict_many(crops)["emotion"].shape == (128, 7)  # the largest batch, over 1 MB: regions grow
+        after = set(glob.glob(SHM_REGIONS)) - before
+        assert {p: oct(os.stat(p).st_mode & 0o777) for p in after} == dict.fromkeys(after, "0o600")
+    finally:
+        dev.stop(triton)
+    assert not (set(glob.glob(SHM_REGIONS)) - before)
