@@ -190,6 +190,51 @@ def snapshot(stack: Stack, camera: str) -> dict:
     }
 
 
+def observed(stack: Stack, camera: str) -> list[tuple]:
+    """Every frame's faces as the detector emitted them for ``camera`` (the first copy of each
+    frame, the one the store keeps), read back from the observations topic: box, quality, the
+    low-quality flag, smile and emotions (rounded below the last digits a dynamic batch of
+    another size may change), and track ids renumbered by first appearance (a detector numbers
+    its tracks from the clock)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from emolens.v1 import observations_pb2
+
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{stack.kafka_port}", group_id=None)
+    try:
+        tps = [TopicPartition(OBSERVATIONS_TOPIC, p) for p in consumer.partitions_for_topic(OBSERVATIONS_TOPIC)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records = []
+        while batch := consumer.poll(timeout_ms=2000):
+            records += [r for rs in batch.values() for r in rs]
+    finally:
+        consumer.close()
+    first: dict[int, observations_pb2.FrameObservations] = {}
+    for r in sorted(records, key=lambda r: r.offset):  # one camera lies in one partition: its order
+        if r.key == camera.encode():
+            o = observations_pb2.FrameObservations.FromString(r.value)
+            first.setdefault(o.frame_seq, o)
+    ids: dict[int, int] = {}
+    return [
+        (
+            seq,
+            [
+                (
+                    tuple(round(v, 1) for v in (f.box.x0, f.box.y0, f.box.x1, f.box.y1)),
+                    round(f.quality, 3),
+                    f.low_quality,
+                    round(f.smile, 3),
+                    tuple(round(p, 3) for p in f.emotions),
+                    ids.setdefault(f.track_id, len(ids)),
+                )
+                for f in first[seq].faces
+            ],
+        )
+        for seq in sorted(first)
+    ]
+
+
 def _published(stack: Stack, camera: str, recording: Path) -> int:
     """How many frames a full ingest of the recording publishes (one per sampled position)."""
     from emolens.media import iter_video
@@ -332,6 +377,9 @@ def test_triton_paused_then_killed_mid_stream(stack, recording, baseline):
             stack.triton = dev.start_triton(stack.work / "triton", stack.triton_repo, TRITON_VENV, stack.triton_ports)
         _finish(run, expected)
     _assert_same(snapshot(stack, run.camera), baseline)
+    # frame by frame, the faces the detector emitted: a retried batch must see its frames as the
+    # failed attempt did (before: the face follower had moved on, and the retry detected anew)
+    assert observed(stack, run.camera) == observed(stack, "cam-base")
 
 
 def test_postgres_stopped_mid_stream(stack, recording, baseline):
