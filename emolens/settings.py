@@ -161,7 +161,9 @@ class Settings:
                 and _host_port(self.inference[len("triton://") :].partition("?")[0])
             )
         ):
-            raise _refuse("inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT[?timeout=SECONDS]")
+            raise _refuse(
+                "inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT[?timeout=SECONDS&probe=SECONDS]"
+            )
         if not (
             self.bus == "memory://" or (self.bus.startswith("kafka://") and _host_ports(self.bus[len("kafka://") :]))
         ):
