@@ -411,6 +411,7 @@ class Ingest(BusStage):
                     self.retry(self.bus.flush, "bus")
                 except Stopping:
                     break
+                failpoints.hit("ingest.after_flush")  # a test's ingest killed mid-file, its frames stored
         with contextlib.suppress(Stopping):
             self.retry(self.bus.flush, "bus")
         self._log_counts("ingest_counts", n)
