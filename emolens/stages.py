@@ -459,7 +459,14 @@ class Detector(BusStage):
         copy anyway), and the last WARM_S seconds of them go into the tracker, so the faces in
         view keep their track ids: a visitor is not counted twice because a detector restarted."""
         first_copy: dict[int, tuple[FrameObservations, bytes]] = {}
-        for m in self.bus.recent(OBSERVATIONS_TOPIC, camera_id, WARM_MESSAGES):
+        try:
+            messages = self.bus.recent(OBSERVATIONS_TOPIC, camera_id, WARM_MESSAGES)
+        except RETRYABLE:
+            raise  # waited out with the batch in hand, like the models
+        except Exception as exc:  # best effort: never a reason to dead-letter the camera's frames
+            log.warning("event=camera_warm_failed stage=%s camera=%s reason=%r", self.name, camera_id, refusal(exc))
+            messages = []
+        for m in messages:
             if m.key != camera_id:
                 continue
             try:

@@ -471,3 +471,23 @@ def test_a_recording_ingested_again_mid_file_leaves_the_tracks_alone(clean_visit
     relabel = {}
     want = [[relabel.setdefault(t, len(relabel)) for t in clean[s]] for s in sorted(clean)]
     assert same == want
+
+
+class _NoReadBack(MemoryBus):
+    """A bus whose read-back of recent messages fails (not an outage): a broker without the API."""
+
+    def recent(self, topic, key, limit):
+        raise RuntimeError("ListOffsets not supported")
+
+
+def test_a_failed_read_back_only_costs_the_warm_start(demo_clip):
+    """The read-back that warms a camera's tracks is best effort: when it fails for any reason
+    but an outage, the camera's frames are analysed as before, none dead-lettered."""
+    from emolens.inference import make_classifier
+
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    bus = _NoReadBack()
+    sent = Ingest(bus, Camera("cam-w"), settings).run(str(demo_clip))
+    assert drain(Detector(bus, settings, make_classifier(settings.inference)), idle_s=0.3) == sent
+    assert len(bus.consumer([OBSERVATIONS_TOPIC], "o").poll(0.1, 999)) == sent
+    assert bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "d").poll(0.1, 999) == []
