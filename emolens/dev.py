@@ -288,6 +288,7 @@ def start_triton(
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as resp:
                 if resp.status == 200:
+                    make_private(_shared_memory_of(proc.pid))
                     return service
         except OSError:
             pass
@@ -312,6 +313,19 @@ def _shared_memory_of(pid: int) -> set[str]:
                 if path.startswith("/dev/shm/"):
                     found.add(path.removesuffix(" (deleted)"))
     return found
+
+
+def make_private(regions: set[str]) -> None:
+    """Owner-only (0600) Triton python-backend regions: they carry the face crops of every
+    inference between the server and its model processes, and the backend creates them 0644
+    whatever the umask (Boost sets the mode after creating), so any local user could read
+    faces from /dev/shm. Done once the server is ready, before any inference; open mappings
+    are not affected. A region made later (a model loaded after start) is not covered: dev
+    servers load every model at start."""
+    for path in regions:
+        if Path(path).name.startswith("triton_python_backend_shm_region_"):
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
 
 
 def stop(service: Service, timeout_s: float = 10, sig: int | None = None) -> None:

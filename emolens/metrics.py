@@ -69,10 +69,10 @@ def report_lag(stage: str, lag: Callable[[], int | None]) -> None:
         CONSUMER_LAG.labels(stage).set(value)
 
 
-def serve_metrics(port: int) -> WSGIServer | None:
-    """Serve /metrics on ``port`` from a daemon thread (0: not at all); ``shutdown()`` on the
-    server returned stops it."""
+def serve_metrics(port: int, host: str = "0.0.0.0") -> WSGIServer | None:
+    """Serve /metrics on ``host``:``port`` from a daemon thread (0: not at all);
+    ``shutdown()`` on the server returned stops it."""
     if not port:
         return None
-    server, _ = start_http_server(port, addr="0.0.0.0")
+    server, _ = start_http_server(port, addr=host.removeprefix("[").removesuffix("]"))
     return server

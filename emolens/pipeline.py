@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from emolens.errors import InputError, ModelError
 from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, predict_many, softmax
 from emolens.results import EMOTIONS, FaceResult
 from emolens.settings import Settings
-from emolens.track import Tracker, unique_first_id
+from emolens.track import Tracker, TrackerState, unique_first_id
 from emolens.vision.align import align_face
 from emolens.vision.detect import BlazeFaceDetector, Detection, FaceDetector, make_detector
 from emolens.vision.follow import REGION_MIN_SCORE, FaceFollower, confidence, second_opinion
@@ -148,6 +149,36 @@ class Analyzer:
             return det.score
         opinion = second_opinion(frame, det, self.checker)
         return confidence(frame, det, self.checker, opinion) if opinion > 0 else 0.0
+
+    def snapshot(self) -> _Saved:
+        """The per-camera state a batch changes (tracks, followed faces, kept classifications)."""
+        return _Saved(
+            None if self.tracker is None else self.tracker.snapshot(),
+            None if self.follower is None else self.follower.snapshot(),
+            list(self._classified),
+        )
+
+    def restore(self, saved: _Saved) -> None:
+        """Back to ``saved``: a batch whose model call failed left no trace, so its retry sees
+        the frames exactly as the first attempt did and gives what a run without the failure
+        gives (docs/reliability.md, "Restarts do not change the numbers")."""
+        if self.tracker is not None and saved.tracker is not None:
+            self.tracker.restore(saved.tracker)
+        if self.follower is not None and saved.follower is not None:
+            self.follower.restore(saved.follower)
+        self._classified = list(saved.classified)
+
+    def warm(self, frames: Sequence[Sequence[FaceResult]]) -> None:
+        """Replay faces this camera's previous analyzer gave, oldest first (one sequence of
+        :class:`FaceResult` per frame, with their track ids and smoothed probabilities) into
+        the tracker, which then goes on from them (``Tracker.observe``)."""
+        if self.tracker is None:
+            return
+        for faces in frames:
+            kept = [f for f in faces if f.track_id is not None]
+            ids = [f.track_id for f in kept if f.track_id is not None]
+            probs = np.array([[f.smile, *(f.emotions[e] for e in EMOTIONS)] for f in kept], np.float64)
+            self.tracker.observe([f.box for f in kept], ids, probs.reshape(len(kept), 1 + len(EMOTIONS)))
 
     def reset(self) -> None:
         if self.tracker is not None:
@@ -318,6 +349,16 @@ class _Classified:
         return float(np.hypot(dx, dy)) <= KEEP_SHIFT * w0
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """An analyzer's per-camera state before a batch (``Analyzer.snapshot``); the
+    classifications in ``classified`` are complete (their ``probs`` set) and never change."""
+
+    tracker: TrackerState | None
+    follower: dict[str, Any] | None
+    classified: list[_Classified]
+
+
 @dataclass
 class _Prepared:
     """One camera's frames between detection and classification: per face, its quality and
@@ -342,9 +383,25 @@ def analyze_together(
     faces of every camera whose analyzers share a classifier, then tracking per camera. What
     each camera gets is what its own ``analyze_batch`` would give; the models see one batch.
 
+    All or nothing: when anything raises (the models are away, one frame the detector cannot
+    take), every analyzer is put back as it was before the call, so a retry of the same frames
+    (or of a part of them) gives what a call that never failed gives.
+
     >>> analyze_together([(Analyzer(), [frame], None)])  # doctest: +SKIP
     [[[FaceResult(...)]]]
     """
+    saved = [analyzer.snapshot() for analyzer, _, _ in jobs]
+    try:
+        return _analyze_together(jobs)
+    except BaseException:
+        for (analyzer, _, _), state in reversed(list(zip(jobs, saved, strict=True))):
+            analyzer.restore(state)
+        raise
+
+
+def _analyze_together(
+    jobs: Sequence[tuple[Analyzer, Sequence[np.ndarray], Sequence[float] | None]],
+) -> list[list[list[FaceResult]]]:
     prepared = [analyzer._prepare(images, stamps) for analyzer, images, stamps in jobs]
     probs: list[tuple[np.ndarray, np.ndarray]] = [
         (np.zeros((0, 2), np.float32), np.zeros((0, len(EMOTIONS)), np.float32))

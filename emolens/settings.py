@@ -92,6 +92,10 @@ class Settings:
     max_pixels: int = 40_000_000  # larger images are refused
     health_port: int = 0  # gRPC health server of the bus services (0 = none)
     metrics_port: int = 0  # Prometheus /metrics of the services (0 = none)
+    # Where /metrics and the health port listen. "" = the gateway's own --host (a gateway on
+    # loopback exposes neither off the machine); the bus services, which bind nothing else,
+    # then listen on 0.0.0.0, where Kubernetes' probes and Prometheus reach a pod.
+    ops_host: str = ""
     # "" = the command's own default: INFO for the services (ingest, detect, aggregate,
     # gateway), WARNING for the tools (analyze, run, stats, ...); one of LOG_LEVELS
     log_level: str = ""
@@ -164,7 +168,9 @@ class Settings:
                 and _host_port(self.inference[len("triton://") :].partition("?")[0])
             )
         ):
-            raise _refuse("inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT[?timeout=SECONDS]")
+            raise _refuse(
+                "inference", self.inference, "use onnx://[PATH] or triton://HOST:PORT[?timeout=SECONDS&probe=SECONDS]"
+            )
         if not (
             self.bus == "memory://" or (self.bus.startswith("kafka://") and _host_ports(self.bus[len("kafka://") :]))
         ):

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -47,6 +47,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 # Dead letters carry why, from which stage and from where, in headers beside the message as it came
 DLQ_REASON, DLQ_STAGE, DLQ_ORIGIN = "emolens-dlq-reason", "emolens-dlq-stage", "emolens-dlq-origin"
+DLQ_PIXELS = "emolens-dlq-pixels"  # a dead-lettered frame lost its pixels: the size the message had
 MAX_REASON = 300
 
 
@@ -60,6 +61,14 @@ DROP_BACKLOG = "backlog"  # shed by a live ingest while the detectors are behind
 REGISTRY_REFRESH_S = 5.0  # the aggregator reads a camera's registration again before refusing a message
 PRUNE_EVERY_S = 600.0  # the aggregator forgets frames older than the replay window this often
 DETECTOR_GROUP = "emolens-detector"
+# A detector answers a frame it has analysed (a recording ingested again, a batch redelivered) with
+# the observations it gave, from the last REPLAY_FRAMES of each camera (3.4 min at 5 fps, some
+# 0.5 MB), instead of running the camera's tracker backwards. A camera new to the process reads
+# back WARM_MESSAGES of its observations partition: its previous detector's answers, and the
+# last WARM_S seconds of them replayed into the tracker (docs/reliability.md, "Restarts").
+REPLAY_FRAMES = 1024
+WARM_MESSAGES = 2048
+WARM_S = 10.0
 
 
 def default_seq_start() -> int:
@@ -108,6 +117,28 @@ def encode_frame(image: np.ndarray, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
         else:
             image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
             quality = JPEG_QUALITY
+
+
+def without_pixels(value: bytes) -> bytes:
+    """A frames-topic message as its dead-letter topic keeps it: the Frame's metadata (camera,
+    frame_seq, time, size, zone, site) without its JPEG, and nothing else (fields this version
+    does not know, or bytes that are no Frame at all, may hold pixels too). The frames topic
+    keeps a face image 10 minutes; a dead-letter topic keeps its messages for days.
+
+    >>> frames_pb2.Frame.FromString(without_pixels(frames_pb2.Frame(frame_seq=7, jpeg=b"face").SerializeToString()))
+    frame_seq: 7
+    <BLANKLINE>
+    >>> without_pixels(b"\\xff not a frame")
+    b''
+    """
+    frame = frames_pb2.Frame()
+    try:
+        frame.ParseFromString(value)
+    except DecodeError:
+        return b""
+    frame.DiscardUnknownFields()
+    frame.ClearField("jpeg")
+    return frame.SerializeToString()
 
 
 class Stopping(Exception):
@@ -174,7 +205,8 @@ class BusStage:
 
     def dead_letter(self, message: Message, reason: str) -> None:
         """Send ``message`` as it came to its topic's dead-letter topic, the reason (cut to
-        MAX_REASON characters: it may quote the message) and where it came from in headers."""
+        MAX_REASON characters: it may quote the message) and where it came from in headers; a
+        frame goes without its pixels (:func:`without_pixels`, their size in ``DLQ_PIXELS``)."""
         topic = dead_letter_topic(message.topic)
         reason = reason[:MAX_REASON]
         metrics.DEAD_LETTERS.labels(topic).inc()
@@ -184,7 +216,11 @@ class BusStage:
             (DLQ_STAGE, self.name.encode()),
             (DLQ_ORIGIN, f"{message.topic}/{message.partition}/{message.offset}".encode()),
         ]
-        self.retry(lambda: self.bus.publish(topic, message.key, message.value, headers), "bus")
+        value = message.value
+        if message.topic == FRAMES_TOPIC:  # face pixels live no longer than the frames topic keeps them
+            value = without_pixels(value)
+            headers.append((DLQ_PIXELS, str(len(message.value)).encode()))
+        self.retry(lambda: self.bus.publish(topic, message.key, value, headers), "bus")
 
     def isolating(
         self, items: Sequence[tuple[Message, T]], process: Callable[[list[T]], list[R]], dependency: str, what: str
@@ -386,6 +422,7 @@ class Ingest(BusStage):
                     self.retry(self.bus.flush, "bus")
                 except Stopping:
                     break
+                failpoints.hit("ingest.after_flush")  # a test's ingest killed mid-file, its frames stored
         with contextlib.suppress(Stopping):
             self.retry(self.bus.flush, "bus")
         self._log_counts("ingest_counts", n)
@@ -408,8 +445,13 @@ class Detector(BusStage):
         self.settings, self.classifier, self.detector = settings, classifier, detector
         self.consumer = bus.consumer([FRAMES_TOPIC], self.GROUP)
         self._analyzers: dict[str, Analyzer] = {}
+        # per camera: frame_seq -> the observations message this process (or, read back, its
+        # predecessor) gave for it, the last REPLAY_FRAMES
+        self._answered: dict[str, OrderedDict[int, bytes]] = {}
 
-    def _analyzer(self, camera_id: str) -> Analyzer:
+    def _analyzer(self, camera_id: str, first: datetime) -> Analyzer:
+        """The camera's analyzer; a camera new to this process starts where its previous
+        detector stopped (:meth:`_warm`), ``first`` being the time of its first frame here."""
         a = self._analyzers.get(camera_id)
         if a is None:
             # Track ids unique across restarts and rebalances: distinct visitors rest on them.
@@ -417,8 +459,50 @@ class Detector(BusStage):
                 self.settings, classifier=self.classifier, detector=self.detector, track=True, unique_track_ids=True
             )
             self.detector = a.detector  # share one detector across cameras
+            self._warm(camera_id, a, first)  # raises on a bus outage: kept only once warmed
             self._analyzers[camera_id] = a
         return a
+
+    def _warm(self, camera_id: str, analyzer: Analyzer, first: datetime) -> None:
+        """What the camera's previous detector (killed, or the owner before a rebalance) emitted
+        last, read back from the observations topic: each frame's answer is remembered, so
+        frames it analysed and did not commit are answered alike (the store keeps the first
+        copy anyway), and the last WARM_S seconds of them go into the tracker, so the faces in
+        view keep their track ids: a visitor is not counted twice because a detector restarted."""
+        first_copy: dict[int, tuple[FrameObservations, bytes]] = {}
+        try:
+            messages = self.bus.recent(OBSERVATIONS_TOPIC, camera_id, WARM_MESSAGES)
+        except RETRYABLE:
+            raise  # waited out with the batch in hand, like the models
+        except Exception as exc:  # best effort: never a reason to dead-letter the camera's frames
+            log.warning("event=camera_warm_failed stage=%s camera=%s reason=%r", self.name, camera_id, refusal(exc))
+            messages = []
+        for m in messages:
+            if m.key != camera_id:
+                continue
+            try:
+                obs = observations_from_pb(observations_pb2.FrameObservations.FromString(m.value))
+            except (DecodeError, EmolensError, ValueError, KeyError):
+                continue  # the aggregator dead-letters it; nothing to learn here
+            if obs.camera_id == camera_id:
+                first_copy.setdefault(obs.frame_seq, (obs, m.value))  # the copy the store kept
+        previous = sorted(first_copy.values(), key=lambda x: x[0].timestamp)[-REPLAY_FRAMES:]
+        answered = self._answered.setdefault(camera_id, OrderedDict())
+        for obs, value in previous:
+            answered[obs.frame_seq] = value
+        replayed: list[FrameObservations] = []
+        if previous and previous[-1][0].timestamp >= first - timedelta(seconds=WARM_S):  # still in view
+            latest = previous[-1][0].timestamp
+            replayed = [o for o, _ in previous if o.timestamp >= latest - timedelta(seconds=WARM_S)]
+            analyzer.warm([o.faces for o in replayed])
+        log.info(
+            "event=camera_warmed stage=%s camera=%s answers=%d replayed=%d tracks=%d",
+            self.name,
+            camera_id,
+            len(previous),
+            len(replayed),
+            len({f.track_id for o in replayed for f in o.faces}),
+        )
 
     def _decode(self, message: Message) -> tuple[frames_pb2.Frame, np.ndarray] | None:
         frame = frames_pb2.Frame()
@@ -443,20 +527,39 @@ class Detector(BusStage):
         by_camera: dict[str, list[tuple[frames_pb2.Frame, np.ndarray]]] = defaultdict(list)
         for f, image in items:
             by_camera[f.camera_id].append((f, image))
-        jobs = [
-            (
-                self._analyzer(camera_id),
-                [im for _, im in frames],
-                [from_timestamp(f.captured_at).timestamp() for f, _ in frames],  # the detection interval's clock
-            )
-            for camera_id, frames in by_camera.items()
-        ]
-        out, faces_found = [], 0
-        for (camera_id, frames), camera_results in zip(by_camera.items(), analyze_together(jobs), strict=True):
-            for (f, _), faces in zip(frames, camera_results, strict=True):
+        jobs, todo = [], []
+        for camera_id, frames in by_camera.items():
+            analyzer = self._analyzer(camera_id, from_timestamp(frames[0][0].captured_at))
+            answered = self._answered.setdefault(camera_id, OrderedDict())
+            # a frame answered before (a replay) is answered alike and leaves the tracks alone
+            new, seen = [], set()
+            for f, im in frames:
+                if f.frame_seq not in answered and f.frame_seq not in seen:
+                    seen.add(f.frame_seq)
+                    new.append((f, im))
+            if new:
+                stamps = [from_timestamp(f.captured_at).timestamp() for f, _ in new]  # the detection interval's clock
+                jobs.append((analyzer, [im for _, im in new], stamps))
+                todo.append((camera_id, new))
+        fresh: dict[tuple[str, int], bytes] = {}
+        faces_found = 0
+        for (camera_id, new), camera_results in zip(todo, analyze_together(jobs), strict=True):
+            for (f, _), faces in zip(new, camera_results, strict=True):
                 obs = FrameObservations(camera_id, f.frame_seq, from_timestamp(f.captured_at), faces)
-                out.append((camera_id, observations_to_pb(obs, f.zone, f.site).SerializeToString()))
+                fresh[(camera_id, f.frame_seq)] = observations_to_pb(obs, f.zone, f.site).SerializeToString()
                 faces_found += len(faces)
+        # nothing above changed this detector if it raised (analyze_together restores the analyzers)
+        out = []
+        for camera_id, frames in by_camera.items():
+            answered = self._answered[camera_id]
+            for f, _ in frames:
+                payload = fresh.get((camera_id, f.frame_seq)) or answered[f.frame_seq]
+                out.append((camera_id, payload))
+            for (cam, seq), payload in fresh.items():
+                if cam == camera_id:
+                    answered[seq] = payload
+            while len(answered) > REPLAY_FRAMES:
+                answered.popitem(last=False)
         metrics.FACES.labels(self.name).inc(faces_found)
         return out
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,6 +42,14 @@ class _Track:
 
 def _centre(box: Box) -> tuple[float, float]:
     return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+
+
+@dataclass(frozen=True)
+class TrackerState:
+    """A :class:`Tracker`'s tracks and next id at one moment (:meth:`Tracker.snapshot`)."""
+
+    tracks: dict[int, _Track]
+    next_id: int
 
 
 def unique_first_id() -> int:
@@ -136,6 +144,34 @@ class Tracker:
                 self._next_id += 1
             ids.append(track.track_id)
         return ids
+
+    def observe(self, boxes: Sequence[Box], ids: Sequence[int], features: np.ndarray) -> None:
+        """Replay a frame another tracker numbered (its faces' boxes, track ids and smoothed
+        features, as a previous detector process emitted them): tracks take those ids and
+        states, the others age as in :meth:`update`. A restarted detector goes on with the ids
+        its predecessor gave, so a visitor in view across the restart stays one visitor."""
+        seen = set(ids)
+        for tid, track in list(self._tracks.items()):
+            if tid not in seen:
+                track.missed += 1
+                if track.missed > self.max_missed:
+                    del self._tracks[tid]
+        for box, tid, feat in zip(boxes, ids, features, strict=True):
+            state = np.asarray(feat, np.float64).copy()
+            known = self._tracks.get(tid)
+            if known is None:
+                self._tracks[tid] = _Track(tid, box, state)
+            else:
+                known.box, known.state, known.missed, known.hits = box, state, 0, known.hits + 1
+
+    def snapshot(self) -> TrackerState:
+        """Everything :meth:`update` changes, to :meth:`restore` when the batch it served
+        failed (a retried batch must find the tracks as the failed attempt found them)."""
+        return TrackerState({tid: replace(t, state=t.state.copy()) for tid, t in self._tracks.items()}, self._next_id)
+
+    def restore(self, saved: TrackerState) -> None:
+        self._tracks = {tid: replace(t, state=t.state.copy()) for tid, t in saved.tracks.items()}
+        self._next_id = saved.next_id
 
     def smoothed(self, track_id: int) -> np.ndarray:
         return self._tracks[track_id].state

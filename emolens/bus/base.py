@@ -83,4 +83,10 @@ class Bus(Protocol):
         committed nothing new while it is behind is stuck)."""
         ...
 
+    def recent(self, topic: str, key: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of the partition of ``topic`` that ``key`` goes to (of
+        every key there), oldest first, read outside any group: a restarted detector reads the
+        observations it emitted last for a camera (``emolens.stages.Detector``)."""
+        ...
+
     def close(self) -> None: ...

@@ -218,6 +218,39 @@ class KafkaBus:
             done += min(mark.offset, ends[tp]) if mark is not None and mark.offset >= 0 else 0
         return Progress(done, sum(ends.values()))
 
+    def recent(self, topic: str, key: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of the partition ``key`` goes to, through a consumer of
+        no group (nothing committed, no rebalance). The partition is the producer's: murmur2 of
+        the key over the topic's partitions. Reads up to the larger of the end offset and the
+        fetch's high watermark (see :meth:`KafkaConsumerAdapter.lag` on Tansu's end offsets)."""
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.partitioner.default import murmur2
+
+        if limit <= 0:
+            return []
+        with _outage():
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+            try:
+                partitions = sorted(consumer.partitions_for_topic(topic) or ())
+                if not partitions:
+                    return []
+                tp = TopicPartition(topic, partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)])
+                consumer.assign([tp])
+                begin, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+                consumer.seek(tp, max(begin, end - limit))
+                out: list[Message] = []
+                while True:
+                    records = consumer.poll(timeout_ms=1000, max_records=limit).get(tp, [])
+                    out += [
+                        Message(topic, (r.key or b"").decode(), r.value, tp.partition, r.offset, tuple(r.headers or ()))
+                        for r in records
+                    ]
+                    if not records or consumer.position(tp) >= max(end, consumer.highwater(tp) or 0):
+                        break
+            finally:
+                consumer.close()
+        return out[-limit:]
+
     def consumer(self, topics: list[str], group: str) -> KafkaConsumerAdapter:
         return KafkaConsumerAdapter(self.bootstrap, topics, group)
 

@@ -98,6 +98,11 @@ class MemoryBus:
             end = self._base[topic] + len(self._logs[topic])
             return Progress(max(self._committed[(group, topic)], self._base[topic]), end)
 
+    def recent(self, topic: str, key: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of ``topic`` the bus holds (one partition: every key)."""
+        with self._cond:
+            return list(self._logs[topic][-limit:]) if limit > 0 else []
+
     def held(self, topic: str) -> int:
         """Messages of ``topic`` the bus holds now (consumed ones kept for late groups included)."""
         with self._cond:

@@ -7,6 +7,7 @@ package); ``triton://HOST:PORT`` calls a Triton server.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -29,11 +30,15 @@ def make_classifier(url: str, threads: int = 0) -> Classifier:
             raise ConfigError(f"triton URL needs host and port: {url!r}")
         from emolens.inference.triton import TritonClassifier
 
-        # triton://HOST:PORT?timeout=S: the deadline of one call (retried within TritonClassifier)
+        # triton://HOST:PORT?timeout=S&probe=P: the deadline of one call (retried within
+        # TritonClassifier), and how long a call goes unanswered before the server's liveness is asked
         query = parse_qs(parsed.query)
         try:
             timeout_s = float(query.get("timeout", ["10"])[0])
+            probe_s = float(query.get("probe", ["1"])[0])
         except ValueError:
-            raise ConfigError(f"triton URL timeout must be seconds: {url!r}") from None
-        return TritonClassifier(f"{parsed.hostname}:{parsed.port}", timeout_s=timeout_s)
+            raise ConfigError(f"triton URL timeout and probe must be seconds: {url!r}") from None
+        if not (0 < timeout_s < math.inf and 0 < probe_s < math.inf):
+            raise ConfigError(f"triton URL timeout and probe must be positive seconds: {url!r}")
+        return TritonClassifier(f"{parsed.hostname}:{parsed.port}", timeout_s=timeout_s, probe_s=probe_s)
     raise ConfigError(f"unknown inference URL {url!r}: use onnx://PATH or triton://HOST:PORT")

@@ -1,9 +1,14 @@
 """Remote inference on NVIDIA Triton over gRPC (dynamic batching happens server-side).
 
-Every call has a deadline. UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED are retried
+Every call has a deadline (``timeout_s``, the URL's ``?timeout=``, 10 s by default: a loaded
+server may take that long). UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED are retried
 with exponential backoff; once the retries are spent an outage (or an overloaded server) is
-raised as ``Unavailable`` and a missed deadline as ``DeadlineExceeded``. Any other status is
-the server refusing what we sent, i.e. the model contract is broken: ``ModelError`` at once.
+raised as ``Unavailable`` and a missed deadline as ``DeadlineExceeded``. An inference left
+unanswered for ``probe_s`` (``?probe=``, 1 s) makes the client ask the server's liveness; a
+server that does not answer that either (frozen, or gone without closing its connections) is
+``Unavailable`` at once, so the detector reports the outage within about two seconds instead of
+after every deadline. Any other status is the server refusing what we sent, i.e. the model
+contract is broken: ``ModelError`` at once.
 
 Nothing is fetched when the client is made: the models' configs are read on first use, so a
 service can start while Triton is still coming up and answers UNAVAILABLE until it is there.
@@ -32,13 +37,16 @@ _OUTAGE = ("StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED")
 
 
 class TritonClassifier:
-    def __init__(self, url: str, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2, probe_s: float = 1.0
+    ) -> None:
         try:
             import tritonclient.grpc as grpcclient
         except ImportError as exc:
             raise MissingExtra("triton://", "triton", exc.name) from exc
         self._grpc = grpcclient
         self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
+        self.probe_s = probe_s  # how long a call goes unanswered before health is asked
         self.client = grpcclient.InferenceServerClient(url)  # connects on the first call, not here
         self._info: dict[str, ModelInfo] = {}
         self._info_lock = threading.Lock()
@@ -54,6 +62,8 @@ class TritonClassifier:
                 status = str(exc.status())
                 if status != _DEADLINE and status not in _OUTAGE:
                     raise ModelError(f"triton at {self.url}: {what}: {exc.message()}") from exc
+                if status == _DEADLINE and not self._live():
+                    raise Unavailable(f"triton at {self.url}: {what}: no answer, nor to a liveness probe") from exc
                 if attempt == self.retries:
                     tries = self.retries + 1
                     if status == _DEADLINE:
@@ -89,22 +99,53 @@ class TritonClassifier:
         self._check(model)
         if len(images) == 0:
             return np.zeros((0, len(self.info(model).labels)), np.float32)
-        x = np.ascontiguousarray(images, np.float32)
-        inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
-        inp.set_data_from_numpy(x)
-        out = self._grpc.InferRequestedOutput(OUTPUT_NAME)
-        result = self._call(
-            f"infer {model}", lambda: self.client.infer(model, [inp], outputs=[out], client_timeout=self.timeout_s)
-        )
-        return np.asarray(result.as_numpy(OUTPUT_NAME), np.float32)
+        return self.predict_many({model: images})[model]
 
     def predict_many(self, batches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Send one request per model at once (async) and wait for all: the smile and emotion
-        calls of a frame overlap instead of queueing behind each other."""
+        calls of a frame overlap instead of queueing behind each other. Requests refused as an
+        outage are sent again with backoff (``retries`` times); a server that stops answering
+        is found by :meth:`_wait`'s health probe within about ``probe_s``, not ``timeout_s``."""
         for model in batches:
             self._check(model)
-        if len(batches) < 2 or any(len(x) == 0 for x in batches.values()):
-            return {m: self.predict(m, x) for m, x in batches.items()}
+        out = {m: np.zeros((0, len(self.info(m).labels)), np.float32) for m, x in batches.items() if len(x) == 0}
+        todo = {m: x for m, x in batches.items() if len(x)}
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            failed: dict[str, Any] = {}
+            for model, result in self._infer(todo).items():
+                if hasattr(result, "as_numpy"):
+                    out[model] = np.asarray(result.as_numpy(OUTPUT_NAME), np.float32)
+                else:
+                    failed[model] = result
+            if not failed:
+                return out
+            what = f"infer {', '.join(failed)}"
+            statuses = {str(e.status()) for e in failed.values()}
+            refusal = next((e for e in failed.values() if str(e.status()) not in (_DEADLINE, *_OUTAGE)), None)
+            if refusal is not None:
+                raise ModelError(f"triton at {self.url}: {what}: {refusal.message()}")
+            if attempt == self.retries:
+                tries = self.retries + 1
+                if statuses == {_DEADLINE}:
+                    raise DeadlineExceeded(
+                        f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
+                    )
+                raise Unavailable(f"triton at {self.url}: {what}: {', '.join(sorted(statuses))} after {tries} tries")
+            log.warning(
+                "event=triton_retry what=%s attempt=%d status=%s delay_s=%.2f",
+                what,
+                attempt + 1,
+                ",".join(sorted(statuses)),
+                delay,
+            )
+            time.sleep(delay)
+            delay *= 2
+            todo = {m: todo[m] for m in failed}
+        raise AssertionError("unreachable")
+
+    def _infer(self, batches: dict[str, np.ndarray]) -> dict[str, Any]:
+        """One async request per model; each model's result, or the error it got."""
         done = threading.Event()
         results: dict[str, Any] = {}
         lock = threading.Lock()
@@ -126,16 +167,34 @@ class TritonClassifier:
                 outputs=[self._grpc.InferRequestedOutput(OUTPUT_NAME)],
                 client_timeout=self.timeout_s,
             )
-        if not done.wait(self.timeout_s + 1):
-            raise DeadlineExceeded(f"triton at {self.url}: no answer within {self.timeout_s} s")
-        out = {}
-        for model, result in results.items():
-            if not hasattr(result, "as_numpy"):
-                # one failed: fall back to the synchronous path, which retries with backoff
-                out[model] = self.predict(model, batches[model])
-            else:
-                out[model] = np.asarray(result.as_numpy(OUTPUT_NAME), np.float32)
-        return out
+        self._wait(done, f"infer {', '.join(batches)}")
+        with lock:
+            return dict(results)
+
+    def _live(self) -> bool:
+        """Whether the server answers a liveness probe within ``probe_s``."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self.client.is_server_live(client_timeout=self.probe_s))
+        except InferenceServerException:
+            return False
+
+    def _wait(self, done: threading.Event, what: str) -> None:
+        """Wait for ``done`` up to ``timeout_s`` (plus a second for the client's own deadline to
+        fire), asking the server's liveness every ``probe_s`` meanwhile: a busy server answers
+        it at once and is waited for, a frozen (SIGSTOP, a hung node) or vanished one does not,
+        and that is an outage to report now (``Unavailable``), not after the full deadline and
+        every retry of it (before: 51 s with the default 10 s deadline)."""
+        deadline = time.monotonic() + self.timeout_s + 1
+        while not done.wait(max(min(self.probe_s, deadline - time.monotonic()), 0)):
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"triton at {self.url}: {what}: no answer within {self.timeout_s} s")
+            if not self._live() and not done.is_set():
+                raise Unavailable(
+                    f"triton at {self.url}: {what}: no answer, and no answer to a liveness probe within "
+                    f"{self.probe_s:g} s (frozen or gone)"
+                )
 
     def statistics(self, model: str) -> dict[str, Any]:
         """Triton's own inference statistics for ``model`` (batch sizes it executed, counts)."""

@@ -45,7 +45,7 @@ from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS
 from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
 from emolens.services.grpc_errors import ErrorInterceptor
-from emolens.services.loop import LIVENESS, READINESS, Health
+from emolens.services.loop import LIVENESS, READINESS, Health, ops_host
 from emolens.services.pipeline import PipelineStatus, PipelineWatch
 from emolens.settings import Settings
 from emolens.store import Camera, Store
@@ -332,13 +332,19 @@ class GatewayServer:
     when set, which Kubernetes probes in plaintext), Prometheus /metrics on ``metrics_port``
     when set, and the dependency check, run together."""
 
-    def __init__(self, server: grpc.Server, servicer: health.HealthServicer, service: AnalyticsService) -> None:
+    def __init__(
+        self, server: grpc.Server, servicer: health.HealthServicer, service: AnalyticsService, host: str = "0.0.0.0"
+    ) -> None:
         self.server, self._servicer = server, servicer
         settings = service.settings
         self._metrics_port = settings.metrics_port
+        # /metrics and the plaintext health port listen where the API does, unless told otherwise
+        self._ops_host = ops_host(settings, host)
         self._metrics: WSGIServer | None = None
         self._health_port = (
-            Health(settings.health_port, SERVICE_NAME, settings.liveness_timeout_s) if settings.health_port else None
+            Health(settings.health_port, SERVICE_NAME, settings.liveness_timeout_s, self._ops_host)
+            if settings.health_port
+            else None
         )
         self.check = DependencyCheck(service, settings.health_interval, self._report)
         # Whether the pipeline moves, when there is one to watch: the bus services' stages on Kafka
@@ -363,7 +369,7 @@ class GatewayServer:
             self._health_port.set_name(name, ok)
 
     def start(self) -> None:
-        self._metrics = serve_metrics(self._metrics_port)
+        self._metrics = serve_metrics(self._metrics_port, self._ops_host)
         self.server.start()
         self.check.start()
         if self.pipeline is not None:
@@ -475,4 +481,4 @@ def build_server(
         auth,
         reflection,
     )
-    return GatewayServer(server, health_servicer, service), port
+    return GatewayServer(server, health_servicer, service, address.rpartition(":")[0]), port

@@ -9,7 +9,7 @@ import sys
 from emolens.bus import make_bus
 from emolens.media import is_live
 from emolens.metrics import serve_metrics
-from emolens.services.loop import health_server, stop_event
+from emolens.services.loop import health_server, ops_host, stop_event
 from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
 from emolens.store import Camera
@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, ops_host(settings))
     bus = make_bus(settings.bus, settings)
     start = parse_start(args.start)
-    health = health_server(settings.health_port, "emolens.ingest", settings.liveness_timeout_s)
+    health = health_server(settings.health_port, "emolens.ingest", settings.liveness_timeout_s, ops_host(settings))
     ingest = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start, stop=stop_event())
     if health is not None:
         ingest.on_ready, ingest.on_beat = health.set, health.beat

@@ -31,7 +31,7 @@ class Health:
 
     Stopped by :meth:`close`."""
 
-    def __init__(self, port: int, service: str, liveness_timeout_s: float = 120.0) -> None:
+    def __init__(self, port: int, service: str, liveness_timeout_s: float = 120.0, host: str = "0.0.0.0") -> None:
         from concurrent import futures
 
         import grpc
@@ -45,7 +45,7 @@ class Health:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
         self.servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
-        self.server.add_insecure_port(f"0.0.0.0:{port}")
+        self.server.add_insecure_port(f"{host}:{port}")
         self.server.start()
         self.set(True)
         self.set_name(LIVENESS, True)
@@ -84,9 +84,19 @@ class Health:
         self.server.stop(grace=1)
 
 
-def health_server(port: int, service: str, liveness_timeout_s: float = 120.0) -> Health | None:
-    """A :class:`Health` server on ``port``, or None for port 0."""
-    return Health(port, service, liveness_timeout_s) if port else None
+def health_server(port: int, service: str, liveness_timeout_s: float = 120.0, host: str = "0.0.0.0") -> Health | None:
+    """A :class:`Health` server on ``host``:``port``, or None for port 0."""
+    return Health(port, service, liveness_timeout_s, host) if port else None
+
+
+def ops_host(settings: Settings, service_host: str = "0.0.0.0") -> str:
+    """Where a service's /metrics and health port listen: ``settings.ops_host`` when given,
+    else where the service itself listens (the gateway's host; 0.0.0.0 for the bus services).
+
+    >>> ops_host(Settings(), "127.0.0.1"), ops_host(Settings(ops_host="10.0.0.5"), "127.0.0.1")
+    ('127.0.0.1', '10.0.0.5')
+    """
+    return settings.ops_host or service_host
 
 
 def stop_event(event: threading.Event | None = None) -> threading.Event:
@@ -119,8 +129,8 @@ def run_stage(name: str, stage: Any, idle_exit_s: float | None, settings: Settin
     """The main loop every bus service shares: metrics and health up (health follows the
     stage's readiness), ``stage.step`` until stopped, then health down and everything closed
     (the stage's consumer, ``closing``, the bus)."""
-    serve_metrics(settings.metrics_port)
-    health = health_server(settings.health_port, f"emolens.{name}", settings.liveness_timeout_s)
+    serve_metrics(settings.metrics_port, ops_host(settings))
+    health = health_server(settings.health_port, f"emolens.{name}", settings.liveness_timeout_s, ops_host(settings))
     step = stage.step
     if health is not None:
         stage.on_ready, stage.on_beat = health.set, health.beat

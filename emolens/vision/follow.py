@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -233,6 +234,24 @@ class FaceFollower:
         self.origins: list[int | None] = []
         self.reset()
 
+    # what detect() changes: saved before a batch, put back when the batch's model call failed
+    _STATE = (
+        "_faces", "_full_at", "_sweep_at", "_motion", "_now", "_thumb", "_hist",
+        "last_pass", "confidences", "origins",
+    )  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        """The follower's state between frames (its faces, clocks, last thumbnail and counters),
+        to :meth:`restore` when the frames it has just seen must be seen again (a retried batch):
+        ``detect`` replaces these values and never changes one in place."""
+        saved: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
+        saved["passes"], saved["tiles_scanned"] = Counter(self.passes), Counter(self.tiles_scanned)
+        return saved
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        for name, value in saved.items():
+            setattr(self, name, Counter(value) if isinstance(value, Counter) else value)
+
     def reset(self) -> None:
         """Forget the faces and the last frame: the next frame gets a full detection."""
         self._faces: list[_Followed] = []
@@ -288,7 +307,7 @@ class FaceFollower:
             return None
         h, w = image.shape[:2]
         every = self.full.tiles(w, h)
-        due = self._sweep_at is None or timestamp - self._sweep_at >= self.tile_interval_s - 1e-3
+        due = self._sweep_at is None or self._period(timestamp) > self._period(self._sweep_at)
         if due or reason == "first" or self._motion is None:
             self._sweep_at = timestamp
             self.tiles_scanned["sweep"] += len(every)
@@ -314,6 +333,16 @@ class FaceFollower:
                 chosen[i] = every[i]
         self.tiles_scanned["targeted"] += len(chosen)
         return list(chosen.values())
+
+    def _period(self, timestamp: float) -> float:
+        """Which ``tile_interval_s`` period of the clock ``timestamp`` falls in: sweeps are due
+        once per period of the video's own clock, not ``tile_interval_s`` after the last one,
+        so a detector that took a camera over mid-stream (a restart, a rebalance) sweeps on the
+        frames its predecessor would have, and finds the same small faces at the same frames.
+        A little slack: 5 frames at 15 fps are 0.333 s on a clock that rounds to milliseconds."""
+        if self.tile_interval_s <= 0:
+            return timestamp  # every full detection sweeps
+        return float(np.floor((timestamp + 1e-3) / self.tile_interval_s))
 
     def _detect_fully(self, image: np.ndarray, tiles: list[Tile] | None = None) -> list[_Found]:
         out = []

@@ -149,3 +149,98 @@ def test_gateway_answers_unavailable_once_triton_is_gone(services_dir, astronaut
     triton_port = triton.url.rsplit(":", 1)[1]
     assert triton_port not in err.value.details() and "127.0.0.1" not in err.value.details()
     assert elapsed < 30  # retries with backoff, then a clear answer; no hang
+
+
+@pytest.mark.fault
+def test_a_frozen_triton_surfaces_within_seconds(services_dir, demo_clip):
+    """Triton frozen by SIGSTOP mid-stream (a hung node, a stopped container) under the default
+    inference URL (no ``?timeout=``): the detector says NOT_SERVING and logs the retry within a
+    few seconds (before: 41 s), then, once Triton runs again, analyses every frame once."""
+    import threading
+
+    from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus
+    from emolens.stages import Detector, Ingest
+    from emolens.store import Camera
+    from emolens.v1 import observations_pb2
+
+    venv = dev.install_triton(TRITON_VENV)
+    repo = write_cpu_repository(default_repository(), services_dir / "triton-frozen-repo")
+    before = set(glob.glob(SHM_REGIONS))
+    triton = dev.start_triton(services_dir / "triton-frozen", repo, venv)
+    regions = set(glob.glob(SHM_REGIONS)) - before
+    settings = Settings.from_env({}, inference=triton.url, fps=5)
+    bus = MemoryBus()
+    sent = Ingest(bus, Camera("cam-frozen"), settings).run(str(demo_clip))
+    detector = Detector(bus, settings, make_classifier(settings.inference))
+    changes: list[tuple[float, bool]] = []
+    detector.on_ready = lambda ok: changes.append((time.monotonic(), ok))
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            detector.step(timeout_s=0.05, max_frames=2)
+
+    observed = bus.consumer([OBSERVATIONS_TOPIC], "frozen-check")
+    seen: list[int] = []
+    worker = threading.Thread(target=loop, daemon=True)
+    worker.start()
+    try:
+        wait_until(
+            "some frames analysed",
+            lambda: bool(seen.extend(m.offset for m in observed.poll(0.1, 99))) or len(seen) >= 4,
+        )
+        os.kill(triton.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            wait_until(
+                "the detector to say NOT_SERVING", lambda: any(not ok for _, ok in changes), timeout_s=90, every_s=0.05
+            )
+            surfaced = next(t for t, ok in changes if not ok) - frozen_at
+            print(f"\nFROZEN-REPORT NOT_SERVING {surfaced:.1f} s after SIGSTOP (default inference URL)")
+        finally:
+            os.kill(triton.pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        wait_until(
+            "every frame analysed",
+            lambda: bool(seen.extend(m.offset for m in observed.poll(0.1, 99))) or len(seen) >= sent,
+            timeout_s=120,
+        )
+        print(f"FROZEN-REPORT every frame analysed {time.monotonic() - thawed:.1f} s after SIGCONT")
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+        _kill_triton(triton, regions)
+    assert surfaced < 5
+    assert changes[-1][1] is True  # ready again
+    frames = [
+        observations_pb2.FrameObservations.FromString(m.value).frame_seq
+        for m in bus.consumer([OBSERVATIONS_TOPIC], "all").poll(0.1, 999)
+    ]
+    assert len(frames) == len(set(frames)) == sent == len(bus.consumer([FRAMES_TOPIC], "f").poll(0.1, 999))
+
+
+@pytest.mark.pixel
+def test_triton_shared_memory_is_private_and_removed(services_dir):
+    """The python backend's /dev/shm regions carry every face crop between Triton and its model
+    processes: owner-only (0600) from before the first inference and after a batch large
+    enough to grow them (before: 0644, and a 64x64 crop was read back from one by another
+    user minutes after the last inference), and gone once the server is stopped."""
+    venv = dev.install_triton(TRITON_VENV)
+    repo = write_cpu_repository(default_repository(), services_dir / "triton-shm-repo")
+    before = set(glob.glob(SHM_REGIONS))
+    triton = dev.start_triton(services_dir / "triton-shm", repo, venv)
+    try:
+        regions = set(glob.glob(SHM_REGIONS)) - before
+        assert regions
+        assert {p: oct(os.stat(p).st_mode & 0o777) for p in regions} == dict.fromkeys(regions, "0o600")
+        clf = make_classifier(triton.url)
+        rng = np.random.default_rng(5)
+        crops = {
+            m: rng.uniform(0, 255, (128, 1, clf.info(m).size, clf.info(m).size)).astype(np.float32) for m in MODELS
+        }
+        assert clf.predict_many(crops)["emotion"].shape == (128, 7)  # the largest batch, over 1 MB: regions grow
+        after = set(glob.glob(SHM_REGIONS)) - before
+        assert {p: oct(os.stat(p).st_mode & 0o777) for p in after} == dict.fromkeys(after, "0o600")
+    finally:
+        dev.stop(triton)
+    assert not (set(glob.glob(SHM_REGIONS)) - before)

@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from emolens import metrics, stages
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, MemoryBus
@@ -300,6 +301,193 @@ def test_a_frame_the_analysis_raises_on_is_isolated_and_the_rest_analysed(astron
     ]
     assert sorted(o.frame_seq for o in out) == [0, 1, 2, 3, 4, 6, 7] and all(len(o.faces) == 1 for o in out)
     (dead,) = bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "d").poll(0, 99)
-    assert frames_pb2.Frame.FromString(dead.value).frame_seq == 5
+    kept = frames_pb2.Frame.FromString(dead.value)
+    assert (kept.camera_id, kept.frame_seq, kept.captured_at) == ("cam-1", 5, to_timestamp(now + timedelta(seconds=5)))
+    # its pixels are not kept: a dead-letter topic keeps messages for days, the frames topic 10 minutes
+    assert kept.jpeg == b"" and int(dict(dead.headers)[stages.DLQ_PIXELS]) > len(black)  # the size it had
     assert "RuntimeError: detector library failed on this frame" in dict(dead.headers)[DLQ_REASON].decode()
     assert stage.step(timeout_s=0.0) == 0  # committed: nothing comes back
+
+
+class FailsOnCalls:
+    """Wraps a classifier; its ``predict`` calls numbered in ``calls`` (from 1) raise Unavailable,
+    as a Triton that went away during that call would (the real one: tests/integration)."""
+
+    def __init__(self, inner, calls: set[int]):
+        self._inner, self._calls, self.n = inner, calls, 0
+
+    def info(self, model):
+        return self._inner.info(model)
+
+    def predict(self, model, images):
+        self.n += 1
+        if self.n in self._calls:
+            raise Unavailable("triton is down")
+        return self._inner.predict(model, images)
+
+
+def _observations(bus) -> list[tuple]:
+    """Each observed frame with its faces (box, quality, labels, track id renumbered by first
+    appearance, since a detector numbers its tracks from the clock)."""
+    from emolens.v1 import observations_pb2
+
+    renumber: dict[int, int] = {}
+    out = []
+    for m in bus.consumer([OBSERVATIONS_TOPIC], "compare").poll(0.1, 10_000):
+        o = observations_pb2.FrameObservations.FromString(m.value)
+        faces = [
+            (
+                tuple(round(v, 2) for v in (f.box.x0, f.box.y0, f.box.x1, f.box.y1)),
+                round(f.quality, 4),
+                f.low_quality,
+                round(f.smile, 4),
+                tuple(round(p, 4) for p in f.emotions),
+                renumber.setdefault(f.track_id, len(renumber)),
+            )
+            for f in o.faces
+        ]
+        out.append((o.frame_seq, faces))
+    return out
+
+
+def test_a_retried_batch_gives_the_observations_of_a_run_without_the_failure(demo_clip):
+    """The models fail in the middle of the clip (a Triton kill): the detector waits and retries
+    the batch; the batch's retry must find the face follower, the tracker and the kept
+    classifications as the failed attempt found them, so every frame's faces, qualities, labels
+    and track ids are those of a run without the failure (before: the follower's state had
+    advanced on the failed attempt, so the retry detected and classified differently)."""
+    from emolens.inference import make_classifier
+
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    assert settings.detect_interval > 0 and settings.classify_interval > 0 and settings.smoothing > 0
+    model = make_classifier(settings.inference)
+    runs = []
+    for failing in (set(), {5, 6, 13, 16, 17}):
+        bus = MemoryBus()
+        Ingest(bus, Camera("cam-r"), settings).run(str(demo_clip))
+        detector, readiness = _fast(Detector(bus, settings, FailsOnCalls(model, failing)))
+        while detector.step(timeout_s=0.05, max_frames=3):  # several batches, each with faces to classify
+            pass
+        assert readiness == ([False, True] * 3 if failing else [])
+        runs.append(_observations(bus))
+    clean, retried = runs
+    assert len(clean) == 20 and sum(len(faces) for _, faces in clean) > 20
+    assert retried == clean
+
+
+def _first_copies(bus) -> dict[int, list[int]]:
+    """frame_seq -> the track ids of the first observations message of each frame (the copy
+    the store keeps; later copies of a frame are dropped as redeliveries)."""
+    from emolens.v1 import observations_pb2
+
+    out: dict[int, list[int]] = {}
+    for m in bus.consumer([OBSERVATIONS_TOPIC], f"first-{len(out)}-{id(bus)}").poll(0.1, 10_000):
+        o = observations_pb2.FrameObservations.FromString(m.value)
+        out.setdefault(o.frame_seq, [f.track_id for f in o.faces])
+    return out
+
+
+def _frames_of(clip, settings) -> list:
+    """The frames messages a full ingest of ``clip`` publishes, in order."""
+    scratch = MemoryBus()
+    Ingest(scratch, Camera("cam-v"), settings).run(str(clip))
+    return scratch.consumer([FRAMES_TOPIC], "read").poll(0.1, 10_000)
+
+
+def _steps(detector, batches: int | None = None, size: int = 4) -> None:
+    n = 0
+    while (batches is None or n < batches) and detector.step(timeout_s=0.05, max_frames=size):
+        n += 1
+
+
+@pytest.fixture(scope="module")
+def clean_visitors(tmp_path_factory) -> tuple[Settings, list, dict[int, list[int]]]:
+    """The 12 s recording of the fault tests (faces walk in, move and leave) through one detector."""
+    from emolens.demo import write_demo_clip
+    from emolens.inference import make_classifier
+
+    clip = write_demo_clip(tmp_path_factory.mktemp("visitors") / "rec.mp4", seconds=12.0, fps=10)
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    frames = _frames_of(clip, settings)
+    bus = MemoryBus()
+    for m in frames:
+        bus.publish(FRAMES_TOPIC, m.key, m.value)
+    _steps(Detector(bus, settings, make_classifier(settings.inference)))
+    clean = _first_copies(bus)
+    assert len(clean) == len(frames) == 60
+    return settings, frames, clean
+
+
+def _visitors(tracks: dict[int, list[int]]) -> int:
+    return len({t for ids in tracks.values() for t in ids})
+
+
+@pytest.mark.fault
+def test_a_restarted_detector_keeps_the_track_ids_of_the_faces_in_view(clean_visitors):
+    """A detector killed mid-clip after it published a batch it had not committed; a new one
+    takes the camera over. It reads back the observations its predecessor emitted (the ids of
+    the faces in view) and goes on with them, so distinct visitors equal the clean run's
+    (before: every face in view at the restart got a second id)."""
+    from emolens.inference import make_classifier
+
+    settings, frames, clean = clean_visitors
+    bus = MemoryBus()
+    for m in frames:
+        bus.publish(FRAMES_TOPIC, m.key, m.value)
+    classifier = make_classifier(settings.inference)
+    first = Detector(bus, settings, classifier)
+    _steps(first, batches=6)  # 24 frames analysed and committed
+    # the next batch is analysed and published, then the process dies before its commit
+    uncommitted = first.consumer.poll(0.05, 4)
+    decoded = [(m, d) for m in uncommitted if (d := first._decode(m)) is not None]
+    for camera_id, payload in first._analyze([d for _, d in decoded]):
+        bus.publish(OBSERVATIONS_TOPIC, camera_id, payload)
+    second = Detector(bus, settings, classifier)  # same group: starts at the committed offset
+    _steps(second)
+    restarted = _first_copies(bus)
+    assert sorted(restarted) == sorted(clean)
+    print(f"\nVISITORS detector restart: clean {_visitors(clean)}, restarted {_visitors(restarted)}")
+    assert _visitors(clean) >= 2
+    assert abs(_visitors(restarted) - _visitors(clean)) <= 1
+
+
+@pytest.mark.fault
+def test_a_recording_ingested_again_mid_file_leaves_the_tracks_alone(clean_visitors):
+    """The ingest killed after 20 frames and run again (the same frames, same ids, then the
+    rest): the detector answers the frames it has seen with the observations it gave and its
+    tracker goes on from frame 20, so every frame's track ids are the clean run's (before: the
+    replayed frames ran through the tracker backwards and the faces in view got new ids)."""
+    from emolens.inference import make_classifier
+
+    settings, frames, clean = clean_visitors
+    bus = MemoryBus()
+    for m in frames[:20] + frames:
+        bus.publish(FRAMES_TOPIC, m.key, m.value)
+    _steps(Detector(bus, settings, make_classifier(settings.inference)))
+    rerun = _first_copies(bus)
+    print(f"\nVISITORS ingest rerun: clean {_visitors(clean)}, rerun {_visitors(rerun)}")
+    relabel: dict[int, int] = {}
+    same = [[relabel.setdefault(t, len(relabel)) for t in rerun[s]] for s in sorted(rerun)]
+    relabel = {}
+    want = [[relabel.setdefault(t, len(relabel)) for t in clean[s]] for s in sorted(clean)]
+    assert same == want
+
+
+class _NoReadBack(MemoryBus):
+    """A bus whose read-back of recent messages fails (not an outage): a broker without the API."""
+
+    def recent(self, topic, key, limit):
+        raise RuntimeError("ListOffsets not supported")
+
+
+def test_a_failed_read_back_only_costs_the_warm_start(demo_clip):
+    """The read-back that warms a camera's tracks is best effort: when it fails for any reason
+    but an outage, the camera's frames are analysed as before, none dead-lettered."""
+    from emolens.inference import make_classifier
+
+    settings = Settings.from_env(inference=f"onnx://{MODEL_REPO}", fps=5)
+    bus = _NoReadBack()
+    sent = Ingest(bus, Camera("cam-w"), settings).run(str(demo_clip))
+    assert drain(Detector(bus, settings, make_classifier(settings.inference)), idle_s=0.3) == sent
+    assert len(bus.consumer([OBSERVATIONS_TOPIC], "o").poll(0.1, 999)) == sent
+    assert bus.consumer([dead_letter_topic(FRAMES_TOPIC)], "d").poll(0.1, 999) == []

@@ -39,6 +39,19 @@ def test_silent_triton_is_deadline_exceeded(black_hole):
         clf.predict("smile", np.zeros((1, 1, 48, 48), np.float32))
 
 
+def test_a_silent_triton_is_unavailable_after_the_liveness_probe_not_the_deadline(black_hole):
+    """A server that stops answering (frozen, a hung node) is an outage reported within about
+    two probes, not after the 10 s deadline and its retries; its own liveness probe goes
+    unanswered too (a busy server answers that one at once)."""
+    import time
+
+    clf = TritonClassifier(f"127.0.0.1:{black_hole}", timeout_s=10, retries=3, probe_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="liveness probe"):
+        clf.predict_many({"smile": np.zeros((1, 1, 48, 48), np.float32), "emotion": np.zeros((1, 1, 48, 48))})
+    assert time.monotonic() - started < 1.5
+
+
 def test_a_refused_request_is_a_contract_break_at_once():
     clf = TritonClassifier(f"127.0.0.1:{closed_port()}", retries=3)
     calls = []
