@@ -172,9 +172,7 @@ def test_aggregator_on_postgres_stores_every_good_message_and_never_dies(own_pos
         assert aggregator.step(timeout_s=0.0, max_records=len(batch)) == len(batch)
         letters = dlq.poll(0.0, 10_000)
         assert all(dict(m.headers).get(DLQ_REASON) for m in letters)  # each says why
-        # no pixels kept beyond the frames topic's retention: what is kept parses, with no JPEG
-        assert all(not frames_pb2.Frame.FromString(m.value).jpeg for m in letters)
-        dead = Counter(m.value for m in letters)
+        dead = Counter(m.value for m in letters)  # observations hold no pixels: kept as sent
         for kind, payload in batch:
             tally[kind] += 1
             if kind == "bad":
@@ -247,7 +245,7 @@ def test_detector_analyses_every_good_frame_and_never_dies(face_jpeg):
             batch.append((kind, payload, (msg.camera_id, msg.frame_seq)))
         return batch
 
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=40, derandomize=True)  # a fixed mix: the tally below must not depend on luck
     @given(batch=frames())
     def analysed_or_dead_lettered(batch: list[tuple[str, bytes, tuple[str, int]]]) -> None:
         for _, payload, _ in batch:
