@@ -273,4 +273,5 @@ def test_detector_analyses_every_good_frame_and_never_dies(face_jpeg):
 
     analysed_or_dead_lettered()
     print("detector fuzz:", dict(tally))
-    assert tally["good"] > 40 and tally["bad_time"] > 15, tally
+    # a real mix was exercised (hypothesis draws a different one under a loaded run: 34-67 good)
+    assert tally["good"] > 25 and tally["bad_time"] > 10 and tally["bad_image"] > 10, tally
