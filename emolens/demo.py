@@ -65,15 +65,7 @@ def demo_frames(seconds: float = 12.0, fps: int = 15, size: tuple[int, int] = (6
 
 
 def write_demo_clip(path: Path, seconds: float = 12.0, fps: int = 15) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = demo_frames(seconds, fps)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
-    if not writer.isOpened():
-        raise EmolensError(f"cannot write video {path}")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    return write_clip(path, demo_frames(seconds, fps), fps)
 
 
 def small_face_frames(

@@ -41,6 +41,15 @@ def overlaps(box: Sequence[float], boxes: np.ndarray, of: OverlapOf = "union") -
     return np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
 
 
+def centre(box: Sequence[float]) -> np.ndarray:
+    """The centre (x, y) of a box (x0, y0, x1, y1), as float64.
+
+    >>> centre((0, 0, 10, 20)).tolist()
+    [5.0, 10.0]
+    """
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float64)
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two boxes."""
     return float(overlaps(a, np.asarray([b]), "union")[0])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from emolens.errors import ConfigError
-from emolens.geometry import Box, iou
+from emolens.geometry import Box, centre, iou
 
 
 @dataclass
@@ -38,10 +38,6 @@ class _Track:
         dx, dy = (v * (self.missed + 1) for v in self.velocity)
         x0, y0, x1, y1 = self.box
         return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-
-
-def _centre(box: Box) -> tuple[float, float]:
-    return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
 
 
 @dataclass(frozen=True)
@@ -110,11 +106,11 @@ class Tracker:
             if tid in used:
                 continue
             width = max(box[2] - box[0], 1e-6)
-            cx, cy = _centre(box)
+            cx, cy = centre(box)
             for i, b in enumerate(boxes):
                 if i in assigned or not 1 / self.max_scale <= (b[2] - b[0]) / width <= self.max_scale:
                     continue
-                bx, by = _centre(b)
+                bx, by = centre(b)
                 jump = float(np.hypot(bx - cx, by - cy)) / width
                 if jump <= self.max_jump:
                     near.append((jump, tid, i))
@@ -134,7 +130,7 @@ class Tracker:
             if i in assigned:
                 track = self._tracks[assigned[i]]
                 track.state = self.smoothing * track.state + (1 - self.smoothing) * feat
-                (x0, y0), (x1, y1) = _centre(track.box), _centre(box)
+                (x0, y0), (x1, y1) = centre(track.box), centre(box)
                 steps = track.missed + 1
                 track.velocity = ((x1 - x0) / steps, (y1 - y0) / steps)
                 track.box, track.missed, track.hits = box, 0, track.hits + 1

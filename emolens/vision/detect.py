@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.geometry import overlap_of_smaller
+from emolens.geometry import centre, overlap_of_smaller
 from emolens.settings import DETECTORS
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ class Detection:
     @property
     def width(self) -> float:
         return self.box[2] - self.box[0]
+
+    def shifted(self, x0: float, y0: float) -> Detection:
+        """The detection moved by (x0, y0): from a crop's pixels to the frame's."""
+        b = self.box
+        return Detection(
+            (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), self.score, self.landmarks + np.array([x0, y0], np.float32)
+        )
 
     @property
     def height(self) -> float:
@@ -306,15 +313,7 @@ class TiledDetector:
         found = self.detector.detect(image)
         h, w = image.shape[:2]
         for x0, y0, side in self.tiles(w, h):
-            for d in self.detector.detect(image[y0 : y0 + side, x0 : x0 + side]):
-                b = d.box
-                found.append(
-                    Detection(
-                        (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0),
-                        d.score,
-                        d.landmarks + np.array([x0, y0], np.float32),
-                    )
-                )
+            found += [d.shifted(x0, y0) for d in self.detector.detect(image[y0 : y0 + side, x0 : x0 + side])]
         return found
 
 
@@ -490,15 +489,8 @@ class SmallFaceDetector:
                     or (t.x1 < w and b[2] >= t.x1 - t.x0 - 1)
                     or (t.y1 < h and b[3] >= t.y1 - t.y0 - 1)
                 )
-                if inner:
-                    continue
-                found.append(
-                    Detection(
-                        (b[0] + t.x0, b[1] + t.y0, b[2] + t.x0, b[3] + t.y0),
-                        d.score,
-                        d.landmarks + np.array([t.x0, t.y0], np.float32),
-                    )
-                )
+                if not inner:
+                    found.append(d.shifted(t.x0, t.y0))
         merged = merge_detections(found, self.overlap)
         if self.confirm is None:
             return merged
@@ -515,12 +507,12 @@ class SmallFaceDetector:
         """Whether ``confirm`` finds a face at ``det`` in a region ``CONFIRM_REGION`` times its size."""
         assert self.confirm is not None
         h, w = image.shape[:2]
-        cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
+        cx, cy = centre(det.box)
         half = CONFIRM_REGION * max(det.width, det.height) / 2
         x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
         x1, y1 = int(min(cx + half, w)), int(min(cy + half, h))
         for cand in self.confirm.detect(image[y0:y1, x0:x1]):
-            ccx, ccy = (cand.box[0] + cand.box[2]) / 2 + x0, (cand.box[1] + cand.box[3]) / 2 + y0
+            ccx, ccy = centre(cand.box) + np.array([x0, y0])
             near = np.hypot(ccx - cx, ccy - cy) < det.width / 2
             if near and cand.score >= CONFIRM_SCORE and 0.5 <= cand.width / max(det.width, 1e-6) <= 2.0:
                 return True

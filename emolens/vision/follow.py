@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import ConfigError
-from emolens.geometry import overlap_of_smaller, overlaps
+from emolens.geometry import centre, overlap_of_smaller, overlaps
 from emolens.vision.detect import Detection, FaceDetector, SmallFaceDetector, Tile
 
 log = logging.getLogger(__name__)
@@ -97,17 +97,6 @@ def follow_threshold(opinion: float) -> float:
     return float(np.clip(FOLLOW_RATIO * opinion, *FOLLOW_SCORES))
 
 
-def _centre(box: tuple[float, float, float, float]) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float64)
-
-
-def _shift(det: Detection, x0: float, y0: float) -> Detection:
-    b = det.box
-    return Detection(
-        (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), det.score, det.landmarks + np.array([x0, y0], np.float32)
-    )
-
-
 def region_look(image: np.ndarray, det: Detection, detector: FaceDetector, region: float = 2.0) -> Detection | None:
     """The face ``detector`` finds with the best score in a square region ``region`` times the
     size of ``det`` around it, with its centre within a third of the face width of ``det``'s
@@ -115,14 +104,14 @@ def region_look(image: np.ndarray, det: Detection, detector: FaceDetector, regio
     face at another scale."""
     h, w = image.shape[:2]
     width = max(det.width, det.height)
-    centre = _centre(det.box)
+    middle = centre(det.box)
     half = region * width / 2
-    x0, y0 = int(max(centre[0] - half, 0)), int(max(centre[1] - half, 0))
-    x1, y1 = int(min(centre[0] + half, w)), int(min(centre[1] + half, h))
+    x0, y0 = int(max(middle[0] - half, 0)), int(max(middle[1] - half, 0))
+    x1, y1 = int(min(middle[0] + half, w)), int(min(middle[1] + half, h))
     best: Detection | None = None
     for cand in detector.detect(image[y0:y1, x0:x1]):
-        cand = _shift(cand, x0, y0)
-        near = float(np.hypot(*(_centre(cand.box) - centre))) < width / 3
+        cand = cand.shifted(x0, y0)
+        near = float(np.hypot(*(centre(cand.box) - middle))) < width / 3
         if near and 0.6 <= cand.width / max(det.width, 1e-6) <= 1.6 and (best is None or cand.score > best.score):
             best = cand
     return best
@@ -163,14 +152,14 @@ class _Calibration:
     def between(full: Detection, region: Detection | None) -> _Calibration:
         if region is None or region.width <= 0 or region.height <= 0:
             return _Calibration()
-        d = _centre(full.box) - _centre(region.box)
+        d = centre(full.box) - centre(region.box)
         return _Calibration(
             (full.width / region.width, full.height / region.height),
             (float(d[0]) / region.width, float(d[1]) / region.width),
         )
 
     def apply(self, region: Detection) -> Detection:
-        cx, cy = _centre(region.box) + np.array(self.offset) * region.width
+        cx, cy = centre(region.box) + np.array(self.offset) * region.width
         hw, hh = region.width * self.scale[0] / 2, region.height * self.scale[1] / 2
         return Detection((cx - hw, cy - hh, cx + hw, cy + hh), region.score, region.landmarks)
 
@@ -272,10 +261,11 @@ class FaceFollower:
             timestamp = 0.0 if self._now is None else self._now + self.frame_s
         thumb = thumbnail(image if gray is None else gray)
         hist = brightness_histogram(thumb)
-        reason = self._full_reason(thumb, hist, image.shape[1], image.shape[0], timestamp)
+        # one motion mask a frame: it decides a full detection for motion and, then, the tiles to scan
         self._motion = (
             None if self._thumb is None or self._thumb.shape != thumb.shape else self._moved(thumb, *image.shape[1::-1])
         )
+        reason = self._full_reason(hist, timestamp)
         self._thumb, self._hist, self._now = thumb, hist, timestamp
         followed: list[tuple[int, _Found]] | None = None
         if reason is None:
@@ -322,7 +312,7 @@ class FaceFollower:
         for face in self._faces:
             box = face.detection.box
             fw = box[2] - box[0]
-            cx, cy = _centre(box) + face.velocity
+            cx, cy = centre(box) + face.velocity
             fits = [
                 (float(np.hypot(cx - (t.x0 + t.x1) / 2, cy - (t.y0 + t.y1) / 2)), i)
                 for i, t in enumerate(every)
@@ -357,10 +347,10 @@ class FaceFollower:
             out.append(_Found(det, sure, follow_threshold(opinion), sure, _Calibration.between(det, look)))
         return out
 
-    def _full_reason(
-        self, thumb: np.ndarray, hist: np.ndarray, width: int, height: int, timestamp: float
-    ) -> str | None:
-        if self._thumb is None or self._hist is None or self._now is None or self._thumb.shape != thumb.shape:
+    def _full_reason(self, hist: np.ndarray, timestamp: float) -> str | None:
+        """Why this frame needs a full detection (None: follow), from ``self._motion`` (this
+        frame's, None for a first frame or a new frame size) and the last frame's state."""
+        if self._motion is None or self._hist is None or self._now is None:
             return "first"
         if timestamp < self._now:  # another clip, or a clock that went back
             return "first"
@@ -369,14 +359,11 @@ class FaceFollower:
             return "interval"
         if histogram_change(hist, self._hist) > self.scene_cut:
             return "scene_cut"
-        if self._moved_elsewhere(thumb, width, height):
+        # something changed outside the followed faces and their bodies: a person walking in is
+        # detected on arrival, not up to ``interval_s`` later
+        if int(np.count_nonzero(self._motion)) >= self.motion_pixels:
             return "motion"
         return None
-
-    def _moved_elsewhere(self, thumb: np.ndarray, width: int, height: int) -> bool:
-        """Whether something changed outside the followed faces and the bodies below them: a
-        person walking in is detected on arrival, not up to ``interval_s`` later."""
-        return int(np.count_nonzero(self._moved(thumb, width, height))) >= self.motion_pixels
 
     def _moved(self, thumb: np.ndarray, width: int, height: int) -> np.ndarray:
         """The thumbnail pixels that changed since the last frame outside the followed faces
@@ -408,7 +395,7 @@ class FaceFollower:
         for j, face in enumerate(self._faces):
             box = face.detection.box
             width = max(box[2] - box[0], box[3] - box[1])
-            predicted = _centre(box) + face.velocity
+            predicted = centre(box) + face.velocity
             half = self.region * width / 2
             x0, y0 = int(max(predicted[0] - half, 0)), int(max(predicted[1] - half, 0))
             x1, y1 = int(min(predicted[0] + half, w)), int(min(predicted[1] + half, h))
@@ -419,8 +406,8 @@ class FaceFollower:
             for cand in self.local.detect(image[y0:y1, x0:x1]):
                 if cand.score < face.found.min_score:
                     continue
-                cand = face.found.calibration.apply(_shift(cand, x0, y0))
-                shift = float(np.hypot(*(_centre(cand.box) - predicted))) / width
+                cand = face.found.calibration.apply(cand.shifted(x0, y0))
+                shift = float(np.hypot(*(centre(cand.box) - predicted))) / width
                 scale = cand.width / max(box[2] - box[0], 1e-6)
                 if shift <= best_shift and 1 / self.max_scale <= scale <= self.max_scale:
                     best, best_shift = cand, shift
@@ -447,6 +434,6 @@ class FaceFollower:
                 match = overlaps(f.detection.box, boxes)
                 i = int(np.argmax(match))
                 if match[i] > 0.3:
-                    velocity = _centre(f.detection.box) - _centre(previous[i].detection.box)
+                    velocity = centre(f.detection.box) - centre(previous[i].detection.box)
             faces.append(_Followed(f.detection, velocity, f))
         self._faces = faces
