@@ -30,7 +30,7 @@ from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailab
 from emolens.inference import Classifier
 from emolens.live import LiveState
 from emolens.media import DROP_RATE, DROP_UNREADABLE, decode_image, is_live, iter_source
-from emolens.observations import MAX_ID_LENGTH, FrameObservations
+from emolens.observations import MAX_ID_LENGTH, FrameObservations, check_id
 from emolens.pipeline import Analyzer, analyze_together, to_bgr
 from emolens.retry import Backoff
 from emolens.settings import Settings, check_time
@@ -280,6 +280,8 @@ class Ingest(BusStage):
         max_backlog: int = MAX_BACKLOG,
     ) -> None:
         super().__init__(bus, stop)
+        for value, what in ((camera.camera_id, "camera id"), (camera.zone, "zone"), (camera.site, "site")):
+            check_id(value, what)  # one clear error here, not a dead letter per frame downstream
         self.camera, self.settings = camera, settings
         self.seq_start = seq_start
         self.reconnects = 0
@@ -517,6 +519,12 @@ class Detector(BusStage):
             return None
         if not frame.camera_id or len(frame.camera_id) > MAX_ID_LENGTH:
             self.dead_letter(message, "no valid camera id")
+            return None
+        try:  # refused here, before inference, not by the aggregator's store after it
+            for value, what in ((frame.camera_id, "camera_id"), (frame.zone, "zone"), (frame.site, "site")):
+                check_id(value, what)
+        except InputError as exc:
+            self.dead_letter(message, f"bad id: {exc}")
             return None
         return frame, image
 
