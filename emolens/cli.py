@@ -843,6 +843,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="")
     p.add_argument("--site", default="")
     p.add_argument("--bus", help="kafka://HOST:PORT or memory:// (EMOLENS_BUS)")
+    p.add_argument(
+        "--db", help="SQL store URL (EMOLENS_DB): declares the camera there; frames of undeclared cameras are refused"
+    )
     p.add_argument("--fps", type=float)
     p.add_argument("--start", help="ISO time of the first frame (files; default now)")
     p.add_argument("--seq-start", type=int, help="first frame sequence number (default: microseconds now)")

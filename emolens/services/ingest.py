@@ -12,7 +12,7 @@ from emolens.metrics import serve_metrics
 from emolens.services.loop import health_server, ops_host, stop_event
 from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
-from emolens.store import Camera
+from emolens.store import Camera, SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,18 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     ingest = Ingest(bus, Camera(args.camera_id, args.zone, args.site), settings, args.seq_start, stop=stop_event())
     if health is not None:
         ingest.on_ready, ingest.on_beat = health.set, health.beat
+    if settings.db != Settings.db:  # a database was named (--db, EMOLENS_DB): the registry
+        store = SqlStore(settings.db, create=False)
+        try:
+            ingest.declare(store)
+        finally:
+            store.close()
+    else:  # the aggregators dead-letter the frames of a camera nobody declared (their log says why)
+        log.info(
+            "event=camera_not_declared camera=%s hint=%r",
+            args.camera_id,
+            "give --db (EMOLENS_DB) to declare it, or declare it with `emolens cameras --set`",
+        )
     # the source is not logged: a camera URL may carry a password
     live = is_live(args.source)
     log.info("event=ingest_started camera=%s live=%s fps=%g", args.camera_id, live, settings.fps)
