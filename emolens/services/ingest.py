@@ -12,7 +12,7 @@ from emolens.metrics import serve_metrics
 from emolens.services.loop import health_server, ops_host, stop_event
 from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
-from emolens.store import Camera, SqlStore
+from emolens.store import Camera, make_store
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if health is not None:
         ingest.on_ready, ingest.on_beat = health.set, health.beat
     if settings.db != Settings.db:  # a database was named (--db, EMOLENS_DB): the registry
-        store = SqlStore(settings.db, create=False)
+        store = make_store(settings.db)  # as the aggregator's: the schema is made when missing
         try:
             ingest.declare(store)
         finally:
