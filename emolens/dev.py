@@ -461,7 +461,10 @@ class Spec:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` of loopback now. SO_REUSEADDR, as servers set
+    it: a port whose last connections linger in TIME_WAIT (a server just stopped) is free."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
