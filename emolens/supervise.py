@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 RUNNING, BACKOFF, GAVE_UP, DONE, STOPPED = "running", "backoff", "gave-up", "done", "stopped"
+NOT_OURS = "exited (status unseen: not this supervisor's child)"
 FROZEN = "frozen"  # shown for a running child that is stopped (SIGSTOP): alive, doing nothing
 
 
@@ -98,16 +99,17 @@ def is_frozen(pid: int) -> bool:
 
 
 def exit_status(pid: int) -> str | None:
-    """None while ``pid`` runs; else how it ended ("code 1", "signal 9", or "exited" for a
-    process that is not our child, whose status only its parent saw)."""
+    """None while ``pid`` runs; else how it ended ("code 1", "signal 9", or NOT_OURS for a
+    process that is not our child, such as a daemon or one adopted from an earlier supervisor:
+    only its parent saw its status, and it is not guessed)."""
     try:
         done, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:  # not our child: look it up
         try:
             state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
         except OSError:
-            return "exited"
-        return "exited" if state in ("Z", "X") else None
+            return NOT_OURS
+        return NOT_OURS if state in ("Z", "X") else None
     if done == 0:
         return None
     if os.WIFSIGNALED(status):

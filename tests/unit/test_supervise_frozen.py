@@ -4,6 +4,7 @@ as Kubernetes does when a liveness probe gets no answer. Real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -80,3 +81,34 @@ def test_a_short_pause_is_not_a_crash():
         assert child.restarts == 0 and child.frozen_since == 0.0 and exit_status(child.pid) is None
     finally:
         sup.stop_all()
+
+
+def test_an_adopted_service_that_dies_is_not_reported_as_a_plain_exit():
+    """A service adopted from an earlier supervisor is not this one's child: how it ended (a
+    kill -9, say) only its parent saw. Before, `dev status` said `exited`, as if it had ended by
+    itself; now it says the status was not seen."""
+    from emolens.supervise import NOT_OURS
+
+    spawner = subprocess.run(
+        ["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(120)' >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = int(spawner.stdout.strip())  # its parent, the shell, is gone: not our child
+    sup = Supervisor(
+        [Child("svc", lambda: subprocess.Popen(SLEEPER, start_new_session=True).pid)], RestartPolicy(base_s=0.1)
+    )
+    try:
+        assert sup.adopt({"svc": orphan}) == []
+        os.kill(orphan, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while sup.children["svc"].restarts == 0 and time.monotonic() < deadline:
+            sup.tick()
+            time.sleep(0.05)
+        child = sup.children["svc"]
+        assert child.restarts == 1 and child.last_exit == NOT_OURS and "unseen" in child.last_exit
+    finally:
+        sup.stop_all()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
