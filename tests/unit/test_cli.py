@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emolens.cli import main
-from tests.conftest import MODEL_REPO
+from tests.conftest import MODEL_REPO, ROOT
 
 INF = ["--inference", f"onnx://{MODEL_REPO}"]
 
@@ -238,7 +238,7 @@ def test_help_loads_no_tool_and_no_training_stack():
     """`emolens --help` stays fast: the developer tools and torch load only inside their verbs."""
     probe = (
         "import sys\nfrom emolens.cli import build_parser\nbuild_parser()\n"
-        "heavy = ('torch', 'emolens.training', 'emolens.bench', 'emolens.dev', 'emolens.evaluation')\n"
+        "heavy = ('torch', 'emolens_tools')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -264,15 +264,47 @@ def test_tool_verbs_pass_their_arguments_on(tmp_path, capsys):
 
 
 def test_a_tool_without_its_extra_is_a_one_line_error(monkeypatch, capsys):
-    import emolens.bench
+    import emolens_tools.bench
 
     def needs_torch(argv):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(emolens.bench, "main", needs_torch)
+    monkeypatch.setattr(emolens_tools.bench, "main", needs_torch)
     assert main(["bench", "--only", "precision"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: `emolens bench` needs 'torch', which is not installed here;")
+
+
+def test_a_tool_verb_without_the_tools_says_how_to_get_them(monkeypatch, capsys):
+    """The runtime alone (the wheel a user installs) has no developer tools: their verbs say in
+    one line where they are, instead of a traceback."""
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [])  # emolens-tools not installed
+    monkeypatch.setitem(sys.modules, "emolens_tools.verbs", None)  # nor tools/ on sys.path
+    for verb in ("bench", "evaluate", "dev"):
+        assert main([verb, "--help"]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line == (
+            f"error: `emolens {verb}` is a developer tool of emolens-tools, which is not installed here: "
+            "in a checkout, `make install-dev` (or pip install -e tools)"
+        )
+
+
+def test_tool_verbs_are_the_entry_points_the_tools_declare():
+    """emolens_tools.verbs (a checkout's tools/ on sys.path) and the entry points of
+    tools/pyproject.toml (the tools installed) name the same functions, and each exists."""
+    import importlib
+    import tomllib
+
+    from emolens_tools.verbs import VERBS
+
+    declared = tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert declared["emolens.tools"] == VERBS
+    assert set(VERBS) == {"bench", "evaluate", "dev"}
+    for target in VERBS.values():
+        module, _, func = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), func))
 
 
 # ---------------------------------------------------------------- bad input: one `error:` line, never a traceback

@@ -3,6 +3,7 @@ is what protos/ generates."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(cwd)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(cwd), str(cwd / "tools")])},
     )
 
 
@@ -45,6 +46,7 @@ def test_import_contract_fails_on_a_new_upward_import(tmp_path, module, upward):
     copy.mkdir()
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     shutil.copytree(ROOT / "emolens", copy / "emolens", ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
+    shutil.copytree(ROOT / "tools", copy / "tools", ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
     assert _lint_imports(copy).returncode == 0  # the copy itself is clean
     target = copy / "emolens" / module
     target.write_text(target.read_text() + "\n" + upward)

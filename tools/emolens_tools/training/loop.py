@@ -15,15 +15,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from emolens.training.augment import augment_batch
-from emolens.training.data import Split
-from emolens.training.model import build_network
-from emolens.training.tasks import TaskSpec
+from emolens_tools.training.augment import augment_batch
+from emolens_tools.training.data import Split
+from emolens_tools.training.model import build_network
+from emolens_tools.training.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 # The committed teacher snapshots travel with the package source (not the wheel).
-TEACHER_SNAPSHOTS = Path(str(files("emolens.training") / "teachers"))
+TEACHER_SNAPSHOTS = Path(str(files("emolens_tools.training") / "teachers"))
 
 
 class CheckpointShapeError(ValueError):
@@ -213,7 +213,7 @@ def train(
     loss also follows a teacher's soft targets (see :class:`Distillation`). With ``init`` a run
     without a checkpoint starts from that network's weights wherever the shapes fit
     (:func:`init_from`). ``sample_weights`` (one per training image) weight each image's
-    hard-label loss, so that suspected label noise counts less (emolens.training.noise).
+    hard-label loss, so that suspected label noise counts less (emolens_tools.training.noise).
     With ``partial`` each batch also holds faces of another dataset that carry part of a
     label (see :class:`PartialLabels`); accuracy in the history counts the main split only.
     """

@@ -23,7 +23,7 @@ import time
 
 import cv2
 import numpy as np
-from fer.fer import FER  # its TensorFlow reads TF_CPP_MIN_LOG_LEVEL, set by emolens.peers.FerPeer
+from fer.fer import FER  # its TensorFlow reads TF_CPP_MIN_LOG_LEVEL, set by emolens_tools.peers.FerPeer
 
 
 def _faces(detector: FER, image: np.ndarray) -> list[dict]:

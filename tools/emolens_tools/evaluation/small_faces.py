@@ -1,10 +1,10 @@
 """Accuracy against face size and head yaw, through the whole pipeline: the `test` splits'
-faces drawn as head-and-shoulder figures into 1280x720 frames (``emolens.testframes.cctv_scenes``)
+faces drawn as head-and-shoulder figures into 1280x720 frames (``emolens_tools.testframes.cctv_scenes``)
 at each width, found by the production detector (still images: no tracking), classified, and
 matched back to the face that was drawn. The model card's "Small faces" tables, and the
 reason for the quality gate's smallest usable width (``emolens.vision.quality.MIN_USABLE_WIDTH``).
 
-    python -m emolens.evaluation.small_faces --frames 40   # a quick look
+    python -m emolens_tools.evaluation.small_faces --frames 40   # a quick look
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from emolens.inference import EMOTION, SMILE
 from emolens.pipeline import Analyzer
 from emolens.results import EMOTIONS, FaceResult
 from emolens.settings import Settings
-from emolens.testframes import Scene, SceneFace, cctv_scenes
+from emolens_tools.testframes import Scene, SceneFace, cctv_scenes
 
 WIDTHS = (24, 32, 40, 48, 64)
 # The reference: a face this wide is classified as well as a large one (at 128 px only one
@@ -115,7 +115,7 @@ def render(result: SmallFaces) -> str:
     """The model card's tables (Markdown)."""
     lines = [
         f"Faces of the `test` splits drawn as head-and-shoulder figures into {FRAME[0]}x{FRAME[1]} frames "
-        f"(`emolens.testframes.cctv_scenes`, {result.frames} frames per width, up to 4 faces each), "
+        f"(`emolens_tools.testframes.cctv_scenes`, {result.frames} frames per width, up to 4 faces each), "
         "found by the production detector as stills (default settings: `min_face_px` 32), classified, "
         f"and matched back. Accuracy counts the found faces; {FULL_SIZE} px is the reference (fewer figures "
         "fit a frame at that size, so it holds a few faces less).",
@@ -153,7 +153,7 @@ def to_json(result: SmallFaces) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emolens.evaluation.small_faces", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m emolens_tools.evaluation.small_faces", description=__doc__)
     parser.add_argument("--frames", type=int, default=FRAMES, help="frames per width (up to 4 faces each)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ each face's score comes from a probe that never saw its label. A face whose own 
 out-of-fold probability below ``threshold`` is a suspect; training down-weights suspects
 (``TaskSpec.suspect_weight``) instead of dropping them, and never looks at ``test``.
 
-    python -m emolens.training.noise --task smile --grid /tmp/smile-suspects.png
+    python -m emolens_tools.training.noise --task smile --grid /tmp/smile-suspects.png
 
 The grid shows dataset faces, so it is written where you say and never into the repository.
 """
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolens.training.data import DatasetMissingError, load_split
-from emolens.training.loop import TEACHER_SNAPSHOTS, load_teacher
-from emolens.training.tasks import TASKS, TEACHERS
+from emolens_tools.training.data import DatasetMissingError, load_split
+from emolens_tools.training.loop import TEACHER_SNAPSHOTS, load_teacher
+from emolens_tools.training.tasks import TASKS, TEACHERS
 
 THRESHOLD = 0.1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emolens.training.tasks import TaskSpec
+from emolens_tools.training.tasks import TaskSpec
 
 
 class Standardize(nn.Module):

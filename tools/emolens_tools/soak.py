@@ -1,7 +1,7 @@
 """Soak run: the embedded platform fed a live camera faster than it can analyse, for minutes,
 to show that memory stays flat because ingest sheds frames instead of queueing them.
 
-    python -m emolens.soak --minutes 4 --out docs/soak.json      # also writes docs/soak.svg
+    python -m emolens_tools.soak --minutes 4 --out docs/soak.json      # also writes docs/soak.svg
 
 A local MJPEG server (multipart HTTP, as IP cameras serve) plays the demo clip's frames in a
 loop at a fixed rate on 127.0.0.1. First the sustainable rate is measured (frames analysed per

@@ -8,7 +8,7 @@ model about 3 points. Training on a share of such re-cut crops teaches the model
 
 Each training crop is upscaled, pasted at a random place over one of several photos that
 scikit-image ships, found by the production detector, and cut by ``align_face``. The photos
-are disjoint from the ones ``emolens evaluate`` (emolens/evaluation/run.py) pastes test faces on.
+are disjoint from the ones ``emolens evaluate`` (tools/emolens_tools/evaluation/run.py) pastes test faces on.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from emolens.training.canvas import detection_at, place_on_canvas
 from emolens.vision.align import align_face
+from emolens_tools.training.canvas import detection_at, place_on_canvas
 
 log = logging.getLogger(__name__)
 
-# Never the backgrounds of emolens/evaluation/run.py (coffee, chelsea, rocket, hubble_deep_field,
+# Never the backgrounds of tools/emolens_tools/evaluation/run.py (coffee, chelsea, rocket, hubble_deep_field,
 # immunohistochemistry, coins, brick, gravel) and never a photo with a face in it.
 TRAIN_BACKGROUNDS = ("camera", "moon", "text", "page", "grass", "clock", "cell", "retina", "colorwheel")
 FRAME = (480, 640)

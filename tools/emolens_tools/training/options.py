@@ -10,7 +10,7 @@ one in the package, emolens/model_repository/; ``--repo`` for another).
     python scripts/train.py --task emotion --teacher --device cuda       # the same on a GPU
 
 A teacher (TEACHERS) is never exported: each epoch rewrites its committed snapshot
-(emolens/training/teachers/TASK.pt, weights and history, no optimizer state), and a run on a
+(tools/emolens_tools/training/teachers/TASK.pt, weights and history, no optimizer state), and a run on a
 machine without its checkpoints warm-starts from that snapshot, so training spans sessions.
 
 A model is one network or an ensemble of networks (TaskSpec.members, each with its own shape and
@@ -18,8 +18,8 @@ schedule where the member names one); each network keeps its checkpoints in WORK
 (member 0) or WORKDIR/TASK-mK, and the export runs once every member has a best checkpoint.
 --channels/--reps/--epochs/--lr apply to every member trained in the run. Uses the ``train`` split to fit
 and the ``val`` split to pick the best epoch; never the ``test`` split. The data comes from ``--data-dir``, else
-:func:`emolens.training.data.data_dir` (``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the
-checkout the current directory is in). ``python -m emolens.training.run`` runs the same.
+:func:`emolens_tools.training.data.data_dir` (``$EMOLENS_DATA_DIR``, else ``../shared/data`` beside the
+checkout the current directory is in). ``python -m emolens_tools.training.run`` runs the same.
 
 Training itself needs the ``train`` extra (PyTorch); this module does not, so ``--help`` works
 without it.
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emolens.contract import default_repository
-from emolens.training.tasks import TASKS
+from emolens_tools.training.tasks import TASKS
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -73,7 +73,7 @@ def _device(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python scripts/train.py`` (emolens.training.run.main)."""
+    """The command line of ``python scripts/train.py`` (emolens_tools.training.run.main)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--workdir", type=Path, help="checkpoint root (default ~/.cache/emolens/train)")

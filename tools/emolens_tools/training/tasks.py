@@ -24,7 +24,7 @@ class Member:
     # TaskSpec.kd_weight).
     distill: bool = False
     # Also learn from TaskSpec.partial_task's faces, whose labels say only whether each shows
-    # TaskSpec.partial_class (emolens.training.loop.PartialLabels).
+    # TaskSpec.partial_class (emolens_tools.training.loop.PartialLabels).
     partial_labels: bool = False
     # With distill: the teacher reads the face as the dataset cut it where this network sees its
     # re-cut serving view (Distillation.source_view).
@@ -71,7 +71,7 @@ class TaskSpec:
     # The exported graph also classifies the mirrored face and averages the two.
     flip_tta: bool = False
     # Weight of a training image whose label the out-of-fold audit contradicts
-    # (emolens.training.noise); 1.0 turns the audit off.
+    # (emolens_tools.training.noise); 1.0 turns the audit off.
     suspect_weight: float = 1.0
     # Members with partial_labels also see this task's training faces (at this task's input size):
     # its class ``partial_source_class`` (None: its last, positive class) implies ``partial_class``,
@@ -157,7 +157,7 @@ TASKS: dict[str, TaskSpec] = {
 
 # Teachers are trained once, long, and never served: their soft targets train the serving
 # networks (knowledge distillation). Their checkpoints are committed under
-# emolens/training/teachers/ so that each session's training adds to the last one's.
+# tools/emolens_tools/training/teachers/ so that each session's training adds to the last one's.
 TEACHERS: dict[str, TaskSpec] = {
     "emotion": TaskSpec(
         name="emotion",

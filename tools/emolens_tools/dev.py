@@ -39,12 +39,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from emolens.broker_recycle import recycle, rss_mb
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
 from emolens.logs import configure
-from emolens.peers import install_fer
-from emolens.supervise import DONE, GAVE_UP, RUNNING, Child, RestartPolicy, Supervisor, exit_status
+from emolens_tools.broker_recycle import recycle, rss_mb
+from emolens_tools.peers import install_fer
+from emolens_tools.supervise import DONE, GAVE_UP, RUNNING, Child, RestartPolicy, Supervisor, exit_status
 
 log = logging.getLogger(__name__)
 
@@ -474,7 +474,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     """The supervisor process behind `up`: start the stack (or adopt what an earlier
     supervisor left running), then restart whatever exits, until SIGTERM stops it all; and
     recycle the broker once its memory passes ``broker_memory_mb`` (0: never; see
-    emolens.broker_recycle)."""
+    emolens_tools.broker_recycle)."""
     configure("INFO", force=True)
     previous = read_state(workdir)
     if previous and previous.get("services"):
@@ -552,7 +552,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
 
 
 def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: float) -> bool:
-    """Recycle the broker (emolens.broker_recycle) when it holds more than ``cap_mb``, with the
+    """Recycle the broker (emolens_tools.broker_recycle) when it holds more than ``cap_mb``, with the
     services that produce or consume paused meanwhile (SIGSTOP/SIGCONT)."""
     kafka = sup.children.get("kafka")
     if kafka is None or kafka.status != RUNNING:

@@ -18,9 +18,9 @@ from torch import nn
 
 from emolens.contract import write_model_files
 from emolens.inference.base import softmax
-from emolens.training.loop import full_weights, half_weights
-from emolens.training.model import Ensemble, build_network
-from emolens.training.tasks import TaskSpec
+from emolens_tools.training.loop import full_weights, half_weights
+from emolens_tools.training.model import Ensemble, build_network
+from emolens_tools.training.tasks import TaskSpec
 
 
 def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:

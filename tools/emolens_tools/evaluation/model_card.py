@@ -213,5 +213,5 @@ def render_card(
     }
     for m in models:
         fields.update(_model_fields(m))
-    template = files("emolens.evaluation").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    template = files("emolens_tools.evaluation").joinpath(TEMPLATE).read_text(encoding="utf-8")
     return Template(template).substitute(fields)

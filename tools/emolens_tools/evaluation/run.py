@@ -26,19 +26,19 @@ import numpy as np
 from tqdm import tqdm
 
 from emolens.contract import default_repository
-from emolens.evaluation import small_faces
-from emolens.evaluation.metrics import class_report, confusion_matrix, roc_auc
-from emolens.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
 from emolens.inference import EMOTION, SMILE, Classifier, softmax
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
 from emolens.settings import Settings
-from emolens.training import augment as aug
-from emolens.training.canvas import place_on_canvas
-from emolens.training.data import DatasetMissingError, Split, load_split, resized
-from emolens.training.serving import photo_frames
-from emolens.training.tasks import TASKS
 from emolens.vision.preprocess import preprocess
+from emolens_tools.evaluation import small_faces
+from emolens_tools.evaluation.metrics import class_report, confusion_matrix, roc_auc
+from emolens_tools.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens_tools.training import augment as aug
+from emolens_tools.training.canvas import place_on_canvas
+from emolens_tools.training.data import DatasetMissingError, Split, load_split, resized
+from emolens_tools.training.serving import photo_frames
+from emolens_tools.training.tasks import TASKS
 
 
 def _conditions(rng_seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -109,7 +109,7 @@ def choose_preprocessing(clf: OnnxClassifier, model: str, split: Split, seed: in
 
 
 # Photos scikit-image ships that the test faces are pasted on (training uses others, see
-# emolens.training.serving.TRAIN_BACKGROUNDS).
+# emolens_tools.training.serving.TRAIN_BACKGROUNDS).
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
 
 
@@ -157,7 +157,7 @@ def _auc(labels: np.ndarray, score: np.ndarray) -> float | None:
 def duplicate_free(data_dir: Path | None) -> np.ndarray:
     """Mask over FER2013 `test` (in load_split's order): the faces whose pixels occur in no
     `train` or `val` image (``dup_group``, computed from pixels only, never from labels)."""
-    from emolens.training.data import data_dir as default_data_dir
+    from emolens_tools.training.data import data_dir as default_data_dir
 
     with np.load((data_dir or default_data_dir()) / TASKS[EMOTION].dataset) as archive:
         split, group = archive["split"], archive["dup_group"]

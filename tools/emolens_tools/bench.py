@@ -7,7 +7,7 @@
 Writes docs/benchmarks.md and docs/benchmarks.json under the current directory (``--out``
 chooses another place). Measures the models in the package unless ``--repo`` names another
 repository; the precision bench needs the ``train`` extra, the last three the ``platform``
-extra and the servers of :mod:`emolens.dev`. Absolute numbers on shared machines are noisy:
+extra and the servers of :mod:`emolens_tools.dev`. Absolute numbers on shared machines are noisy:
 compare rows of the same run, and rerun before drawing conclusions.
 """
 
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emolens import dev
 from emolens.contract import default_repository
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
 from emolens.report import markdown_table
 from emolens.settings import Settings
+from emolens_tools import dev
 
 if TYPE_CHECKING:  # both need extras the other benchmarks do without
     from emolens.inference.triton import TritonClassifier
@@ -75,8 +75,8 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
     import onnxruntime as ort
 
     from emolens.contract import load_model_info
-    from emolens.training.export import export, load_pytorch
-    from emolens.training.tasks import TASKS
+    from emolens_tools.training.export import export, load_pytorch
+    from emolens_tools.training.tasks import TASKS
 
     rng = np.random.default_rng(0)
     out: dict[str, dict[str, float]] = {}
@@ -249,14 +249,14 @@ def _face_scores(
 
 def bench_peers(repo: Path, seconds_of_video: float = 12.0, rounds: int = 3, n_faces: int = 300) -> dict[str, object]:
     """emolens beside the `fer` package's own pipeline (Haar cascade + its TFLite model, in its
-    own venv, a subprocess: emolens.peers), in alternating rounds of one run: the 640x480 demo
+    own venv, a subprocess: emolens_tools.peers), in alternating rounds of one run: the 640x480 demo
     clip at 15 fps (`emolens analyze`'s work, decoding included; fer's ``detect_emotions`` per
-    frame) and ``n_faces`` FER2013 test faces pasted into frames (emolens.testframes): frames/s,
+    frame) and ``n_faces`` FER2013 test faces pasted into frames (emolens_tools.testframes): frames/s,
     faces found, accuracy."""
     from emolens.demo import write_demo_clip
-    from emolens.peers import FER_VERSION, FerPeer, install_fer
     from emolens.results import EMOTIONS
-    from emolens.testframes import pasted_faces
+    from emolens_tools.peers import FER_VERSION, FerPeer, install_fer
+    from emolens_tools.testframes import pasted_faces
 
     settings = Settings.from_env(inference=f"onnx://{repo}")
     video = Analyzer(settings, track=True)
@@ -568,7 +568,7 @@ def bench_analytics(workdir: Path, cameras: int = 200, days: tuple[int, ...] = (
 
     from emolens.analytics import query_all, query_stats
     from emolens.store import SqlStore
-    from emolens.synthetic import generate
+    from emolens_tools.synthetic import generate
 
     svc = dev.start_postgres(workdir / "pg-analytics")
     runs: list[dict[str, object]] = []
@@ -776,11 +776,12 @@ def render(results: dict[str, object], notes: dict[str, str] | None = None) -> s
             "## Peers side by side: the `fer` package",
             "",
             f"`fer` {pr.get('fer_version', '')} with its defaults (`FER()`: OpenCV's Haar cascade, its quantised",
-            "TFLite emotion model, both shipped in the package) in its own venv, a subprocess (`emolens.peers`;",
+            "TFLite emotion model, both shipped in the package) in its own venv, a subprocess (`emolens_tools.peers`;",
             "build the venv with `emolens dev peers`), against emolens with its defaults (detector",
             f"`{pr['detector']}`), in {pr['rounds']} alternating rounds of one run on the same",
             f"640x480 demo clip at 15 fps ({pr['clip_frames']} frames, decoding included), and on the same",
-            f"{pr['test_faces']} FER2013 test faces pasted at 192 px into frames over clutter (`emolens.testframes`;",
+            f"{pr['test_faces']} FER2013 test faces pasted at 192 px into frames over clutter "
+            "(`emolens_tools.testframes`;",
             "a face is found when a box holds its centre, its label is that box's top emotion; still images, so",
             "emolens runs its full detector on each). Goals: emolens >= 5x fer's frames/s and >= 60 frames/s.",
             "",

@@ -22,14 +22,14 @@ import cv2
 import numpy as np
 
 from emolens.errors import EmolensError
-from emolens.training.canvas import place_on_canvas
-from emolens.training.data import load_split
-from emolens.training.serving import photo_frames
-from emolens.training.tasks import TASKS
+from emolens_tools.training.canvas import place_on_canvas
+from emolens_tools.training.data import load_split
+from emolens_tools.training.serving import photo_frames
+from emolens_tools.training.tasks import TASKS
 
 FRAME_H, FRAME_W = 480, 640
 # Photos with no face in them that the test faces are pasted on: the same as the model
-# card's pipeline evaluation (emolens.evaluation.run.BACKGROUNDS).
+# card's pipeline evaluation (emolens_tools.evaluation.run.BACKGROUNDS).
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
 # How much each dataset's crop is enlarged in the frame (192 px faces), as in the model card.
 UPSCALES = {"emotion": 4, "smile": 3}
@@ -91,7 +91,7 @@ def pasted_faces(
 ) -> Iterator[PastedFace]:
     """The first ``limit`` faces of ``split``, each in its own frame over a random background
     at a random place, enlarged ``UPSCALES[model]`` times.
-    Raises ``emolens.training.data.DatasetMissingError`` without the data."""
+    Raises ``emolens_tools.training.data.DatasetMissingError`` without the data."""
     data = load_split(TASKS[model], split, data_dir, native=True)
     backgrounds = _backgrounds()
     rng = np.random.default_rng(seed)
@@ -168,7 +168,7 @@ def non_face_frames(clutter: int = 20, seed: int = 11) -> list[NonFaceFrame]:
 
 
 # --- Faces at CCTV distance ------------------------------------------------------------------
-# Frame sizes of the small-face set (emolens.bench, docs/model-card.md): VGA, 720p and 1080p.
+# Frame sizes of the small-face set (emolens_tools.bench, docs/model-card.md): VGA, 720p and 1080p.
 CCTV_FRAMES = ((640, 480), (1280, 720), (1920, 1080))
 # Skin tones (BGR) a grayscale dataset face is tinted with, light to dark.
 _SKIN = np.array([[190, 205, 235], [150, 175, 215], [110, 140, 190], [75, 100, 150], [50, 70, 110]], np.float32)
@@ -285,7 +285,7 @@ def cctv_scenes(
     (alternately SMILEsmileD's and FER2013's, in order, so every call shows other faces) as
     :func:`portrait` draws them. A stand-in for a surveillance camera's view of a crowd, built
     from the data at hand; the detector is checked elsewhere on other real photos.
-    Raises ``emolens.training.data.DatasetMissingError`` without the data."""
+    Raises ``emolens_tools.training.data.DatasetMissingError`` without the data."""
     from emolens.inference import EMOTION, SMILE, make_classifier
 
     info = make_classifier("onnx://")

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.training.tasks import TaskSpec
+from emolens_tools.training.tasks import TaskSpec
 
 
 class DatasetMissingError(FileNotFoundError):

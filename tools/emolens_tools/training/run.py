@@ -1,5 +1,5 @@
 """Train one model and export it: the code behind ``python scripts/train.py`` (its usage and
-flags: :mod:`emolens.training.options`). ``python -m emolens.training.run`` runs the same.
+flags: :mod:`emolens_tools.training.options`). ``python -m emolens_tools.training.run`` runs the same.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolens.training.canvas import measure_crop_box
-from emolens.training.data import DatasetMissingError, Split, load_split, resized
-from emolens.training.export import export
-from emolens.training.loop import (
+from emolens.vision.detect import make_detector
+from emolens_tools.training.canvas import measure_crop_box
+from emolens_tools.training.data import DatasetMissingError, Split, load_split, resized
+from emolens_tools.training.export import export
+from emolens_tools.training.loop import (
     TEACHER_SNAPSHOTS,
     CheckpointShapeError,
     Distillation,
@@ -30,12 +31,11 @@ from emolens.training.loop import (
     shape_of,
     train,
 )
-from emolens.training.model import Ensemble, build_network
-from emolens.training.noise import audit, embed
-from emolens.training.options import build_parser
-from emolens.training.serving import serving_views
-from emolens.training.tasks import TASKS, TEACHERS, TaskSpec, member_spec
-from emolens.vision.detect import make_detector
+from emolens_tools.training.model import Ensemble, build_network
+from emolens_tools.training.noise import audit, embed
+from emolens_tools.training.options import build_parser
+from emolens_tools.training.serving import serving_views
+from emolens_tools.training.tasks import TASKS, TEACHERS, TaskSpec, member_spec
 
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
 

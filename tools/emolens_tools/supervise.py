@@ -3,7 +3,7 @@ backoff; a child that crashes ``limit`` times within ``window_s`` is given up on
 clear log line, until someone asks for it again (:meth:`Supervisor.retry_given_up`).
 
 This is what Kubernetes does for the chart; ``emolens dev up`` runs it for the local stack
-(emolens.dev). Children may be our own (exit code known) or daemons we only know by PID
+(emolens_tools.dev). Children may be our own (exit code known) or daemons we only know by PID
 (PostgreSQL's postmaster, Redis): both are watched by PID.
 
     >>> import sys
@@ -104,7 +104,7 @@ def exit_status(pid: int) -> str | None:
 class Supervisor:
     """Watches ``children`` (start them with :meth:`start_all` or adopt running ones with
     :meth:`adopt`); :meth:`tick` checks each once and restarts what is due. ``on_change`` is
-    called after any change of state (emolens.dev writes its state file there)."""
+    called after any change of state (emolens_tools.dev writes its state file there)."""
 
     def __init__(
         self,
