@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from emolens.cli.options import settings_from
+from emolens.cli.options import server_extra, settings_from
 
 HELP = "service: observations -> SQL buckets and live counters"
 
@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emolens.services import aggregator
+    with server_extra("aggregate"):
+        from emolens.services import aggregator
 
     return int(aggregator.main(args, settings_from(args)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from emolens.cli.options import add_model_options, settings_from
+from emolens.cli.options import add_model_options, server_extra, settings_from
 
 HELP = "service: frames -> observations"
 
@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emolens.services import detector
+    with server_extra("detect"):
+        from emolens.services import detector
 
     return int(detector.main(args, settings_from(args)))

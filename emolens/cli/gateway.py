@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emolens.cli.options import add_model_options, settings_from
+from emolens.cli.options import add_model_options, server_extra, settings_from
 
 HELP = "the partner gRPC API: AnalyzeImage, AnalyzeStream, QueryStats, WatchLive"
 
@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from emolens.live import make_live_state
-    from emolens.services.gateway import LIVE_TIMEOUT_S, AnalyticsService, build_server, check_address
+
+    with server_extra("gateway"):
+        from emolens.services.gateway import LIVE_TIMEOUT_S, AnalyticsService, build_server, check_address
     from emolens.store import make_store
 
     settings = settings_from(args)

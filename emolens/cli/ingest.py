@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from emolens.cli.options import OPEN_TIMEOUT_HELP, settings_from
+from emolens.cli.options import OPEN_TIMEOUT_HELP, server_extra, settings_from
 
 HELP = "service: publish a camera's sampled frames to the bus"
 
@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emolens.services import ingest
+    with server_extra("ingest"):
+        from emolens.services import ingest
 
     return int(ingest.main(args, settings_from(args)))

@@ -9,7 +9,11 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from emolens.errors import MissingExtra
 from emolens.settings import Settings
+
+# what the `server` extra brings: the gateway's gRPC API and every service's health endpoint
+SERVER_MODULES = ("grpc", "grpc_health", "grpc_reflection")
 
 OPEN_TIMEOUT_HELP = (
     "a live source that never opens gives up after this many seconds with an error; once open, drops are "
@@ -92,3 +96,19 @@ def parse_verb(verb: ModuleType, argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"emolens {verb.__name__.rsplit('.', 1)[-1]}")
     verb.add_arguments(parser)
     return parser.parse_args(argv)
+
+
+@contextmanager
+def server_extra(verb: str) -> Iterator[None]:
+    """Around the import of a service: without the ``server`` extra (gRPC), one line that says
+    how to get it, before any work, instead of a traceback when the service starts serving."""
+    try:
+        # every service serves gRPC health (ingest's only once it runs), the gateway its API too
+        import grpc  # noqa: F401
+        from grpc_health.v1 import health  # noqa: F401
+
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in SERVER_MODULES:
+            raise MissingExtra(f"`emolens {verb}`", "server", exc.name) from exc
+        raise

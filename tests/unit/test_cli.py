@@ -551,3 +551,43 @@ def test_a_failed_write_is_one_error_line(what, images, tmp_path):
     assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     assert "analyzed" not in done.stderr  # no summary claiming the faces were written
+
+
+# ---------------------------------------------------------------- the server extra
+
+
+SERVER = ("grpc", "grpc_health", "grpc_reflection")  # what the `server` extra brings
+
+
+def test_the_embedded_verbs_need_no_grpc(demo_clip, tmp_path):
+    """analyze, run, stats and report, the embedded shape, run with the `server` extra's modules
+    unimportable (as after `pip install 'emolens[demo]'`), and never try to load them."""
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    probe = (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({SERVER!r}))  # `import grpc` raises, as if not installed\n"
+        "from emolens.cli import main\n"
+        f"assert main(['analyze', {str(demo_clip)!r}, '--out', {str(tmp_path / 'f.jsonl')!r}, *{INF!r}]) == 0\n"
+        f"assert main(['run', '--source', {str(demo_clip)!r}, '--camera-id', 'c', '--db', {db!r},"
+        f" '--start', '2026-01-01T12:00', *{INF!r}]) == 0\n"
+        f"assert main(['stats', '--db', {db!r}, '--k', '1', '--format', 'csv']) == 0\n"
+        f"assert main(['report', '--db', {db!r}, '--since', '2026-01-01', '--until', '2026-01-02',"
+        f" '--k', '1', '--out', {str(tmp_path / 'r.html')!r}]) == 0\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({SERVER!r}) and sys.modules[m] is not None))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert "c,2026-01-01T12:00" in done.stdout  # stats printed the run's minute
+    assert (tmp_path / "r.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv", [["gateway", "--port", "0"], ["ingest", "--source", "x.mp4", "--camera-id", "c"]])
+def test_a_service_without_the_server_extra_is_one_line(monkeypatch, capsys, tmp_path, argv):
+    for name in [m for m in sys.modules if m.startswith(("emolens.services", "emolens.v1")) or m in SERVER]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, and put back afterwards
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if the extra were not installed
+    assert main([*argv, "--db", f"sqlite:///{tmp_path / 's.db'}"] if argv[0] == "gateway" else argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    needs = "needs 'grpc', which is not installed here: pip install 'emolens[server]'"
+    assert line == f"error: `emolens {argv[0]}` {needs}"
