@@ -120,7 +120,8 @@ def test_installed_analyze_finds_the_face_in_a_photo(installed, astronaut):
 
 def test_installed_runtime_has_no_tools_and_says_how_to_get_them(installed):
     """`emolens bench` from the runtime wheel alone: one line, at once, instead of minutes of work
-    and then a missing module."""
+    and then a missing module. With the tools' wheel (tools/) installed beside it, the same
+    `emolens` command finds their verbs through the `emolens.tools` entry points."""
     venv, work = installed
     result = subprocess.run(
         [str(venv / "bin" / "emolens"), "bench", "--only", "precision"],
@@ -135,6 +136,27 @@ def test_installed_runtime_has_no_tools_and_says_how_to_get_them(installed):
         "error: `emolens bench` is a developer tool of emolens-tools, which is not installed here: "
         "in a checkout, `make install-dev` (or pip install -e tools)"
     ], result.stderr
+    dist = work / "tools-dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(work / "source" / "tools")],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("emolens_tools-*.whl")
+    info = wheel.name.removesuffix("-py3-none-any.whl") + ".dist-info"
+    assert {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()} == {"emolens_tools", info}
+    # its own dependency is the runtime installed already; the train extra is not needed for `dev --help`
+    pip = [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)]
+    subprocess.run(pip, check=True, timeout=300, cwd=work, env=_clean_env())
+    helped = subprocess.run(
+        [str(venv / "bin" / "emolens"), "dev", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=_clean_env(),
+        timeout=120,
+    )
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: emolens dev"), helped.stderr
 
 
 def test_installed_gateway_answers_analyze_image(installed, astronaut):
