@@ -37,7 +37,6 @@ from emolens.errors import ConfigError, EmolensError
 from emolens.logs import configure as configure_logging
 from emolens.observations import MAX_ID_LENGTH
 
-log = logging.getLogger("emolens")
 SERVICE_COMMANDS = ("ingest", "detect", "aggregate", "gateway")  # they log at INFO by default
 
 # verb -> its module, in the order `emolens --help` lists them; the developer tools follow
