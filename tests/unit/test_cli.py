@@ -591,3 +591,19 @@ def test_a_service_without_the_server_extra_is_one_line(monkeypatch, capsys, tmp
     (line,) = capsys.readouterr().err.splitlines()
     needs = "needs 'grpc', which is not installed here: pip install 'emolens[server]'"
     assert line == f"error: `emolens {argv[0]}` {needs}"
+
+
+def test_each_verb_is_a_module_of_its_own():
+    """The entry point only maps names to modules: each verb's module adds its own options and
+    runs its own code, and `emolens --help` lists them in the order of that map."""
+    import argparse
+
+    from emolens.cli import VERBS, build_parser, tools
+
+    (verbs,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(verbs.choices) == [*VERBS, *tools.HELP]
+    for name, module in VERBS.items():
+        assert module.__name__ == f"emolens.cli.{name}"
+        assert verbs.choices[name].get_default("func") is module.run
+    for name in tools.HELP:
+        assert verbs.choices[name].get_default("func") is tools.run
