@@ -1,7 +1,7 @@
 """Under `emolens dev up` no frame outlives the frames' retention, and dead letters outlive
 `emolens dev down` (docs/reliability.md, "Frames under `make up`"). The dev broker (Tansu, memory
 storage) ignores ``retention.ms``, so the supervisor recycles it on the retention's timer
-(emolens.broker_recycle.FramesRetention). A 20 s retention stands for the 10 minutes.
+(emolens_tools.broker_recycle.FramesRetention). A 20 s retention stands for the 10 minutes.
 
     pytest -m pixel tests/integration/test_dev_retention.py
 """
@@ -25,22 +25,24 @@ from tests.integration.conftest import TRITON_VENV, wait_until
 pytestmark = pytest.mark.pixel
 
 RETENTION_S = 20
+# the runtime and the developer tools (`emolens dev`) of this checkout, for the processes it starts
+TOOLS_PATH = os.pathsep.join([str(ROOT), str(ROOT / "tools")])
 
 
 def emolens_dev(work: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EMOLENS_TRITON_VENV": str(TRITON_VENV), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "EMOLENS_TRITON_VENV": str(TRITON_VENV), "PYTHONPATH": TOOLS_PATH}
     env["EMOLENS_FRAMES_RETENTION_MS"] = str(RETENTION_S * 1000)  # the supervisor's and the services'
     cmd = [sys.executable, "-m", "emolens", "dev", *args, "--workdir", str(work)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def service_env(work: Path) -> dict[str, str]:
-    from emolens import dev
+    from emolens_tools import dev
 
     state = dev.read_state(work)
     assert state is not None
     gateway = next(s for s in state["services"] if s["name"] == "gateway")
-    return {**os.environ, **gateway["spec"]["env"], "PYTHONPATH": str(ROOT)}
+    return {**os.environ, **gateway["spec"]["env"], "PYTHONPATH": TOOLS_PATH}
 
 
 def topic_messages(bootstrap: str, topic: str) -> list:

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from emolens import dev
-from emolens.supervise import RUNNING, Child, RestartPolicy, Supervisor, exit_status, is_frozen
+from emolens_tools import dev
+from emolens_tools.supervise import RUNNING, Child, RestartPolicy, Supervisor, exit_status, is_frozen
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -87,7 +87,7 @@ def test_an_adopted_service_that_dies_is_not_reported_as_a_plain_exit():
     """A service adopted from an earlier supervisor is not this one's child: how it ended (a
     kill -9, say) only its parent saw. Before, `dev status` said `exited`, as if it had ended by
     itself; now it says the status was not seen."""
-    from emolens.supervise import NOT_OURS
+    from emolens_tools.supervise import NOT_OURS
 
     spawner = subprocess.run(
         ["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(120)' >/dev/null 2>&1 & echo $!"],
