@@ -54,3 +54,32 @@ def test_frames_of_a_camera_nobody_declared_are_dead_lettered_with_the_reason(ow
     assert sum(b.frames for b in store.buckets(camera_id="door-1")) == 2
     assert store.camera("door-1") == Camera("door-1", "lobby", "hq")
     store.close()
+
+
+def test_processes_opening_a_new_database_at_once_all_find_the_schema(own_postgres_url):
+    """An ingest declaring its camera and an aggregator starting on a new database both make
+    the schema when it is missing; before, the second failed (UniqueViolation: 'the PostgreSQL
+    database is not usable') and the aggregator exited."""
+    import threading
+
+    from emolens.store.migrate import current_revision, head_revision
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_store() -> None:
+        try:
+            start.wait()
+            SqlStore(own_postgres_url).close()
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    store = SqlStore(own_postgres_url, create=False)
+    assert current_revision(store.engine) == head_revision()
+    store.close()
