@@ -368,7 +368,6 @@ def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int
     client's async_infer from one thread (64 Python threads would measure the GIL, not Triton)."""
     import threading
 
-    grpc = clf._grpc
     slots = threading.Semaphore(in_flight)
     finished = threading.Event()
     count = [0]
@@ -383,13 +382,11 @@ def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int
             if count[0] == total:
                 finished.set()
 
-    inp = grpc.InferInput("image", list(x.shape), "FP32")
-    inp.set_data_from_numpy(x)
-    out = grpc.InferRequestedOutput("logits")
+    inputs, outputs = clf.request(x)
     t0 = time.perf_counter()
     for _ in range(total):
         slots.acquire()
-        clf.client.async_infer("emotion", [inp], done, outputs=[out])
+        clf.client.async_infer("emotion", inputs, done, outputs=outputs)
     finished.wait(300)
     return total / (time.perf_counter() - t0)
 
@@ -669,9 +666,10 @@ def _explain_zones_by_hour(store: Any, since: Any, until: Any) -> None:
     time of the biggest query goes (scan, sort, spills)."""
     from sqlalchemy import select
 
-    from emolens.analytics import MAX_PAGE_SIZE, _grouped
+    from emolens.analytics import MAX_PAGE_SIZE
+    from emolens.store.stats import grouped
 
-    window = _grouped("zone", "hour", since, until).subquery()
+    window = grouped("zone", "hour", since, until).subquery()
     q = select(window).order_by(window.c.period_start, window.c.site, window.c.zone).limit(MAX_PAGE_SIZE + 1)
     sql = str(q.compile(store.engine, compile_kwargs={"literal_binds": True}))
     with store.engine.connect() as conn:

@@ -382,35 +382,30 @@ def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> in
     Defaults: ``--every hour --by camera``, until now, since a day (minutes) or a week before."""
     from datetime import UTC, datetime, timedelta
 
-    from emolens.analytics import By, Every, query_stats
+    from emolens.analytics import By, Every, pages
     from emolens.report import print_stats
 
     every: Every = args.every or "hour"
     by: By = args.by or "camera"
     until = _utc("--until", args.until) or datetime.now(UTC).replace(tzinfo=None)
     since = _utc("--since", args.since) or until - timedelta(days=1 if every == "minute" else 7)
-    rows, token, suppressed = [], "", None
-    while True:
-        page = query_stats(
-            store,
-            since,
-            until,
-            by=by,
-            every=every,
-            k=settings.k_anonymity,
-            page_size=settings.stats_max_page_size,
-            page_token=token,
-            camera_id=args.camera_id,
-            zone=args.zone,
-            site=args.site,
-            max_rows=settings.stats_max_rows,
-            max_page_size=settings.stats_max_page_size,
-        )
+    rows, suppressed = [], None
+    for page in pages(
+        store,
+        since,
+        until,
+        by=by,
+        every=every,
+        k=settings.k_anonymity,
+        page_size=settings.stats_max_page_size,
+        camera_id=args.camera_id,
+        zone=args.zone,
+        site=args.site,
+        max_rows=settings.stats_max_rows,
+        max_page_size=settings.stats_max_page_size,
+    ):
         rows.extend(page.rows)
         suppressed = page.suppressed if suppressed is None else suppressed
-        token = page.next_page_token
-        if not token:
-            break
     if not rows and not suppressed:
         span = f"{since.isoformat(timespec='minutes')} to {until.isoformat(timespec='minutes')} UTC"
         print(f"no statistics from {span} (set --since/--until for another period)", file=sys.stderr)
@@ -460,11 +455,11 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     """``emolens retention apply``: delete what is older than the configured ages and say what went."""
-    from emolens.store.retention import Policy, apply_retention
+    from emolens.store import Policy
 
     settings = _settings(args)
     with _existing_store(settings) as store:
-        removed = apply_retention(store, Policy.from_settings(settings))
+        removed = store.apply_retention(Policy.from_settings(settings))
     for r in removed:
         print(r.describe())
     return 0

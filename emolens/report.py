@@ -7,9 +7,8 @@ import csv
 import json
 from typing import IO, Any
 
-from emolens.analytics import StatsRow
 from emolens.results import EMOTIONS
-from emolens.store import Bucket
+from emolens.store import Bucket, StatsRow
 
 
 def bucket_summary(b: Bucket, k: int) -> dict[str, Any]:

@@ -212,7 +212,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
             raise InputError("since and until are required with granularity")
         settings = self.settings
         page = query_stats(
-            self.store,  # type: ignore[arg-type]  # the gateway's store is an SqlStore
+            self.store,
             since,
             until,
             by=_GROUPING.get(request.group_by, "camera"),
