@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emolens import dev
-from emolens.contract import default_repository
+from emolens.contract import INPUT_NAME, default_repository
+from emolens.geometry import holds
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
@@ -95,8 +96,8 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             spent = {name: 0.0 for name in sessions}
             for _ in range(3):
                 for name, session in sessions.items():
-                    session.run(None, {"image": x})
-                    n, dt = _run_for(partial(session.run, None, {"image": x}), 64, seconds / 3)
+                    session.run(None, {INPUT_NAME: x})
+                    n, dt = _run_for(partial(session.run, None, {INPUT_NAME: x}), 64, seconds / 3)
                     counts[name] += n
                     spent[name] += dt
             row = {f"{name}_batch64": counts[name] / spent[name] for name in sessions}
@@ -239,7 +240,7 @@ def _face_scores(
     a box holds the pasted face's centre; its label is that box's top emotion."""
     hit = correct = 0
     for faces, (cx, cy, label) in zip(found, truth, strict=True):
-        labels = [emotion for box, emotion in faces if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]]
+        labels = [emotion for box, emotion in faces if holds(box, cx, cy)]
         if labels:
             hit += 1
             correct += labels[0] == label

@@ -21,7 +21,7 @@ from typing import IO, Any
 from emolens.errors import ConfigError, EmolensError, InputError, NotFound
 from emolens.logs import configure as configure_logging
 from emolens.observations import MAX_ID_LENGTH
-from emolens.settings import Settings, parse_start, redact_url
+from emolens.settings import Settings, parse_start, parse_time, redact_url
 
 log = logging.getLogger("emolens")
 SERVICE_COMMANDS = ("ingest", "detect", "aggregate", "gateway")  # they log at INFO by default
@@ -365,15 +365,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _utc(flag: str, text: str | None) -> Any:
     """``--since``/``--until``: an ISO date or time, UTC unless it names a zone; naive UTC."""
-    from datetime import UTC, datetime
-
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"{flag} {text!r} is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00") from exc
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+    return parse_time(flag, text).replace(tzinfo=None) if text else None
 
 
 def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> int:
@@ -468,13 +460,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def _report_time(flag: str, text: str, tz: Any) -> Any:
     """``--since``/``--until``: an ISO date or time; without a zone it is in ``--tz``. Returned
     as naive UTC, as the store keeps time."""
-    from datetime import UTC, datetime
-
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"{flag} {text!r} is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00") from exc
-    return (t if t.tzinfo else t.replace(tzinfo=tz)).astimezone(UTC).replace(tzinfo=None)
+    return parse_time(flag, text, tz).replace(tzinfo=None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -28,8 +28,9 @@ from emolens.training.serving import photo_frames
 from emolens.training.tasks import TASKS
 
 FRAME_H, FRAME_W = 480, 640
-# Photos with no face in them that the test faces are pasted on: the same as the model
-# card's pipeline evaluation (emolens.evaluation.run.BACKGROUNDS).
+# Photos scikit-image ships, with no face in them, that the test faces are pasted on: here and
+# in the model card's pipeline evaluation (training uses others:
+# emolens.training.serving.TRAIN_BACKGROUNDS).
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
 # How much each dataset's crop is enlarged in the frame (192 px faces), as in the model card.
 UPSCALES = {"emotion": 4, "smile": 3}

@@ -29,10 +29,12 @@ from emolens.contract import default_repository
 from emolens.evaluation import small_faces
 from emolens.evaluation.metrics import class_report, confusion_matrix, roc_auc
 from emolens.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens.geometry import holds
 from emolens.inference import EMOTION, SMILE, Classifier, softmax
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
 from emolens.settings import Settings
+from emolens.testframes import BACKGROUNDS  # the photos test faces are pasted on
 from emolens.training import augment as aug
 from emolens.training.canvas import place_on_canvas
 from emolens.training.data import DatasetMissingError, Split, load_split, resized
@@ -108,11 +110,6 @@ def choose_preprocessing(clf: OnnxClassifier, model: str, split: Split, seed: in
     return table
 
 
-# Photos scikit-image ships that the test faces are pasted on (training uses others, see
-# emolens.training.serving.TRAIN_BACKGROUNDS).
-BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
-
-
 def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, seed: int) -> PipelineResult:
     """Paste each test face (upscaled) into a 640x480 frame over clutter and run the full pipeline."""
     from emolens.pipeline import Analyzer
@@ -130,7 +127,7 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
         oy, ox = int(rng.integers(0, 480 - side)), int(rng.integers(0, 640 - side))
         faces = analyzer.analyze(place_on_canvas(im, upscale, canvas, oy, ox))
         cx, cy = ox + side / 2, oy + side / 2
-        hits = [f for f in faces if f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]]
+        hits = [f for f in faces if holds(f.box, cx, cy)]
         if hits:
             found += 1
             f = max(hits, key=lambda f: f.detection_score)

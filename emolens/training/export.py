@@ -16,7 +16,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from emolens.contract import write_model_files
+from emolens.contract import INPUT_NAME, OUTPUT_NAME, write_model_files
 from emolens.inference.base import softmax
 from emolens.training.loop import full_weights, half_weights
 from emolens.training.model import Ensemble, build_network
@@ -56,7 +56,7 @@ def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
 class _Calibration(CalibrationDataReader):
     def __init__(self, images: np.ndarray, batch: int = 64) -> None:
         self._batches = iter(
-            [{"image": images[i : i + batch].astype(np.float32)[:, None]} for i in range(0, len(images), batch)]
+            [{INPUT_NAME: images[i : i + batch].astype(np.float32)[:, None]} for i in range(0, len(images), batch)]
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -111,13 +111,14 @@ def export(
             model,
             (torch.zeros(2, 1, spec.size, spec.size),),
             str(fp32_path),
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
-        fp32 = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x})[0]
+        fp32_session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+        fp32 = fp32_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         diff = float(np.abs(fp32 - ref).max())
         if diff > 1e-3:
             raise RuntimeError(f"ONNX Runtime and PyTorch disagree on {spec.name}: max |diff| = {diff:.2e}")
@@ -125,7 +126,7 @@ def export(
         if quantize:
             quantize_int8(fp32_path, onnx_path, calibration)
             int8 = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
-                ["logits"], {"image": x}
+                [OUTPUT_NAME], {INPUT_NAME: x}
             )[0]
             agree = float((int8.argmax(1) == fp32.argmax(1)).mean())
             prob_diff = float(np.abs(softmax(int8) - softmax(fp32)).max())
