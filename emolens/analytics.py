@@ -143,9 +143,10 @@ def query_stats(
     n_groups = store.count_groups(by, where)
     periods = math.ceil((until - since) / STEP[every])
     if n_groups * periods > max_rows:
+        span = f"{n_groups} {by}(s) x {periods} {every}(s) = {n_groups * periods:,} rows, more than {max_rows:,}"
         raise QueryTooLarge(
-            f"the query spans {n_groups} {by}(s) x {periods} {every}(s) = {n_groups * periods:,} rows, "
-            f"more than {max_rows:,}: narrow the time range, use a coarser --every or group by a wider --by"
+            f"the query spans {span}: narrow the time range, use a coarser --every or group by a wider --by",
+            span=span,
         )
     # A page reads only the periods it can show: windows from where the last page's extra
     # row lay (the token says), each just wide enough for the rows still missing (a period

@@ -69,14 +69,18 @@ def _expand(paths: list[str]) -> Iterator[tuple[str, str]]:
 
 
 def _annotate_dir(value: str | None) -> Path | None:
-    """``--annotate DIR``: made if missing; refused if it names a file."""
+    """``--annotate DIR``: made if missing; refused if it names a file. As for every output
+    (``--out FILE``), what the flag names is made, never the folders above it: a typo in a
+    parent is an error, not a new tree."""
     if not value:
         return None
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise InputError(f"--annotate {path}: is a file, not a folder")
+    if not path.parent.is_dir():
+        raise InputError(f"--annotate {path}: folder {path.parent} does not exist")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
     except OSError as exc:
         raise InputError(f"--annotate {path}: cannot make the folder ({exc.strerror})") from exc
     return path
@@ -463,6 +467,23 @@ def _report_time(flag: str, text: str, tz: Any) -> Any:
     return parse_time(flag, text, tz).replace(tzinfo=None)
 
 
+REPORT_FORMATS = {".html": "html", ".htm": "html", ".zip": "csv"}  # --out's suffix -> what it holds
+
+
+def _report_format(out: Path, asked: str | None) -> str:
+    """One rule: the format follows ``--out``'s suffix (*.html: the page, *.zip: its tables as
+    CSV); ``--format``, when given, must agree with it."""
+    fmt = REPORT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(f"--out {out}: name it *.html for the report or *.zip for its tables as CSV")
+    if asked is not None and asked != fmt:
+        holds = (
+            "one CSV per table into a zip, so name it *.zip" if asked == "csv" else "an HTML page, so name it *.html"
+        )
+        raise InputError(f"--out {out}: --format {asked} writes {holds}")
+    return fmt
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import UTC
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -478,10 +499,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"--tz {args.tz!r} is not a time zone name such as Europe/Berlin") from exc
     since, until = _report_time("--since", args.since, tz), _report_time("--until", args.until, tz)
-    fmt = args.format or ("csv" if args.out.endswith(".zip") else "html")
     out = Path(args.out)
-    if fmt == "csv" and out.suffix.lower() != ".zip":
-        raise InputError(f"--out {out}: --format csv writes one CSV per table into a zip, so name it *.zip")
+    fmt = _report_format(out, args.format)
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
     with _existing_store(settings) as store:
@@ -724,7 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="faces in images, folders and videos as JSON Lines")
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", help="write JSON Lines here instead of stdout")
-    p.add_argument("--annotate", metavar="DIR", help="write annotated images/videos into DIR")
+    p.add_argument(
+        "--annotate",
+        metavar="DIR",
+        help="write annotated images/videos into DIR (made if missing; its folder must exist)",
+    )
     p.add_argument("--blur", action="store_true", help="blur faces in annotated output")
     p.add_argument("--fps", type=float, help="sample videos at this rate (default: every frame)")
     p.add_argument(
@@ -788,8 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", required=True, help="start, ISO date or time (in --tz; default UTC)")
     p.add_argument("--until", required=True, help="end, exclusive; the report compares with the period before")
     p.add_argument("--by", choices=["zone", "site", "camera"], default="zone", help="group by (default zone)")
-    p.add_argument("--out", required=True, help="report.html, or a .zip of CSV tables with --format csv")
-    p.add_argument("--format", choices=["html", "csv"], help="html (default), or csv (default for a .zip --out)")
+    p.add_argument("--out", required=True, help="report.html, or report.zip for its tables as CSV")
+    p.add_argument("--format", choices=["html", "csv"], help="optional: follows --out's suffix (.html, .zip)")
     p.add_argument("--tz", help="time zone of hours of day and weekdays, e.g. Europe/Berlin (default UTC)")
     p.add_argument("--k", type=int, help="hide groups with fewer distinct visitors (EMOLENS_K_ANONYMITY, default 5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)")

@@ -82,8 +82,9 @@ class StoreSource:
             # the report needs hours (heat maps, busiest hours): only a shorter period or
             # wider groups make it smaller
             raise QueryTooLarge(
-                f"the report's {every}ly figures by {by} are too many to answer ({exc}); "
-                "shorten --since/--until or use a wider --by (zone, site)"
+                f"the report's {every}ly figures by {by} span {exc.span}: "
+                "shorten --since/--until or use a wider --by (zone, site)",
+                span=exc.span,
             ) from exc
 
     def dwell_bins(self, since: datetime, until: datetime, edges: Sequence[float]) -> list[DwellBin] | None:
