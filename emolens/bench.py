@@ -35,7 +35,7 @@ from emolens.geometry import holds
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
-from emolens.report import markdown_table
+from emolens.tables import markdown_table
 from emolens.settings import Settings
 
 if TYPE_CHECKING:  # both need extras the other benchmarks do without

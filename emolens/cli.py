@@ -354,7 +354,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from emolens.report import print_buckets
+    from emolens.tables import print_buckets
 
     settings = _settings(args)
     with _existing_store(settings) as store:
@@ -379,7 +379,7 @@ def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> in
     from datetime import UTC, datetime, timedelta
 
     from emolens.analytics import By, Every, pages
-    from emolens.report import print_stats
+    from emolens.tables import print_stats
 
     every: Every = args.every or "hour"
     by: By = args.by or "camera"

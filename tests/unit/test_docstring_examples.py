@@ -18,7 +18,7 @@ MODULES = [
     "emolens.logs",
     "emolens.media",
     "emolens.metrics",
-    "emolens.report",
+    "emolens.tables",
     "emolens.services.access",
     "emolens.services.gateway",
     "emolens.services.grpc_errors",

@@ -1,4 +1,4 @@
-"""Turning results into tables for people: the ``stats`` command's table, CSV and JSON, and the
+"""Tables for people: the ``stats`` command's table, CSV and JSON of buckets and statistics rows,
 Markdown tables of the generated docs (model card, benchmarks)."""
 
 from __future__ import annotations
