@@ -35,8 +35,8 @@ from emolens.geometry import holds
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
-from emolens.tables import markdown_table
 from emolens.settings import Settings
+from emolens.tables import markdown_table
 
 if TYPE_CHECKING:  # both need extras the other benchmarks do without
     from emolens.inference.triton import TritonClassifier

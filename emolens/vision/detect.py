@@ -29,9 +29,6 @@ from emolens.settings import DETECTORS
 
 log = logging.getLogger(__name__)
 
-# Landmark order of BlazeFace; "right" is the subject's right (image left for a frontal face).
-LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
-
 
 @dataclass(frozen=True)
 class Detection:
@@ -39,7 +36,9 @@ class Detection:
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     score: float
-    landmarks: np.ndarray = field(repr=False)  # float32 [6, 2], LANDMARK_NAMES order
+    # float32 [6, 2] in BlazeFace's order: right eye, left eye, nose tip, mouth, right ear, left
+    # ear ("right" is the subject's right: image left for a frontal face)
+    landmarks: np.ndarray = field(repr=False)
 
     @property
     def width(self) -> float:
