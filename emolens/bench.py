@@ -75,7 +75,7 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
     pytorch.pt; needs the train extra), batch 64, measured in alternating rounds."""
     import onnxruntime as ort
 
-    from emolens.contract import load_model_info
+    from emolens.contract import load_model_info, training_folder
     from emolens.training.export import export, load_pytorch
     from emolens.training.tasks import TASKS
 
@@ -86,7 +86,16 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             spec = TASKS[model]
             sample = rng.integers(0, 256, (8, spec.size, spec.size), dtype=np.uint8)
             crop_box = load_model_info(repo, model).crop_box
-            export(load_pytorch(repo / model, spec), spec, Path(tmp), sample, crop_box, {}, sample, quantize=False)
+            export(
+                load_pytorch(training_folder(repo, model), spec),
+                spec,
+                Path(tmp),
+                sample,
+                crop_box,
+                {},
+                sample,
+                quantize=False,
+            )
             sessions = {
                 name: ort.InferenceSession(str(path / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
                 for name, path in (("int8", repo), ("fp32", Path(tmp)))

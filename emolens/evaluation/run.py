@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from emolens.contract import default_repository
+from emolens.contract import default_repository, training_folder
 from emolens.evaluation import small_faces
 from emolens.evaluation.metrics import class_report, confusion_matrix, roc_auc
 from emolens.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             "preprocessing_on_val": prep,
             "onnx_bytes": onnx_bytes,
         }
-        meta = args.repo / model / "training.json"
+        meta = training_folder(args.repo, model) / "training.json"
         info = clf.info(model)
         models.append(
             ModelEvaluation(

@@ -16,7 +16,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from emolens.contract import INPUT_NAME, OUTPUT_NAME, write_model_files
+from emolens.contract import INPUT_NAME, OUTPUT_NAME, training_folder, write_model_files
 from emolens.inference.base import softmax
 from emolens.training.loop import full_weights, half_weights
 from emolens.training.model import Ensemble, build_network
@@ -24,7 +24,8 @@ from emolens.training.tasks import TaskSpec
 
 
 def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
-    """The PyTorch twin of ``folder/1/model.onnx`` from ``folder/pytorch.pt``.
+    """The PyTorch twin of a repository's ONNX model from the weights in ``folder/pytorch.pt``
+    (:func:`emolens.contract.training_folder`).
 
     The network shape comes from ``training.json``, not from today's recipe.
     """
@@ -91,7 +92,8 @@ def export(
     calibration: np.ndarray,
     quantize: bool = True,
 ) -> str:
-    """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx,pytorch.pt,training.json}``.
+    """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx}`` (what Triton serves) and,
+    beside the repository, ``model_training/<task>/{pytorch.pt,training.json}``.
 
     ``model`` is an ``Ensemble``. The fp32 graph must match PyTorch on ``sample`` (uint8
     [N, H, W]) to 1e-3; with ``quantize`` the shipped graph is int8 and must pick the same
@@ -136,9 +138,11 @@ def export(
         else:
             shutil.copyfile(fp32_path, onnx_path)
     write_model_files(repo, spec.name, spec.size, crop_box)
-    (out_dir / "training.json").write_text(json.dumps({**meta, "export": checks}, indent=2) + "\n")
+    records = training_folder(repo, spec.name)
+    records.mkdir(parents=True, exist_ok=True)
+    (records / "training.json").write_text(json.dumps({**meta, "export": checks}, indent=2) + "\n")
     # The PyTorch weights travel with the ONNX file so tests can check the two still agree;
     # fp16 halves the file (the int8 graph is much further from fp32 than fp16 is).
     members = getattr(model, "members", [model])
-    torch.save({"members": [half_weights(m.state_dict()) for m in members]}, out_dir / "pytorch.pt")
+    torch.save({"members": [half_weights(m.state_dict()) for m in members]}, records / "pytorch.pt")
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in checks.items())
