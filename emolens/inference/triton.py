@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from emolens import logs
 from emolens.contract import INPUT_NAME, MODELS, OUTPUT_NAME, ModelInfo, model_info, parse_config_json
 from emolens.errors import DeadlineExceeded, MissingExtra, ModelError, Unavailable
 from emolens.retry import Backoff
@@ -87,8 +88,8 @@ class TritonClassifier:
                         ) from exc
                     raise Unavailable(f"triton at {self.url}: {what}: {status} after {tries} tries") from exc
                 delay = backoff.next_delay()
-                log.warning(
-                    "event=triton_retry what=%s attempt=%d status=%s delay_s=%.2f", what, attempt + 1, status, delay
+                logs.event(
+                    log.warning, "triton_retry", what=what, attempt=attempt + 1, status=status, delay_s=round(delay, 2)
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")
@@ -148,12 +149,13 @@ class TritonClassifier:
                     )
                 raise Unavailable(f"triton at {self.url}: {what}: {', '.join(sorted(statuses))} after {tries} tries")
             delay = backoff.next_delay()
-            log.warning(
-                "event=triton_retry what=%s attempt=%d status=%s delay_s=%.2f",
-                what,
-                attempt + 1,
-                ",".join(sorted(statuses)),
-                delay,
+            logs.event(
+                log.warning,
+                "triton_retry",
+                what=what,
+                attempt=attempt + 1,
+                status=",".join(sorted(statuses)),
+                delay_s=round(delay, 2),
             )
             time.sleep(delay)
             todo = {m: todo[m] for m in failed}

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Column, Table, delete, text
 from sqlalchemy.engine import Engine
 
+from emolens import logs
 from emolens.store import partitions
 from emolens.store.base import Policy, Removed
 from emolens.store.schema import (
@@ -70,12 +71,13 @@ def delete_older(engine: Engine, policy: Policy, now: datetime) -> list[Removed]
                             conn.execute(text(f"DROP TABLE {p.name}"))
                             removed.partitions.append(p.name)
                 removed.rows += conn.execute(delete(table).where(column < cutoff)).rowcount
-            log.info(
-                "event=retention table=%s cutoff=%s rows=%d partitions=%d",
-                table.name,
-                cutoff.isoformat(),
-                removed.rows,
-                len(removed.partitions),
+            logs.event(
+                log.info,
+                "retention",
+                table=table.name,
+                cutoff=cutoff.isoformat(),
+                rows=removed.rows,
+                partitions=len(removed.partitions),
             )
         out.append(removed)
     return out
