@@ -7,18 +7,20 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "emolens"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = (ROOT / "emolens", ROOT / "tools" / "emolens_tools")  # the runtime and the developer tools
 
 
 def _modules_with_examples() -> list[str]:
     out = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        if rel.parts[1:2] == ("v1",):  # generated protobuf code
-            continue
-        if ">>> " in path.read_text(encoding="utf-8"):
-            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-            out.append(".".join(parts))
+    for package in PACKAGES:
+        for path in sorted(package.rglob("*.py")):
+            rel = path.relative_to(package.parent).with_suffix("")
+            if rel.parts[1:2] == ("v1",):  # generated protobuf code
+                continue
+            if ">>> " in path.read_text(encoding="utf-8"):
+                parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+                out.append(".".join(parts))
     return out
 
 
@@ -26,8 +28,9 @@ MODULES = _modules_with_examples()
 
 
 def test_examples_are_found_in_every_layer():
-    """The discovery sees the modules whose examples a hand-kept list had left out."""
-    assert {"emolens.errors", "emolens.retry", "emolens.geometry", "emolens.contract", "emolens.wire"} <= set(MODULES)
+    """The discovery sees the modules whose examples a hand-kept list had left out, and the tools'."""
+    expected = {"emolens.errors", "emolens.retry", "emolens.geometry", "emolens.contract", "emolens.wire"}
+    assert expected | {"emolens_tools.evaluation.metrics", "emolens_tools.synthetic"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -180,9 +180,10 @@ def test_events_are_logged_through_logs_event():
     from pathlib import Path
 
     package = Path(logs.__file__).parent
+    tools = package.parent / "tools" / "emolens_tools"
     by_hand = [
-        f"{p.relative_to(package)}:{i}"
-        for p in sorted(package.rglob("*.py"))
+        f"{p.relative_to(package.parent)}:{i}"
+        for p in sorted([*package.rglob("*.py"), *tools.rglob("*.py")])
         if p.name not in ("logs.py", "failpoints.py")
         for i, line in enumerate(p.read_text().splitlines(), 1)
         if '"event=' in line or "'event=" in line
