@@ -370,3 +370,30 @@ def test_retention_cronjob_is_off_by_default_and_runs_retention_apply_like_the_o
     assert check.returncode == 0, check.stdout + check.stderr
     bad = render(helm, "--set", "retention.enabled=true,retention.schedule=daily")
     assert bad.returncode != 0 and re.search("schedule", bad.stderr), bad.stderr
+
+
+@pytest.mark.parametrize(
+    "release, prefix", [("emolens", "emolens-"), ("emolens-prod", "emolens-prod-"), ("t", "t-emolens-")]
+)
+def test_resource_names_hold_the_chart_name_once(helm, release, prefix):
+    """Helm's usual fullname: a release whose name holds the chart's is not followed by it again
+    (release "emolens" made emolens-emolens-gateway and emolens-emolens-dashboard-cameras)."""
+    proc = subprocess.run(
+        [
+            *(str(helm), "template", release, str(CHART)),
+            *("--set", "cameras[0].id=cam-1,cameras[0].source=rtsp://c/s,grafana.dashboards.enabled=true"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    manifests = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+    assert ("Deployment", f"{prefix}gateway") in names and ("ConfigMap", f"{prefix}dashboard-cameras") in names
+    assert not [n for _, n in names if "emolens-emolens" in n]
+    # every ConfigMap a pod reads its settings from is one the chart makes
+    config_maps = {n for kind, n in names if kind == "ConfigMap"}
+    for _, _, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            for source in c.get("envFrom", []):
+                assert source["configMapRef"]["name"] in config_maps
