@@ -1,6 +1,6 @@
 """docs/benchmarks.md is rewritten by `emolens bench`; the notes written by hand survive."""
 
-from emolens.bench import read_notes, render
+from emolens_tools.bench import read_notes, render
 
 
 def _results(fps: float) -> dict[str, object]:
