@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,9 @@ CHART = ROOT / "helm" / "emolens"
 RELEASE = "kube"
 CAMERA = "kube-cam"
 # what podman 4.3's `kube play` runs; the rest of the chart is listed as not run here
-PLAYABLE = {"ConfigMap", "Deployment", "Secret"}
+PLAYABLE = {"ConfigMap", "Deployment", "Secret"}  # Secrets: as files (see for_podman)
 TOKEN = "kube-check-" + "0" * 16
+START = "2026-06-01T09:00:00Z"
 
 
 def log(msg: str) -> None:
@@ -67,8 +69,8 @@ def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
 
 
 def start_servers(work: Path) -> dict[str, Any]:
-    from emolens import dev
     from emolens.inference.triton_repo import write_cpu_repository
+    from emolens_tools import dev
 
     dev.install()
     services = {
@@ -77,12 +79,18 @@ def start_servers(work: Path) -> dict[str, Any]:
         "kafka": dev.start_kafka(work / "kafka"),
     }
     repo = write_cpu_repository(ROOT / "emolens" / "model_repository", work / "triton-repo")
-    services["triton"] = dev.start_triton(work / "triton", repo, dev.install_triton())
+    with (
+        open(work / "install-triton.log", "w") as out,
+        contextlib.redirect_stderr(out),
+        contextlib.redirect_stdout(out),
+    ):
+        venv = dev.install_triton()
+    services["triton"] = dev.start_triton(work / "triton", repo, venv)
     return services
 
 
 def stop_servers(services: dict[str, Any]) -> None:
-    from emolens import dev
+    from emolens_tools import dev
 
     for svc in reversed(list(services.values())):
         dev.stop(svc)
@@ -112,7 +120,9 @@ def make_pki(work: Path) -> tuple[bytes, bytes]:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -125,7 +135,11 @@ def single_machine_values(services: dict[str, Any], gateway_port: int) -> dict[s
         "kafka": {"bootstrap": hostport(services["kafka"].url)},
         "database": {"url": services["postgres"].url},
         "redis": {"url": services["redis"].url},
-        "cameras": [{"id": CAMERA, "zone": "lobby", "site": "kube", "source": "/demo/demo.mp4"}],
+        # a recording with the start time the yardstick's run gives it: small-face sweeps follow the
+        # video's clock, so the same clock gives the same faces
+        "cameras": [
+            {"id": CAMERA, "zone": "lobby", "site": "kube", "source": "/demo/demo.mp4", "args": ["--start", START]}
+        ],
         "settings": {"kAnonymity": 1, "kafkaPartitions": 1},
         "detector": {"replicas": 1, "autoscaling": {"enabled": False}},
         "aggregator": {"replicas": 1},
@@ -166,9 +180,51 @@ def _secret(name: str, data: dict[str, bytes]) -> dict[str, Any]:
     }
 
 
-def for_podman(docs: list[dict[str, Any]], demo_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+def _secret_folder(volume: dict[str, Any], secrets: dict[str, dict[str, bytes]], work: Path) -> Path:
+    """The files a secret volume would show (its ``items``, or every key), owned by uid 10001
+    with the volume's mode, in a folder of their own."""
+    name = volume["secretName"]
+    folder = work / "secrets" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    data = secrets[name]
+    items = volume.get("items") or [{"key": k, "path": k} for k in data]
+    for item in items:
+        path = folder / item["path"]
+        path.write_bytes(data[item["key"]])
+        os.chown(path, 10001, 10001)
+        path.chmod(volume.get("defaultMode", 0o440))
+    return folder
+
+
+def _own_settings(configmaps: dict[str, Any], container: dict[str, Any], owner: str, port: int) -> dict[str, Any]:
+    """A copy of the ConfigMap ``container`` takes its environment from, with its own health and
+    metrics ports; the container is pointed at it."""
+    (ref,) = [e["configMapRef"] for e in container.get("envFrom", []) if "configMapRef" in e]
+    copy = json.loads(json.dumps(configmaps[ref["name"]]))
+    copy["metadata"]["name"] = f"{owner}-settings"
+    copy["data"]["EMOLENS_HEALTH_PORT"] = str(port)
+    copy["data"]["EMOLENS_METRICS_PORT"] = str(port + 1000)
+    ref["name"] = copy["metadata"]["name"]
+    return copy
+
+
+def _expand_variables(container: dict[str, Any]) -> None:
+    """``$(NAME)`` in the command and arguments replaced by the container's own ``env`` value, as
+    the kubelet does (podman passes them on literally)."""
+    values = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    for key in ("command", "args"):
+        container[key] = [next((v for n, v in values.items() if a == f"$({n})"), a) for a in container.get(key, [])]
+        if not container[key]:
+            del container[key]
+
+
+def for_podman(
+    docs: list[dict[str, Any]], demo_dir: Path, work: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """(the migration job as a pod, what kube play runs, what it cannot: 'Kind/name')."""
     jobs, playable, skipped = [], [], []
+    secrets: dict[str, dict[str, bytes]] = {}
+    configmaps: dict[str, dict[str, Any]] = {}
     port = 18080
     for doc in docs:
         kind, name = doc["kind"], doc["metadata"]["name"]
@@ -177,25 +233,37 @@ def for_podman(docs: list[dict[str, Any]], demo_dir: Path) -> tuple[list[dict[st
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
             jobs.append(pod)
             continue
+        if kind == "ConfigMap":
+            configmaps[name] = doc
         if kind not in PLAYABLE:
             skipped.append(f"{kind}/{name}")
+            continue
+        if kind == "Secret":
+            secrets[name] = {k: base64.b64decode(v) for k, v in doc.get("data", {}).items()}
             continue
         if kind == "Deployment":
             spec = doc["spec"]["template"]["spec"]
             spec["hostNetwork"] = True
+            for volume in spec.get("volumes", []):
+                if "secret" in volume:  # podman 4.3 panics on secret volumes: the same files from a folder
+                    volume["hostPath"] = {
+                        "path": str(_secret_folder(volume["secret"], secrets, work)),
+                        "type": "Directory",
+                    }
+                    del volume["secret"]
             for container in spec["containers"]:
-                # one network namespace for every pod: each its own health and metrics port
-                # (env entries win over the ConfigMap's envFrom, as in Kubernetes)
-                container.setdefault("env", []).extend(
-                    [
-                        {"name": "EMOLENS_HEALTH_PORT", "value": str(port)},
-                        {"name": "EMOLENS_METRICS_PORT", "value": str(port + 1000)},
-                    ]
-                )
-                port += 1
+                # podman refuses port mappings on the host's network (Kubernetes takes them as
+                # documentation there): the ports are the ones the services bind anyway
+                container.pop("ports", None)
+                # one network namespace for every pod: each its own health and metrics port, in
+                # a copy of the settings ConfigMap of its own (podman lets envFrom win over env)
+                own = _own_settings(configmaps, container, name, port)
+                playable.append(own)
                 for probe in ("readinessProbe", "livenessProbe"):
                     if "grpc" in container.get(probe, {}):
-                        container[probe]["grpc"]["port"] = port - 1
+                        container[probe]["grpc"]["port"] = port
+                port += 1
+                _expand_variables(container)
             if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "ingest":
                 spec.setdefault("volumes", []).append(
                     {"name": "recordings", "hostPath": {"path": str(demo_dir), "type": "Directory"}}
@@ -206,6 +274,8 @@ def for_podman(docs: list[dict[str, Any]], demo_dir: Path) -> tuple[list[dict[st
         playable.append(doc)
     for pod in jobs:
         pod["spec"]["hostNetwork"] = True
+    # a ConfigMap lives only within one `kube play`: the migrations' play needs its own copy
+    jobs = [d for d in playable if d["kind"] == "ConfigMap"] + jobs
     return jobs, playable, skipped
 
 
@@ -218,7 +288,7 @@ def embedded_counts(clip: Path, work: Path) -> tuple[int, int]:
     env = {**os.environ, "EMOLENS_K_ANONYMITY": "1"}
     subprocess.run(
         [sys.executable, "-m", "emolens", "run", "--source", str(clip), "--camera-id", CAMERA, "--fps", "5",
-         "--db", f"sqlite:///{db}", "--start", "2026-06-01T09:00:00Z", "--no-progress"],
+         "--db", f"sqlite:///{db}", "--start", START],
         check=True, env=env, capture_output=True, timeout=600,
     )  # fmt: skip
     out = subprocess.run(
@@ -246,6 +316,21 @@ def query_stats(port: int, cert_pem: bytes) -> tuple[int, int]:
     return sum(b.frames for b in buckets), sum(b.faces for b in buckets)
 
 
+def bucket_rows(port: int, cert_pem: bytes) -> list[tuple[int, int, int, int]]:
+    """(frames, faces, tracks, low quality) of each of the camera's buckets."""
+    import grpc
+
+    from emolens.v1 import analytics_pb2 as pb
+    from emolens.v1 import analytics_pb2_grpc
+
+    creds = grpc.ssl_channel_credentials(root_certificates=cert_pem)
+    with grpc.secure_channel(f"localhost:{port}", creds) as channel:
+        reply = analytics_pb2_grpc.AnalyticsStub(channel).QueryStats(
+            pb.QueryStatsRequest(camera_id=CAMERA), metadata=[("authorization", f"bearer {TOKEN}")], timeout=10
+        )
+    return [(b.frames, b.faces, b.tracks, b.low_quality) for b in reply.buckets]
+
+
 def wait_for(what: str, probe: Any, deadline_s: float) -> Any:
     end = time.monotonic() + deadline_s
     last: Any = None
@@ -262,7 +347,7 @@ def wait_for(what: str, probe: Any, deadline_s: float) -> Any:
 
 def container_of(component: str) -> str:
     names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
-    (name,) = [n for n in names if f"-{component}-pod-" in n and not n.endswith("-infra")]
+    (name,) = [n for n in names if n.endswith(f"-{component}") and "-pod-" in n]
     return name
 
 
@@ -302,25 +387,33 @@ def main() -> int:
     jobs_file = WORK / "migrations.yaml"
     failed = True
     try:
-        from emolens.dev import free_port
+        from emolens_tools.dev import free_port
 
         gateway_port = free_port()
         key_pem, cert_pem = make_pki(WORK)
-        docs = render(single_machine_values(services, gateway_port), WORK)
-        jobs, playable, skipped = for_podman(docs, demo_dir)
         tokens = yaml.safe_dump({"clients": [{"name": "kube-check", "token": TOKEN, "all": True}]}).encode()
-        playable = [
+        # the Secrets a user creates beside the chart (docs/deploy.md), then the chart's own objects
+        docs = [
             _secret("kube-gateway-tls", {"tls.crt": cert_pem, "tls.key": key_pem}),
             _secret("kube-gateway-tokens", {"tokens.yaml": tokens}),
-            *playable,
+            *render(single_machine_values(services, gateway_port), WORK),
         ]
+        jobs, playable, skipped = for_podman(docs, demo_dir, WORK)
         log("not run here (no kubelet): " + ", ".join(skipped))
         jobs_file.write_text(yaml.safe_dump_all(jobs))
         kube.write_text(yaml.safe_dump_all(playable))
         log("migrations (the chart's Job, as a pod)")
         podman("kube", "play", str(jobs_file))
-        job = [n for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split() if "db-upgrade" in n and not n.endswith("-infra")][0]
-        wait_for("migrations", lambda: podman("inspect", job, "--format", "{{.State.Status}}").stdout.strip() == "exited", 180)
+        job = next(
+            n
+            for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+            if "db-upgrade" in n and not n.endswith("-infra")
+        )
+        wait_for(
+            "migrations",
+            lambda: podman("inspect", job, "--format", "{{.State.Status}}").stdout.strip() == "exited",
+            180,
+        )
         code = podman("inspect", job, "--format", "{{.State.ExitCode}}").stdout.strip()
         if code != "0":
             raise RuntimeError(f"migrations exited {code}: {podman('logs', job, check=False).stderr[-2000:]}")
@@ -332,16 +425,31 @@ def main() -> int:
             lambda: (lambda c: c if c[0] >= expected[0] else None)(query_stats(gateway_port, cert_pem)),
             600,
         )
-        log(f"QueryStats over TLS with a token: {got[0]} frames, {got[1]} faces (embedded: {expected[0]}, {expected[1]})")
+        log(
+            f"QueryStats over TLS with a token: {got[0]} frames, {got[1]} faces "
+            f"(embedded: {expected[0]}, {expected[1]})"
+        )
         if got != expected:
-            raise RuntimeError(f"the pods counted {got}, the embedded run {expected}")
+            store = WORK / "embedded.db"
+            raise RuntimeError(
+                f"the pods counted {got}, the embedded run {expected}; "
+                f"pods' buckets {bucket_rows(gateway_port, cert_pem)}, embedded's in {store}"
+            )
         detector = container_of("detector")
         before = restarts(detector)
-        podman("kill", detector)
-        wait_for("the killed detector back by its restart policy", lambda: restarts(detector) > before and running(detector), 120)
+        # a crash, not a stop: the service's process killed from outside (a `podman kill` is the
+        # user's own stop, which no restart policy undoes)
+        os.kill(int(podman("inspect", detector, "--format", "{{.State.Pid}}").stdout.strip()), signal.SIGKILL)
+        wait_for(
+            "the killed detector back by its restart policy",
+            lambda: restarts(detector) > before and running(detector),
+            120,
+        )
         log(f"detector killed and restarted (restarts {before} -> {restarts(detector)})")
         ingest = container_of("ingest")
-        wait_for("the ingest pod's second pass of its file (a Deployment restarts it)", lambda: restarts(ingest) >= 1, 300)
+        wait_for(
+            "the ingest pod's second pass of its file (a Deployment restarts it)", lambda: restarts(ingest) >= 1, 300
+        )
         time.sleep(20)
         again = query_stats(gateway_port, cert_pem)
         log(f"after the detector's restart and the ingest's replay: {again[0]} frames, {again[1]} faces")
@@ -359,7 +467,9 @@ def main() -> int:
                     podman("kube", "down", str(f), check=False)
             stop_servers(services)
             left = [n for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split() if RELEASE in n]
-            secrets = [n for n in podman("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("kube-")]
+            secrets = [
+                n for n in podman("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("kube-")
+            ]
             if left or secrets:
                 log(f"error: left behind: {left + secrets}")
                 failed = True
