@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from emolens import logs
+from emolens.errors import ConfigError
 from emolens.metrics import serve_metrics
 from emolens.settings import Settings
 
@@ -46,7 +47,10 @@ class Health:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
         self.servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
-        self.server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpc's "Failed to bind": a port taken is a setting to change
+            raise ConfigError(f"health port {host}:{port}: cannot bind it, in use? (EMOLENS_HEALTH_PORT)") from exc
         self.server.start()
         self.set(True)
         self.set_name(LIVENESS, True)
