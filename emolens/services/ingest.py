@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from emolens import logs
 from emolens.bus import make_bus
 from emolens.media import is_live
 from emolens.metrics import serve_metrics
@@ -32,20 +33,21 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             store.close()
     else:  # the aggregators dead-letter the frames of a camera nobody declared (their log says why)
-        log.info(
-            "event=camera_not_declared camera=%s hint=%r",
-            args.camera_id,
-            "give --db (EMOLENS_DB) to declare it, or declare it with `emolens cameras --set`",
+        logs.event(
+            log.info,
+            "camera_not_declared",
+            camera=args.camera_id,
+            hint="give --db (EMOLENS_DB) to declare it, or declare it with `emolens cameras --set`",
         )
     # the source is not logged: a camera URL may carry a password
     live = is_live(args.source)
-    log.info("event=ingest_started camera=%s live=%s fps=%g", args.camera_id, live, settings.fps)
+    logs.event(log.info, "ingest_started", camera=args.camera_id, live=live, fps=settings.fps)
     try:
         n = ingest.run(args.source, start)
     finally:
         if health is not None:
             health.close()
         bus.close()
-    log.info("event=ingest_finished camera=%s published=%d", args.camera_id, n)
+    logs.event(log.info, "ingest_finished", camera=args.camera_id, published=n)
     print(f"ingest {args.camera_id}: published {n} frames to {settings.bus}", file=sys.stderr)
     return 0

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from emolens import logs
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, dead_letter_topic, topic_retention
 from emolens.bus.kafka import KafkaBus
 from emolens.settings import Settings
@@ -228,12 +229,13 @@ def recycle(
         min(frames) if frames else None,
         tuple(m for m in kept if m.topic in DEAD_LETTER_TOPICS),
     )
-    log.warning(
-        "event=broker_recycled kept=%d expired=%d consumed=%d seconds=%.1f",
-        done.kept,
-        done.expired,
-        done.consumed,
-        done.seconds,
+    logs.event(
+        log.warning,
+        "broker_recycled",
+        kept=done.kept,
+        expired=done.expired,
+        consumed=done.consumed,
+        seconds=round(done.seconds, 1),
     )
     return done
 
@@ -276,7 +278,7 @@ def save_dead_letters(path: Path, letters: list[Kept] | tuple[Kept, ...]) -> Non
             out.write(json.dumps(row) + "\n")
     os.chmod(tmp, 0o600)
     tmp.replace(path)
-    log.info("event=dead_letters_saved count=%d path=%s", len(letters), path)
+    logs.event(log.info, "dead_letters_saved", count=len(letters), path=str(path))
 
 
 def restore_dead_letters(bootstrap: str, path: Path, settings: Settings, now_ms: int | None = None) -> int:
@@ -302,5 +304,5 @@ def restore_dead_letters(bootstrap: str, path: Path, settings: Settings, now_ms:
             )
         )
     publish_back(bootstrap, settings, letters)
-    log.info("event=dead_letters_restored count=%d path=%s", len(letters), path)
+    logs.event(log.info, "dead_letters_restored", count=len(letters), path=str(path))
     return len(letters)

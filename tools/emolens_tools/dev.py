@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from emolens import logs
 from emolens.bus import FRAMES_TOPIC
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
@@ -373,7 +374,7 @@ def remove_regions(prefix: str) -> int:
             os.unlink(path)
             removed += 1
     if removed:
-        log.info("event=shm_removed regions=%d prefix=%s", removed, prefix)
+        logs.event(log.info, "shm_removed", regions=removed, prefix=prefix)
     return removed
 
 
@@ -643,7 +644,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGHUP, lambda *_: retry.set())
-    log.info("event=supervisor_start pid=%d services=%d adopt=%s", os.getpid(), len(specs), bool(pids))
+    logs.event(log.info, "supervisor_start", pid=os.getpid(), services=len(specs), adopt=bool(pids))
     try:
         if pids:
             sup.adopt(pids)
@@ -654,7 +655,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             if retry.is_set():
                 retry.clear()
                 for name in sup.retry_given_up():
-                    log.warning("event=retry_given_up service=%s", name)
+                    logs.event(log.warning, "retry_given_up", service=name)
             sup.tick()
             if triton_shm:  # regions made after start are private too
                 make_private(regions_of(triton_shm))
@@ -666,7 +667,9 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
                 kafka = sup.children.get("kafka")
                 held_mb = rss_mb(kafka.pid) if kafka is not None and kafka.status == RUNNING else 0.0
                 if held_mb > broker_memory_mb:
-                    log.warning("event=broker_memory rss_mb=%.0f cap_mb=%g action=recycle", held_mb, broker_memory_mb)
+                    logs.event(
+                        log.warning, "broker_memory", rss_mb=round(held_mb), cap_mb=broker_memory_mb, action="recycle"
+                    )
                     done = _recycle_broker(sup, by_name, settings, "memory", retention)
             if done is not None:
                 recycles[0] += 1
@@ -676,7 +679,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     finally:  # a supervisor that fails leaves nothing running that no one knows of
         stopping.set()
         sup.stop_all()
-    log.info("event=supervisor_stop pid=%d", os.getpid())
+    logs.event(log.info, "supervisor_stop", pid=os.getpid())
     return 0
 
 
@@ -696,7 +699,7 @@ def _recycle_broker(
         try:
             frames = held(bootstrap, FRAMES_TOPIC)
         except Exception as exc:  # the broker is restarting: try again soon
-            log.warning("event=broker_retention_check_failed reason=%r", f"{type(exc).__name__}: {exc}")
+            logs.event(log.warning, "broker_retention_check_failed", reason=f"{type(exc).__name__}: {exc}")
             retention.due_at = time.time() + 1
             return None
         if frames == 0:
@@ -717,7 +720,7 @@ def _recycle_broker(
         stop(Service("kafka", spec.url, kafka.pid, spec.workdir), sig=signal.SIGKILL)
         kafka.pid = start_spec(spec).pid
 
-    log.warning("event=broker_recycle why=%s", why)
+    logs.event(log.warning, "broker_recycle", why=why)
     try:
         done = recycle(
             bootstrap,
@@ -727,11 +730,11 @@ def _recycle_broker(
             resume=lambda: signal_all(signal.SIGCONT),
         )
     except Exception as exc:  # the broker as it was, or restarted by the next tick
-        log.error("event=broker_recycle_failed why=%s reason=%r", why, f"{type(exc).__name__}: {exc}")
+        logs.event(log.error, "broker_recycle_failed", why=why, reason=f"{type(exc).__name__}: {exc}")
         retention.due_at = time.time() + 5
         return None
     retention.recycled(done)
-    log.info("event=broker_memory rss_mb=%.0f after=recycle why=%s", rss_mb(kafka.pid), why)
+    logs.event(log.info, "broker_memory", rss_mb=round(rss_mb(kafka.pid), 0), after="recycle", why=why)
     return done
 
 
@@ -741,7 +744,7 @@ def _start_broker(spec: Spec, saved: Path, settings: Settings) -> int:
     try:
         restore_dead_letters(spec.url.removeprefix("kafka://"), saved, settings)
     except Exception as exc:  # the broker runs; the file stays for the next start
-        log.error("event=dead_letters_restore_failed reason=%r", f"{type(exc).__name__}: {exc}")
+        logs.event(log.error, "dead_letters_restore_failed", reason=f"{type(exc).__name__}: {exc}")
     return svc.pid
 
 
@@ -752,7 +755,7 @@ def _stop_broker(service: Service, workdir: Path, settings: Settings) -> None:
         letters = read_dead_letters(service.url.removeprefix("kafka://"), settings)
         save_dead_letters(workdir / DEAD_LETTERS_FILE, letters)
     except Exception as exc:  # a broker that does not answer: the last save stays
-        log.error("event=dead_letters_save_failed reason=%r", f"{type(exc).__name__}: {exc}")
+        logs.event(log.error, "dead_letters_save_failed", reason=f"{type(exc).__name__}: {exc}")
     stop(service)
 
 
@@ -800,7 +803,7 @@ def up(
     if state and state.get("phase") == "up" and _alive(int(state["supervisor"])):
         given_up = [s["name"] for s in state["services"] if s["status"] == GAVE_UP]
         if given_up:
-            log.warning("event=retry_given_up services=%s", ",".join(given_up))
+            logs.event(log.warning, "retry_given_up", services=",".join(given_up))
             os.kill(int(state["supervisor"]), signal.SIGHUP)
             time.sleep(1)
         return _wait_up(workdir, int(state["supervisor"]), 180)
@@ -810,7 +813,7 @@ def up(
         )
     if state and state.get("services"):
         down_now = [s["name"] for s in state["services"] if not _alive(int(s["pid"]))]
-        log.warning("event=supervisor_down services_down=%s action=adopt", ",".join(down_now) or "none")
+        logs.event(log.warning, "supervisor_down", services_down=",".join(down_now) or "none", action="adopt")
     return _wait_up(workdir, _spawn_supervisor(workdir, source, policy, broker_memory_mb), 300)
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from emolens import logs
 from emolens_tools.training.augment import augment_batch
 from emolens_tools.training.data import Split
 from emolens_tools.training.model import build_network
@@ -146,7 +147,7 @@ def init_from(model: nn.Module, source: nn.Module) -> list[str]:
     fits = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
     model.load_state_dict({**mine, **{k: v.to(mine[k].dtype) for k, v in fits.items()}})
     left = sorted(set(mine) - set(fits))
-    log.info("event=init_from copied=%d left=%s", len(fits), ",".join(left) or "-")
+    logs.event(log.info, "init_from", copied=len(fits), left=",".join(left) or "-")
     return left
 
 
@@ -238,7 +239,7 @@ def train(
             state["best_epoch"],
             state["history"],
         )
-        log.info("event=resume task=%s epoch=%d best_val_acc=%.4f", spec.name, start, best_acc)
+        logs.event(log.info, "resume", task=spec.name, epoch=start, best_val_acc=round(best_acc, 4))
     elif snapshot is not None and snapshot.exists():
         state = torch.load(snapshot, weights_only=False)
         check_checkpoint_shape(state, spec, snapshot)
@@ -250,7 +251,9 @@ def train(
             state["best_epoch"],
             state["history"],
         )
-        log.info("event=warm_start task=%s from=%s epoch=%d best_val_acc=%.4f", spec.name, snapshot, start, best_acc)
+        logs.event(
+            log.info, "warm_start", task=spec.name, **{"from": snapshot}, epoch=start, best_val_acc=round(best_acc, 4)
+        )
     elif init is not None:
         init_from(model, init)
 
