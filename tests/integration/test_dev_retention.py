@@ -1,7 +1,7 @@
 """Under `emolens dev up` no frame outlives the frames' retention, and dead letters outlive
 `emolens dev down` (docs/reliability.md, "Frames under `make up`"). The dev broker (Tansu, memory
 storage) ignores ``retention.ms``, so the supervisor recycles it on the retention's timer
-(emolens_tools.broker_recycle.FramesRetention). A 20 s retention stands for the 10 minutes.
+(emolens_tools.broker_recycle.FramesRetention). A 30 s retention stands for the 10 minutes.
 
     pytest -m pixel tests/integration/test_dev_retention.py
 """
@@ -24,7 +24,7 @@ from tests.integration.conftest import TRITON_VENV, wait_until
 
 pytestmark = pytest.mark.pixel
 
-RETENTION_S = 20
+RETENTION_S = 30
 # the runtime and the developer tools (`emolens dev`) of this checkout, for the processes it starts
 TOOLS_PATH = os.pathsep.join([str(ROOT), str(ROOT / "tools")])
 
@@ -120,10 +120,10 @@ def test_no_frame_outlives_the_retention_and_nothing_stored_is_lost_or_counted_t
         producer.close()
         expected = published(demo_clip)
         ingest(work, demo_clip, "ret-a")
-        wait_until("ret-a stored", lambda: stored(work, "ret-a") >= expected, 120)
+        wait_until("ret-a stored", lambda: stored(work, "ret-a") >= expected, 240)
         time.sleep(RETENTION_S + 6)  # ret-a's frames are past the promise now
         ingest(work, demo_clip, "ret-b")  # new frames flow through recycles
-        wait_until("ret-b stored", lambda: stored(work, "ret-b") >= expected, 120)
+        wait_until("ret-b stored", lambda: stored(work, "ret-b") >= expected, 240)
         time.sleep(RETENTION_S + 6)
         looking.set()
         watcher.join(30)
