@@ -303,11 +303,3 @@ def query_all(store: SqlStore, since: datetime, until: datetime, **kwargs: Any) 
         token = page.next_page_token
         if not token:
             return rows
-
-
-def page_query(by: By, every: Every, since: datetime, until: datetime, limit: int) -> Select[Any]:
-    """The query of one page of :func:`query_stats` over ``[since, until)`` in its order, before k
-    and filters: what ``emolens bench`` asks PostgreSQL to EXPLAIN."""
-    window = _grouped(by, every, since, until).subquery()
-    order = (window.c.period_start, window.c.site, window.c.zone, window.c.camera_id)
-    return select(window).order_by(*order).limit(limit)

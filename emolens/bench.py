@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emolens import dev
-from emolens.contract import INPUT_NAME, default_repository
+from emolens.contract import default_repository
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
@@ -98,8 +98,8 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             spent = {name: 0.0 for name in sessions}
             for _ in range(3):
                 for name, session in sessions.items():
-                    session.run(None, {INPUT_NAME: x})
-                    n, dt = _run_for(partial(session.run, None, {INPUT_NAME: x}), 64, seconds / 3)
+                    session.run(None, {"image": x})
+                    n, dt = _run_for(partial(session.run, None, {"image": x}), 64, seconds / 3)
                     counts[name] += n
                     spent[name] += dt
             row = {f"{name}_batch64": counts[name] / spent[name] for name in sessions}
@@ -371,6 +371,7 @@ def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int
     client's async_infer from one thread (64 Python threads would measure the GIL, not Triton)."""
     import threading
 
+    grpc = clf._grpc
     slots = threading.Semaphore(in_flight)
     finished = threading.Event()
     count = [0]
@@ -385,10 +386,13 @@ def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int
             if count[0] == total:
                 finished.set()
 
+    inp = grpc.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    out = grpc.InferRequestedOutput("logits")
     t0 = time.perf_counter()
     for _ in range(total):
         slots.acquire()
-        clf.submit("emotion", x, done)
+        clf.client.async_infer("emotion", [inp], done, outputs=[out])
     finished.wait(300)
     return total / (time.perf_counter() - t0)
 
@@ -665,9 +669,12 @@ def bench_analytics(workdir: Path, cameras: int = 200, days: tuple[int, ...] = (
 def _explain_zones_by_hour(store: Any, since: Any, until: Any) -> None:
     """EXPLAIN ANALYZE of the first page's query of "all zones by hour", on stderr: where the
     time of the biggest query goes (scan, sort, spills)."""
-    from emolens.analytics import MAX_PAGE_SIZE, page_query
+    from sqlalchemy import select
 
-    q = page_query("zone", "hour", since, until, MAX_PAGE_SIZE + 1)
+    from emolens.analytics import MAX_PAGE_SIZE, _grouped
+
+    window = _grouped("zone", "hour", since, until).subquery()
+    q = select(window).order_by(window.c.period_start, window.c.site, window.c.zone).limit(MAX_PAGE_SIZE + 1)
     sql = str(q.compile(store.engine, compile_kwargs={"literal_binds": True}))
     with store.engine.connect() as conn:
         plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql).scalars().all()

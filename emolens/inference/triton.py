@@ -157,24 +157,19 @@ class TritonClassifier:
                     done.set()
 
         for model, x in batches.items():
-            self.submit(model, x, partial(callback, model), timeout_s=self.timeout_s)
+            x = np.ascontiguousarray(x, np.float32)
+            inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            self.client.async_infer(
+                model,
+                [inp],
+                partial(callback, model),
+                outputs=[self._grpc.InferRequestedOutput(OUTPUT_NAME)],
+                client_timeout=self.timeout_s,
+            )
         self._wait(done, f"infer {', '.join(batches)}")
         with lock:
             return dict(results)
-
-    def submit(
-        self, model: str, images: np.ndarray, callback: Callable[[Any, Any], None], timeout_s: float | None = None
-    ) -> None:
-        """Send one request for ``images`` (the contract's input and output tensors) and return
-        at once; the client's thread calls ``callback(result, error)`` when it is answered. No
-        retries and no liveness probes: :meth:`predict_many` adds them; many of these in flight
-        from one thread is how ``emolens bench`` loads the server's dynamic batcher."""
-        x = np.ascontiguousarray(images, np.float32)
-        inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
-        inp.set_data_from_numpy(x)
-        self.client.async_infer(
-            model, [inp], callback, outputs=[self._grpc.InferRequestedOutput(OUTPUT_NAME)], client_timeout=timeout_s
-        )
 
     def _live(self) -> bool:
         """Whether the server answers a liveness probe within ``probe_s``."""
