@@ -48,6 +48,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check emolens scripts tests
 	$(BIN)/mypy emolens
 	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_unit_sizes.py
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format emolens scripts tests

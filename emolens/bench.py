@@ -13,6 +13,9 @@ extra and the servers of :mod:`emolens.dev`. Absolute numbers on shared machines
 compare rows of the same run, and rerun before drawing conclusions.
 """
 
+# Long module: one table of ten benchmarks, each a measurement and its section of the page kept
+# side by side in the table's order; the page is one reader's document and the table its outline.
+# A benchmark that grows a helper of its own is the one to move out first.
 from __future__ import annotations
 
 import argparse
