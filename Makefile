@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 protos: $(VENV)/.installed-dev
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. protos/emolens/v1/*.proto
 
-$(VENV)/.installed-dev: $(STAMP)
-	$(BIN)/pip install -q -e '.[demo,train,platform]' --group dev
+## The developer tools are a distribution of their own (tools/: emolens-tools, package
+## emolens_tools), installed beside the runtime; the runtime wheel carries none of them.
+$(VENV)/.installed-dev: $(STAMP) tools/pyproject.toml
+	$(BIN)/pip install -q -e '.[demo,platform]' -e './tools[train]' --group dev
 	touch $@
 
 install: $(STAMP)
@@ -44,19 +46,19 @@ test-unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not integration and not data and not fuzz"
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check emolens scripts tests
-	$(BIN)/ruff format --check emolens scripts tests
-	$(BIN)/mypy emolens
+	$(BIN)/ruff check emolens tools scripts tests
+	$(BIN)/ruff format --check emolens tools scripts tests
+	$(BIN)/mypy emolens tools/emolens_tools
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_unit_sizes.py
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format emolens scripts tests
-	$(BIN)/ruff check --fix emolens scripts tests
+	$(BIN)/ruff format emolens tools scripts tests
+	$(BIN)/ruff check --fix emolens tools scripts tests
 
 ## The whole recipe on a 2-core CPU (times measured on a shared machine, docs/experiments.md):
 ## 1. the emotion teacher, a ResNet of 265 M multiply-adds, 60 epochs: 2.7 h (a few minutes with
-##    --device cuda). Each epoch rewrites emolens/training/teachers/emotion.pt, so a rerun on any
+##    --device cuda). Each epoch rewrites tools/emolens_tools/training/teachers/emotion.pt, so a rerun on any
 ##    machine continues from the committed snapshot; once finished it only re-reads it.
 ## 2. smile, three networks: the teacher's weights fine-tuned on SMILEsmileD with audited labels and
 ##    FER2013's faces as partial labels (happy: smile), 8 epochs: about 15 min on a quiet machine (1 h

@@ -58,7 +58,8 @@ class _OthersAtWarning(logging.Filter):
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "emolens" or record.name.startswith("emolens."):
+        # ours: the runtime (emolens.*) and its developer tools (emolens_tools.*)
+        if record.name.split(".")[0] in ("emolens", "emolens_tools"):
             return True
         return self.level <= logging.DEBUG or record.levelno >= logging.WARNING
 

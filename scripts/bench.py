@@ -1,5 +1,5 @@
-"""Kept for old habits: the same as ``emolens bench`` (:mod:`emolens.bench`)."""
+"""Kept for old habits: the same as ``emolens bench`` (:mod:`emolens_tools.bench`)."""
 
-from emolens.bench import main
+from emolens_tools.bench import main
 
 raise SystemExit(main())

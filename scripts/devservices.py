@@ -1,5 +1,5 @@
-"""Kept for old habits: the same as ``emolens dev install|up|down`` (:mod:`emolens.dev`)."""
+"""Kept for old habits: the same as ``emolens dev install|up|down`` (:mod:`emolens_tools.dev`)."""
 
-from emolens.dev import main
+from emolens_tools.dev import main
 
 raise SystemExit(main())

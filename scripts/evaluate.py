@@ -1,5 +1,5 @@
-"""Kept for old habits: the same as ``emolens evaluate`` (:mod:`emolens.evaluation.run`)."""
+"""Kept for old habits: the same as ``emolens evaluate`` (:mod:`emolens_tools.evaluation.run`)."""
 
-from emolens.evaluation.run import main
+from emolens_tools.evaluation.run import main
 
 raise SystemExit(main())

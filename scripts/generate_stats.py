@@ -1,5 +1,5 @@
-"""Kept for old habits: the same as ``python -m emolens.synthetic`` (:mod:`emolens.synthetic`)."""
+"""Kept for old habits: the same as ``python -m emolens_tools.synthetic`` (:mod:`emolens_tools.synthetic`)."""
 
-from emolens.synthetic import main
+from emolens_tools.synthetic import main
 
 raise SystemExit(main())

@@ -22,8 +22,8 @@ from emolens.services.gateway import AnalyticsService, build_server
 from emolens.settings import Settings
 from emolens.store import SqlStore
 from emolens.store.retention import Policy, apply_retention
-from emolens.synthetic import cameras, frames, visitors
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+from emolens_tools.synthetic import cameras, frames, visitors
 
 DAY0 = datetime(2026, 3, 6)  # a Friday: the two days cover a weekday and a weekend day
 FPS = 1 / 30

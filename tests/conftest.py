@@ -9,6 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPO = ROOT / "model_repository"
+
+# pytest puts the checkout's tools/ on this process's path (pythonpath in pyproject.toml); the
+# processes the tests start (`python -m emolens dev ...`, the dev supervisor it spawns) import the
+# same developer tools, whether or not `make install-dev` installed them.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "tools"), os.environ.get("PYTHONPATH", "")) if p)
 DATA_DIR = Path(os.environ.get("EMOLENS_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 

@@ -2,8 +2,8 @@
 
 The geometry is a *crop box*: where the face detector's box sits in the model's input crop
 (its centre and width, in crop pixels). It is measured by running the production detector on
-the training crops themselves (``emolens.training.canvas.measure_crop_box``) and stored in the model's config.pbtxt,
-so the crop the pipeline feeds a model frames the face the way the training crops did.
+the training crops themselves (``emolens_tools.training.canvas.measure_crop_box``) and stored in
+the model's config.pbtxt, so the crop the pipeline feeds a model frames the face the way the training crops did.
 
 Why the box and not a landmark fit: both training sets were cut around a face *box* (FER2013
 registration, LFW crops for SMILEsmileD), not aligned on the eyes. Measured on `val` faces

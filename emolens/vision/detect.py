@@ -339,7 +339,7 @@ class MergedDetector:
 # Small faces: the width (pixels of BlazeFace full range's 192 px input) a face is brought to in
 # the tiles that look for the smallest faces. Measured on real head-and-shoulder photos pasted
 # into frames (issue 21), full range finds 86% of faces at 19 px, 78% at 16 px and 97-99% from
-# 20-24 px; on the small-face set (emolens.testframes.cctv_scenes) see docs/architecture.md.
+# 20-24 px; on the small-face set (emolens_tools.testframes.cctv_scenes) see docs/architecture.md.
 TILE_FACE_PX = 22
 # A tile level covers faces from its smallest to this many times that: the next level's tiles
 # are this much larger, and a level's tiles overlap by its largest face (plus a margin), so

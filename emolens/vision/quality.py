@@ -3,7 +3,7 @@ how sure the detectors are that it is a face at all (``faceness``), as one score
 
 Faceness is why a cat or a textured wall that the detector took for a face (at 0.5-0.7) does not
 come out as a confident, high-quality face: measured on 56 frames with no face (photos and
-textures scikit-image ships, generated clutter; ``emolens.testframes``) the detector found 6
+textures scikit-image ships, generated clutter; ``emolens_tools.testframes``) the detector found 6
 false faces, 4 of them above the quality threshold before faceness, none after. The set now also
 holds each photo at its shipped size (74 frames, 8 false faces, none above the threshold).
 
@@ -52,7 +52,7 @@ def estimate_yaw_roll(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 # Confidence (the lower of the detector's score and a second opinion's) at which faceness is 0
-# and 1, for video. Measured (emolens.testframes): the false faces scored 0.18-0.66, the 442 true
+# and 1, for video. Measured (emolens_tools.testframes): the false faces scored 0.18-0.66, the 442 true
 # faces (pasted test faces and the demo clip) 0.64 at the 5th percentile.
 FACENESS_RAMP = (0.45, 0.70)
 # The same for a still image (no tracking), which has one look at each face. The cat as
@@ -63,7 +63,7 @@ FACENESS_RAMP = (0.45, 0.70)
 # (a dim background face crossing the threshold), past the 2% the detection interval allows.
 STILL_FACENESS_RAMP = (0.50, 0.70)
 # Faces narrower than this (frame pixels) are low quality whatever else they show. Measured
-# through the pipeline (docs/model-card.md, Small faces; emolens.evaluation.small_faces): faces
+# through the pipeline (docs/model-card.md, Small faces; emolens_tools.evaluation.small_faces): faces
 # drawn 24 px wide are classified 5.2 (smile) and 7.8 (emotion) points below 96 px, more than
 # the 5 points the statistics accept; at 32 px within 4.7 and 1.5. The detector's boxes of a
 # 24 px face measure 20-27 px (88% under 26), of a 32 px face 27-35 px (99% from 26).

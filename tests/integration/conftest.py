@@ -1,5 +1,5 @@
 """Real servers for the integration tests, started once per session on free loopback ports
-and stopped by PID at the end (emolens.dev, the code behind `emolens dev up`)."""
+and stopped by PID at the end (emolens_tools.dev, the code behind `emolens dev up`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from emolens import dev
 from emolens.contract import default_repository
+from emolens_tools import dev
 from tests.conftest import ROOT
 
 # Triton's own virtualenv stays in the checkout's .tools/ wherever pytest is started from.

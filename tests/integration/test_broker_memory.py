@@ -1,5 +1,5 @@
 """The local stack's broker stays bounded (docs/reliability.md, "The dev broker's memory"): Tansu
-with memory storage keeps every message it was sent, so emolens.broker_recycle restarts it empty
+with memory storage keeps every message it was sent, so emolens_tools.broker_recycle restarts it empty
 with what is still needed copied over. Real broker, real consumer group."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from emolens import dev
-from emolens.broker_recycle import recycle, rss_mb
 from emolens.bus import FRAMES_TOPIC, dead_letter_topic
 from emolens.settings import Settings
 from emolens.stages import Detector
+from emolens_tools import dev
+from emolens_tools.broker_recycle import recycle, rss_mb
 
 pytestmark = pytest.mark.memory
 

@@ -137,7 +137,7 @@ def test_running_detector_and_aggregator_serve_their_metrics(
     """/metrics of a detector and an aggregator while they run (EMOLENS_METRICS_PORT): the
     frames and faces they handled, their consumer lag (back to 0 once they caught up: both
     stages set it after each poll) and readiness."""
-    from emolens import dev
+    from emolens_tools import dev
 
     env = {"EMOLENS_BUS": kafka_url, "EMOLENS_INFERENCE": triton_url, "EMOLENS_DB": postgres_url}
     env["EMOLENS_LIVE"] = redis_url

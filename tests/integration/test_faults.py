@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from emolens import dev
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, make_bus
 from emolens.contract import default_repository
 from emolens.live import RedisLiveState
 from emolens.stages import dead_letter_topic
 from emolens.store import SqlStore
+from emolens_tools import dev
 from tests.integration.conftest import TRITON_VENV, wait_until
 
 pytestmark = pytest.mark.fault

@@ -38,9 +38,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emolens import dev
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Message, dead_letter_topic, make_bus
 from emolens.store import SqlStore
+from emolens_tools import dev
 from tests.conftest import MODEL_REPO
 from tests.integration.conftest import topic_configs, wait_until
 

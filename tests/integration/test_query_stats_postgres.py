@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from emolens import dev
 from emolens.live import make_live_state
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
@@ -23,6 +22,7 @@ from emolens.settings import Settings
 from emolens.store import Camera, SqlStore
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from emolens.wire import to_timestamp
+from emolens_tools import dev
 from tests.conftest import MODEL_REPO
 
 T0 = datetime(2026, 4, 5, 6, 0, tzinfo=UTC)

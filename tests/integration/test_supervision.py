@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from emolens import dev
+from emolens_tools import dev
 from tests.conftest import ROOT
 from tests.integration.conftest import TRITON_VENV, wait_until
 
+# the runtime and the developer tools (`emolens dev`) of this checkout, for the processes it starts
+TOOLS_PATH = os.pathsep.join([str(ROOT), str(ROOT / "tools")])
 pytestmark = pytest.mark.fault
 
 LIMIT, WINDOW = 3, 60  # crashes within seconds before the supervisor gives up on a service
 
 
 def emolens_dev(work: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EMOLENS_TRITON_VENV": str(TRITON_VENV), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "EMOLENS_TRITON_VENV": str(TRITON_VENV), "PYTHONPATH": TOOLS_PATH}
     # the services inherit these: a stage stuck for 3 s is stuck, checked every second
     env.update({"EMOLENS_PIPELINE_STALL_S": "3", "EMOLENS_HEALTH_INTERVAL": "1"})
     cmd = [sys.executable, "-m", "emolens", "dev", *args, "--workdir", str(work)]
@@ -165,7 +167,7 @@ def test_the_gateway_says_the_pipeline_is_stuck_while_the_detector_is_frozen_and
     detector = services(up)["detector"]
     os.kill(detector["pid"], signal.SIGSTOP)
     try:
-        env = {**os.environ, **gateway["spec"]["env"], "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, **gateway["spec"]["env"], "PYTHONPATH": TOOLS_PATH}
         ingest = [sys.executable, "-m", "emolens", "ingest", "--source", str(demo_clip), "--camera-id", "stuck-cam"]
         subprocess.run([*ingest, "--zone", "z", "--site", "s"], env=env, check=True, timeout=120, capture_output=True)
         wait_until("pipeline stuck", lambda: _health(port, "emolens.pipeline") == not_serving, 60)

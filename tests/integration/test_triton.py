@@ -12,7 +12,6 @@ import grpc
 import numpy as np
 import pytest
 
-from emolens import dev
 from emolens.contract import default_repository
 from emolens.inference import MODELS, make_classifier
 from emolens.inference.onnx import OnnxClassifier
@@ -22,6 +21,7 @@ from emolens.services.gateway import AnalyticsService, build_server
 from emolens.settings import Settings
 from emolens.store import SqlStore
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+from emolens_tools import dev
 from tests.conftest import MODEL_REPO
 from tests.integration.conftest import TRITON_VENV, wait_until
 

@@ -65,6 +65,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ):
         assert shipped in names, f"{shipped} missing from {wheel.name}"
     assert not [n for n in names if n.endswith((".pt", ".npz"))], "training artefacts do not belong in the wheel"
+    # the runtime only: the developer tools are their own distribution (tools/, emolens-tools)
+    packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert packages == {"emolens"}, packages
+    tools = ("training", "evaluation", "bench", "dev", "soak", "peers", "synthetic", "testframes", "supervise")
+    shipped_tools = [n for n in names if n.startswith("emolens/") and n.split("/")[1].removesuffix(".py") in tools]
+    assert not shipped_tools, f"developer tools in the runtime wheel: {shipped_tools}"
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     subprocess.run(
@@ -110,6 +116,47 @@ def test_installed_analyze_finds_the_face_in_a_photo(installed, astronaut):
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and '"emotions"' in lines[0] and '"smile"' in lines[0], result.stdout
+
+
+def test_installed_runtime_has_no_tools_and_says_how_to_get_them(installed):
+    """`emolens bench` from the runtime wheel alone: one line, at once, instead of minutes of work
+    and then a missing module. With the tools' wheel (tools/) installed beside it, the same
+    `emolens` command finds their verbs through the `emolens.tools` entry points."""
+    venv, work = installed
+    result = subprocess.run(
+        [str(venv / "bin" / "emolens"), "bench", "--only", "precision"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=_clean_env(),
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: `emolens bench` is a developer tool of emolens-tools, which is not installed here: "
+        "in a checkout, `make install-dev` (or pip install -e tools)"
+    ], result.stderr
+    dist = work / "tools-dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(work / "source" / "tools")],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("emolens_tools-*.whl")
+    info = wheel.name.removesuffix("-py3-none-any.whl") + ".dist-info"
+    assert {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()} == {"emolens_tools", info}
+    # its own dependency is the runtime installed already; the train extra is not needed for `dev --help`
+    pip = [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)]
+    subprocess.run(pip, check=True, timeout=300, cwd=work, env=_clean_env())
+    helped = subprocess.run(
+        [str(venv / "bin" / "emolens"), "dev", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=_clean_env(),
+        timeout=120,
+    )
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: emolens dev"), helped.stderr
 
 
 def test_installed_gateway_answers_analyze_image(installed, astronaut):

@@ -22,12 +22,12 @@ import yaml
 from emolens import stages
 from emolens.bus import OBSERVATIONS_TOPIC, MemoryBus, dead_letter_topic
 from emolens.cli import main
-from emolens.dev import free_port
 from emolens.services import access as access_module
 from emolens.services.gateway import AnalyticsService
 from emolens.store import Camera, SqlStore
 from emolens.v1 import analytics_pb2
 from emolens.wire import observations_to_pb
+from emolens_tools.dev import free_port
 from tests.conftest import ROOT
 from tests.redelivery import frame
 from tests.unit.test_gateway_auth import _certificate, gateway, plaintext, settings

@@ -11,7 +11,7 @@ from emolens.analytics import query_stats
 from emolens.cli import main as cli
 from emolens.errors import InputError
 from emolens.store import SqlStore
-from emolens.synthetic import generate
+from emolens_tools.synthetic import generate
 from tests import analytics_checks as checks
 
 

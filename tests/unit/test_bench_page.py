@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from emolens.bench import BENCHMARKS, make_parser, read_notes, render
+from emolens_tools.bench import BENCHMARKS, make_parser, read_notes, render
 
 
 def _results(fps: float) -> dict[str, object]:

@@ -7,7 +7,7 @@ seconds; the documented figures are one camera-day at 5 fps:
 
     .venv/bin/python -m tests.unit.test_bookkeeping_size --frames 432000
 
-and the same camera-day on PostgreSQL (a throwaway server from ``emolens.dev``), bytes per
+and the same camera-day on PostgreSQL (a throwaway server from ``emolens_tools.dev``), bytes per
 table as ``pg_total_relation_size`` counts them (heap, indexes, TOAST; partitions summed):
 
     .venv/bin/python -m tests.unit.test_bookkeeping_size --postgres
@@ -228,7 +228,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     t0 = time.perf_counter()
     if args.postgres:
-        from emolens import dev
+        from emolens_tools import dev
 
         with tempfile.TemporaryDirectory() as folder:
             Path(folder).chmod(0o755)  # the postgres user must reach its data folder inside

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emolens.cli import main
-from tests.conftest import MODEL_REPO
+from tests.conftest import MODEL_REPO, ROOT
 
 INF = ["--inference", f"onnx://{MODEL_REPO}"]
 
@@ -238,7 +238,7 @@ def test_help_loads_no_tool_and_no_training_stack():
     """`emolens --help` stays fast: the developer tools and torch load only inside their verbs."""
     probe = (
         "import sys\nfrom emolens.cli import build_parser\nbuild_parser()\n"
-        "heavy = ('torch', 'emolens.training', 'emolens.bench', 'emolens.dev', 'emolens.evaluation')\n"
+        "heavy = ('torch', 'emolens_tools')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -264,15 +264,47 @@ def test_tool_verbs_pass_their_arguments_on(tmp_path, capsys):
 
 
 def test_a_tool_without_its_extra_is_a_one_line_error(monkeypatch, capsys):
-    import emolens.bench
+    import emolens_tools.bench
 
     def needs_torch(argv):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(emolens.bench, "main", needs_torch)
+    monkeypatch.setattr(emolens_tools.bench, "main", needs_torch)
     assert main(["bench", "--only", "precision"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: `emolens bench` needs 'torch', which is not installed here;")
+
+
+def test_a_tool_verb_without_the_tools_says_how_to_get_them(monkeypatch, capsys):
+    """The runtime alone (the wheel a user installs) has no developer tools: their verbs say in
+    one line where they are, instead of a traceback."""
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [])  # emolens-tools not installed
+    monkeypatch.setitem(sys.modules, "emolens_tools.verbs", None)  # nor tools/ on sys.path
+    for verb in ("bench", "evaluate", "dev"):
+        assert main([verb, "--help"]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line == (
+            f"error: `emolens {verb}` is a developer tool of emolens-tools, which is not installed here: "
+            "in a checkout, `make install-dev` (or pip install -e tools)"
+        )
+
+
+def test_tool_verbs_are_the_entry_points_the_tools_declare():
+    """emolens_tools.verbs (a checkout's tools/ on sys.path) and the entry points of
+    tools/pyproject.toml (the tools installed) name the same functions, and each exists."""
+    import importlib
+    import tomllib
+
+    from emolens_tools.verbs import VERBS
+
+    declared = tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert declared["emolens.tools"] == VERBS
+    assert set(VERBS) == {"bench", "evaluate", "dev"}
+    for target in VERBS.values():
+        module, _, func = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), func))
 
 
 # ---------------------------------------------------------------- bad input: one `error:` line, never a traceback
@@ -519,3 +551,59 @@ def test_a_failed_write_is_one_error_line(what, images, tmp_path):
     assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     assert "analyzed" not in done.stderr  # no summary claiming the faces were written
+
+
+# ---------------------------------------------------------------- the server extra
+
+
+SERVER = ("grpc", "grpc_health", "grpc_reflection")  # what the `server` extra brings
+
+
+def test_the_embedded_verbs_need_no_grpc(demo_clip, tmp_path):
+    """analyze, run, stats and report, the embedded shape, run with the `server` extra's modules
+    unimportable (as after `pip install 'emolens[demo]'`), and never try to load them."""
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    probe = (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({SERVER!r}))  # `import grpc` raises, as if not installed\n"
+        "from emolens.cli import main\n"
+        f"assert main(['analyze', {str(demo_clip)!r}, '--out', {str(tmp_path / 'f.jsonl')!r}, *{INF!r}]) == 0\n"
+        f"assert main(['run', '--source', {str(demo_clip)!r}, '--camera-id', 'c', '--db', {db!r},"
+        f" '--start', '2026-01-01T12:00', *{INF!r}]) == 0\n"
+        f"assert main(['stats', '--db', {db!r}, '--k', '1', '--format', 'csv']) == 0\n"
+        f"assert main(['report', '--db', {db!r}, '--since', '2026-01-01', '--until', '2026-01-02',"
+        f" '--k', '1', '--out', {str(tmp_path / 'r.html')!r}]) == 0\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({SERVER!r}) and sys.modules[m] is not None))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert "c,2026-01-01T12:00" in done.stdout  # stats printed the run's minute
+    assert (tmp_path / "r.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv", [["gateway", "--port", "0"], ["ingest", "--source", "x.mp4", "--camera-id", "c"]])
+def test_a_service_without_the_server_extra_is_one_line(monkeypatch, capsys, tmp_path, argv):
+    for name in [m for m in sys.modules if m.startswith(("emolens.services", "emolens.v1")) or m in SERVER]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, and put back afterwards
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if the extra were not installed
+    assert main([*argv, "--db", f"sqlite:///{tmp_path / 's.db'}"] if argv[0] == "gateway" else argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    needs = "needs 'grpc', which is not installed here: pip install 'emolens[server]'"
+    assert line == f"error: `emolens {argv[0]}` {needs}"
+
+
+def test_each_verb_is_a_module_of_its_own():
+    """The entry point only maps names to modules: each verb's module adds its own options and
+    runs its own code, and `emolens --help` lists them in the order of that map."""
+    import argparse
+
+    from emolens.cli import VERBS, build_parser, tools
+
+    (verbs,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(verbs.choices) == [*VERBS, *tools.HELP]
+    for name, module in VERBS.items():
+        assert module.__name__ == f"emolens.cli.{name}"
+        assert verbs.choices[name].get_default("func") is module.run
+    for name in tools.HELP:
+        assert verbs.choices[name].get_default("func") is tools.run

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from emolens import dev
+from emolens_tools import dev
 
 HOLDER = r"""
 import mmap, os, subprocess, sys, time

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from emolens import dev
+from emolens_tools import dev
 
 
 def test_a_stack_started_by_an_older_emolens_is_shown_refused_and_stopped(tmp_path, capsys):

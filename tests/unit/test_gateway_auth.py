@@ -33,7 +33,6 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from emolens.dev import free_port
 from emolens.errors import ConfigError, Unavailable
 from emolens.inference.onnx import OnnxClassifier
 from emolens.live import MemoryLiveState
@@ -46,6 +45,7 @@ from emolens.services.gateway import SERVICE_NAME, AnalyticsService, build_serve
 from emolens.settings import Settings
 from emolens.store import Camera, SqlStore
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+from emolens_tools.dev import free_port
 from tests.conftest import MODEL_REPO, ROOT
 
 pytestmark = pytest.mark.auth

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from emolens.dev import free_port
 from emolens.errors import ResourceExhausted
 from emolens.services.access import Limits
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
+from emolens_tools.dev import free_port
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.memory, pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")]

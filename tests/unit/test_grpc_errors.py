@@ -158,7 +158,7 @@ def _scrape(port: int) -> dict[str, float]:
 def test_the_gateway_serves_request_counts_and_latency_by_method_and_code(store, onnx):
     """The interceptor that maps errors to codes also counts and times every call, and the
     gateway serves them on EMOLENS_METRICS_PORT."""
-    from emolens.dev import free_port
+    from emolens_tools.dev import free_port
 
     port = free_port()
     method = "/emolens.v1.Analytics/QueryStats"

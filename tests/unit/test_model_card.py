@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from emolens.contract import EMOTION, LABELS, SMILE
-from emolens.evaluation.metrics import class_report
-from emolens.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens_tools.evaluation.metrics import class_report
+from emolens_tools.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
 
 CONDITIONS = {"blur (sigma 1.5)": 0.70, "JPEG quality 20": 0.78}
 
@@ -94,7 +94,7 @@ def test_card_needs_both_models(models):
 
 def test_duplicate_free_drops_exactly_the_test_faces_whose_pixels_occur_in_train_or_val(data_dir):
     """Checked against the pixels themselves, not the dataset's dup_group column the code uses."""
-    from emolens.evaluation.run import duplicate_free
+    from emolens_tools.evaluation.run import duplicate_free
 
     keep = duplicate_free(data_dir)
     with np.load(data_dir / "fer2013.npz") as archive:
@@ -106,7 +106,7 @@ def test_duplicate_free_drops_exactly_the_test_faces_whose_pixels_occur_in_train
 
 
 def test_a_sample_with_one_class_gives_no_auc_instead_of_failing(models):
-    from emolens.evaluation.run import _auc
+    from emolens_tools.evaluation.run import _auc
 
     assert _auc(np.array([0, 0, 0]), np.array([0.1, 0.5, 0.9])) is None
     assert _auc(np.array([0, 1]), np.array([0.2, 0.7])) == 1.0

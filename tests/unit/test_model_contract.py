@@ -100,8 +100,8 @@ def test_onnx_agrees_with_pytorch_weights(name, astronaut):
     """The shipped int8 graph answers like the PyTorch networks it was exported from."""
     torch = pytest.importorskip("torch")
     from emolens.inference.base import softmax
-    from emolens.training.export import load_pytorch
-    from emolens.training.tasks import TASKS
+    from emolens_tools.training.export import load_pytorch
+    from emolens_tools.training.tasks import TASKS
 
     model = load_pytorch(MODEL_REPO / name, TASKS[name])
     assert len(model.members) == len(TASKS[name].members)

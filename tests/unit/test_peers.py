@@ -4,8 +4,8 @@ when the peer venv is installed (`emolens dev peers`)."""
 import numpy as np
 import pytest
 
-from emolens.bench import _face_scores
-from emolens.peers import FerPeer, PeerError, peers_dir
+from emolens_tools.bench import _face_scores
+from emolens_tools.peers import FerPeer, PeerError, peers_dir
 
 
 def test_a_face_is_found_when_a_box_holds_its_centre_and_scored_by_its_top_emotion():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from emolens import Analyzer, Settings
-from emolens.testframes import non_face_frames, pasted_faces
 from emolens.vision.quality import assess
+from emolens_tools.testframes import non_face_frames, pasted_faces
 from tests.conftest import MODEL_REPO
 
 

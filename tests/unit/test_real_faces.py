@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emolens.cli import main
-from emolens.training.canvas import place_on_canvas
+from emolens_tools.training.canvas import place_on_canvas
 from tests.conftest import MODEL_REPO
 
 

@@ -28,7 +28,7 @@ def chromium() -> str:
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        from emolens.dev import install
+        from emolens_tools.dev import install
 
         try:
             install()  # as `make test` does through `emolens dev install`

@@ -2,8 +2,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from emolens.dev import free_port
 from emolens.services.loop import health_server
+from emolens_tools.dev import free_port
 
 
 def test_health_follows_readiness_then_stops():

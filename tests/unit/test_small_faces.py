@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from emolens import Analyzer, Settings
-from emolens.evaluation.small_faces import match
-from emolens.testframes import NON_FACE_PHOTOS, SceneFace, _photo, cctv_scenes
 from emolens.vision.detect import TILE_FACE_PX, make_detector, small_face_tiles
+from emolens_tools.evaluation.small_faces import match
+from emolens_tools.testframes import NON_FACE_PHOTOS, SceneFace, _photo, cctv_scenes
 from tests.conftest import MODEL_REPO
 
 

@@ -1,5 +1,6 @@
 """scripts/train.py explains itself before the train extra is installed."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ WITHOUT_TORCH = (
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
+    # the tools as `make install-dev` installs them: importable, whatever the current folder
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tools")])}
     return subprocess.run(
-        [sys.executable, "-c", WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
     )
 
 
@@ -28,7 +31,7 @@ def test_help_lists_every_flag_without_torch():
     lines = done.stdout.splitlines()
     assert any(line.strip().startswith("--repo /tmp/wide/repo") for line in lines)  # the example's 2nd line
     assert lines[-1] == (
-        "note: training needs the train extra (torch is missing): pip install -e '.[train]' or make install-dev"
+        "note: training needs the train extra (torch is missing): pip install -e 'tools[train]' or make install-dev"
     )
 
 

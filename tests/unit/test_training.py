@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from emolens.inference.onnx import OnnxClassifier  # noqa: E402
-from emolens.training import augment  # noqa: E402
-from emolens.training.loop import _lr_at  # noqa: E402
-from emolens.training.run import main as train_main  # noqa: E402
-from emolens.training.tasks import TASKS  # noqa: E402
+from emolens_tools.training import augment  # noqa: E402
+from emolens_tools.training.loop import _lr_at  # noqa: E402
+from emolens_tools.training.run import main as train_main  # noqa: E402
+from emolens_tools.training.tasks import TASKS  # noqa: E402
 
 
 def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
@@ -56,7 +56,7 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
 def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path, capsys):
     """--channels/--reps train another shape; training.json records it and load_pytorch rebuilds it;
     the checkpoints remember it, so resuming or exporting them as another shape is refused."""
-    from emolens.training.export import load_pytorch
+    from emolens_tools.training.export import load_pytorch
 
     common = ["--task", "smile", "--epochs", "1", "--max-batches", "2", "--limit", "256", "--template-images", "30"]
     common += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
@@ -109,7 +109,7 @@ def test_fixed_degradations():
 
 
 def test_ensemble_averages_probabilities():
-    from emolens.training.model import Ensemble, FaceNet
+    from emolens_tools.training.model import Ensemble, FaceNet
 
     spec = TASKS["emotion"]
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_ensemble_averages_probabilities():
 
 
 def test_flip_ensemble_averages_both_views_of_every_network():
-    from emolens.training.model import Ensemble, ResFaceNet
+    from emolens_tools.training.model import Ensemble, ResFaceNet
 
     spec = dataclasses.replace(TASKS["emotion"], channels=(8, 16), reps=(1, 1))
     torch.manual_seed(0)
@@ -150,8 +150,8 @@ def test_flip_ensemble_averages_both_views_of_every_network():
 
 
 def test_init_from_copies_every_fitting_layer_and_leaves_a_new_head():
-    from emolens.training.loop import init_from
-    from emolens.training.model import ResFaceNet
+    from emolens_tools.training.loop import init_from
+    from emolens_tools.training.model import ResFaceNet
 
     shape = {"channels": (8, 16), "reps": (1, 1)}
     torch.manual_seed(0)
@@ -169,9 +169,9 @@ def test_init_from_copies_every_fitting_layer_and_leaves_a_new_head():
 def test_a_recipe_can_ship_the_committed_teacher_beside_a_distilled_network(data_dir, tmp_path, monkeypatch, capsys):
     """Member 0 is the committed teacher as it is; member 1 starts from it, is distilled and also
     learns from SMILEsmileD's partial labels."""
-    from emolens.training.export import load_pytorch
-    from emolens.training.run import committed_teacher
-    from emolens.training.tasks import Member
+    from emolens_tools.training.export import load_pytorch
+    from emolens_tools.training.run import committed_teacher
+    from emolens_tools.training.tasks import Member
 
     members = (Member(source="teacher"), Member(1, 0.5, init_from_teacher=True, distill=True, partial_labels=True))
     recipe = dataclasses.replace(
@@ -206,9 +206,9 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     """Each member may name its own architecture, widths and epochs: both train to their own
     schedule, training.json records each shape, and load_pytorch rebuilds the mixed ensemble
     that the exported graph matches."""
-    from emolens.training.export import load_pytorch
-    from emolens.training.model import FaceNet, ResFaceNet
-    from emolens.training.tasks import Member
+    from emolens_tools.training.export import load_pytorch
+    from emolens_tools.training.model import FaceNet, ResFaceNet
+    from emolens_tools.training.tasks import Member
 
     members = (
         Member(channels=(8, 16), reps=(1, 1), weight=2.0),
@@ -246,8 +246,8 @@ def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_overrid
     """Training one member of an ensemble loads no face detector (a GPU machine may lack its
     runtime): the crop box is measured when the export needs it. --lr reaches every member's recipe,
     --suspect-weight the task's."""
-    from emolens.training import run as run_module
-    from emolens.training.tasks import Member
+    from emolens_tools.training import run as run_module
+    from emolens_tools.training.tasks import Member
 
     members = (Member(channels=(8, 16), reps=(1, 1)), Member(1, arch="vgg", channels=(8, 12), reps=(1, 1)))
     monkeypatch.setitem(TASKS, "smile", dataclasses.replace(TASKS["smile"], members=members, epochs=1))
@@ -288,8 +288,8 @@ def test_bad_training_flags_are_refused_in_one_line(data_dir, tmp_path, capsys):
 
 def test_partial_labels_can_come_from_one_class_of_a_multi_class_task(data_dir, tmp_path):
     """Smile can learn from FER2013: happy reads as smile, every other expression as no smile."""
-    from emolens.training.data import load_split
-    from emolens.training.run import partial_labels
+    from emolens_tools.training.data import load_split
+    from emolens_tools.training.run import partial_labels
 
     recipe = dataclasses.replace(
         TASKS["smile"], partial_task="emotion", partial_class="smile", partial_source_class="happy"
@@ -305,9 +305,9 @@ def test_partial_labels_can_come_from_one_class_of_a_multi_class_task(data_dir, 
 def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
     """Real training crops re-cut through detector + crop box: mostly found, close to but not
     the same as the dataset crop, cached, and never on the evaluation's backgrounds."""
-    from emolens.evaluation.run import BACKGROUNDS
-    from emolens.training.data import load_split
-    from emolens.training.serving import TRAIN_BACKGROUNDS, serving_views
+    from emolens_tools.evaluation.run import BACKGROUNDS
+    from emolens_tools.training.data import load_split
+    from emolens_tools.training.serving import TRAIN_BACKGROUNDS, serving_views
 
     assert not set(TRAIN_BACKGROUNDS) & set(BACKGROUNDS)
     images = load_split(TASKS["emotion"], "train", data_dir).images[:40]
@@ -325,8 +325,8 @@ def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
 
 def test_training_swaps_in_serving_views_at_the_given_share(monkeypatch, tmp_path):
     """With views, a share of each batch is the re-cut crop instead of the dataset crop."""
-    from emolens.training import loop
-    from emolens.training.data import Split
+    from emolens_tools.training import loop
+    from emolens_tools.training.data import Split
 
     spec = TASKS["smile"]
     rng = np.random.default_rng(0)
@@ -355,9 +355,9 @@ def test_teacher_warm_starts_from_its_committed_snapshot_on_a_new_machine(tmp_pa
     """A run whose checkpoint folder is gone continues from the snapshot, not from epoch 1."""
     import dataclasses
 
-    from emolens.training.data import Split
-    from emolens.training.loop import CheckpointShapeError, train
-    from emolens.training.tasks import TEACHERS
+    from emolens_tools.training.data import Split
+    from emolens_tools.training.loop import CheckpointShapeError, train
+    from emolens_tools.training.tasks import TEACHERS
 
     spec = dataclasses.replace(TEACHERS["emotion"], channels=(8, 16), reps=(1, 1), batch_size=16)
     rng = np.random.default_rng(0)
@@ -387,9 +387,9 @@ def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
     the student stays near chance on this rule."""
     import dataclasses
 
-    from emolens.training.data import Split
-    from emolens.training.loop import Distillation, predict_logits, train
-    from emolens.training.model import build_network
+    from emolens_tools.training.data import Split
+    from emolens_tools.training.loop import Distillation, predict_logits, train
+    from emolens_tools.training.model import build_network
 
     spec = dataclasses.replace(TASKS["smile"], size=16, channels=(8, 16), reps=(1, 1), batch_size=32, lr=0.05)
 
@@ -425,8 +425,8 @@ def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
 def test_with_source_view_the_teacher_reads_the_dataset_crop_where_the_student_sees_the_recut_one(tmp_path):
     """Re-cut views are black here and the dataset crops bright: the teacher must be shown the
     bright crops under the same augmentation when source_view is on, the black ones when off."""
-    from emolens.training.data import Split
-    from emolens.training.loop import Distillation, train
+    from emolens_tools.training.data import Split
+    from emolens_tools.training.loop import Distillation, train
 
     spec = dataclasses.replace(TASKS["smile"], size=16, channels=(8, 16), reps=(1, 1), batch_size=16, lr=0.01)
 
@@ -462,7 +462,7 @@ def test_with_source_view_the_teacher_reads_the_dataset_crop_where_the_student_s
 
 
 def test_partial_label_loss_is_the_log_loss_of_target_or_not():
-    from emolens.training.loop import PartialLabels
+    from emolens_tools.training.loop import PartialLabels
 
     partial = PartialLabels(np.zeros((2, 4, 4), np.uint8), np.array([True, False]), target=1)
     logits = torch.tensor([[0.0, 2.0, -1.0], [1.0, 30.0, 0.0]])
@@ -476,8 +476,8 @@ def test_partial_label_loss_is_the_log_loss_of_target_or_not():
 def test_partial_labels_teach_a_rule_the_main_labels_do_not_hold(tmp_path):
     """The main split's labels are noise; the partial faces say whether the top half is brighter
     (class 1) or not. Trained with them the network learns that rule; without, it cannot."""
-    from emolens.training.data import Split
-    from emolens.training.loop import PartialLabels, predict_logits, train
+    from emolens_tools.training.data import Split
+    from emolens_tools.training.loop import PartialLabels, predict_logits, train
 
     spec = dataclasses.replace(TASKS["smile"], size=16, channels=(8, 16), reps=(1, 1), batch_size=32, lr=0.05)
     rng = np.random.default_rng(3)
@@ -509,7 +509,7 @@ def test_partial_labels_teach_a_rule_the_main_labels_do_not_hold(tmp_path):
 def test_label_audit_flags_flipped_labels_out_of_fold():
     """Two separable clusters with 5% of labels flipped: the out-of-fold probe contradicts the
     flipped ones and almost none of the rest."""
-    from emolens.training.noise import audit
+    from emolens_tools.training.noise import audit
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 2000)
@@ -523,9 +523,9 @@ def test_label_audit_flags_flipped_labels_out_of_fold():
 
 
 def test_suspect_weights_down_weight_only_contradicted_labels(tmp_path):
-    from emolens.training.data import Split
-    from emolens.training.model import ResFaceNet
-    from emolens.training.run import suspect_weights
+    from emolens_tools.training.data import Split
+    from emolens_tools.training.model import ResFaceNet
+    from emolens_tools.training.run import suspect_weights
 
     spec = dataclasses.replace(TASKS["smile"], channels=(8, 16), reps=(1, 1), suspect_weight=0.2)
     rng = np.random.default_rng(1)

@@ -6,7 +6,6 @@ import pytest
 
 from emolens.errors import InputError
 from emolens.geometry import overlaps
-from emolens.training.canvas import detection_at, measure_crop_box
 from emolens.vision.align import align_face, crop_transform
 from emolens.vision.detect import (
     BlazeFaceDetector,
@@ -18,6 +17,7 @@ from emolens.vision.detect import (
 )
 from emolens.vision.preprocess import noise_sigma, preprocess
 from emolens.vision.quality import assess
+from emolens_tools.training.canvas import detection_at, measure_crop_box
 
 FACE_BOX = (174, 70, 279, 175)  # the astronaut's face, measured by hand on the photo
 

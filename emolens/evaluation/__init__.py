@@ -1,3 +1,0 @@
-"""Evaluation of the shipped models: metrics (plain NumPy), the run behind ``emolens evaluate``
-(:mod:`emolens.evaluation.run`, needs the ``train`` extra) and the model card it renders
-(:mod:`emolens.evaluation.model_card`, from ``model_card.md.tmpl``)."""
