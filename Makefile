@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 
-.PHONY: helm-check up down status protos demo test test-unit lint format train evaluate bench install install-dev clean
+.PHONY: images kube-check helm-check up down status protos demo test test-unit lint format train evaluate bench install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -77,6 +77,17 @@ evaluate: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/emolens bench
+
+## The container images (podman; from a Debian base made here when no container registry answers):
+## emolens/emolens (services, read-only root, uid 10001) and emolens/emolens-models (Triton's models).
+images:
+	./scripts/images.sh
+
+## The chart's pods on this machine with podman (scripts/kube_check.py): images, the dev servers on
+## loopback, helm template for one machine, podman kube play, ingest -> stats over TLS with a token,
+## a killed pod restarted, torn down to nothing. About 5 minutes; needs root (podman).
+kube-check: $(VENV)/.installed-dev
+	$(BIN)/python scripts/kube_check.py
 
 ## The chart: lint, render with default and production values, validate against Kubernetes 1.30 and 1.33.
 HELM = .tools/bin/helm

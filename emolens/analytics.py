@@ -22,59 +22,36 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-
-from sqlalchemy import Select, and_, case, cast, func, literal, null, or_, select, tuple_
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import Float
+from typing import Any
 
 from emolens.errors import InputError, QueryTooLarge
-from emolens.results import EMOTIONS
 from emolens.settings import MIN_K_ANONYMITY
-from emolens.store.schema import cameras, minute_buckets, rollup_daily, rollup_hourly
-from emolens.store.sql import SqlStore
+from emolens.store.base import BY, EVERY, By, Every, StatsFilter, StatsRow, Store
 
-By = Literal["camera", "zone", "site"]
-Every = Literal["minute", "hour", "day"]
-BY: tuple[By, ...] = ("camera", "zone", "site")
-EVERY: tuple[Every, ...] = ("minute", "hour", "day")
+__all__ = [
+    "BY",
+    "DEFAULT_PAGE_SIZE",
+    "EVERY",
+    "MAX_PAGE_SIZE",
+    "MAX_ROWS",
+    "STEP",
+    "By",
+    "Every",
+    "StatsPage",
+    "StatsRow",
+    "pages",
+    "query_all",
+    "query_stats",
+]
+
 STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 # Defaults of the limits (Settings.stats_max_rows, stats_max_page_size override them).
 MAX_ROWS = 200_000  # groups x periods one query may span: a site's month by minute is 8.6 M
 MAX_PAGE_SIZE = 10_000
 DEFAULT_PAGE_SIZE = 1_000
-
-
-@dataclass(frozen=True)
-class StatsRow:
-    """One group's figures over one period. ``zone`` is "" when grouped by site, ``camera_id``
-    "" unless grouped by camera; the means are None where nothing was counted."""
-
-    site: str
-    zone: str
-    camera_id: str
-    period_start: datetime
-    cameras: int
-    frames: int
-    faces: int
-    visitors: int
-    low_quality: int
-    smiles: int
-    smile_rate: float | None
-    mean_quality: float | None
-    mean_dwell_s: float | None  # None by minute: dwell is kept per hour and day
-    emotions: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def group(self) -> str:
-        return self.camera_id or self.zone or self.site
-
-    @property
-    def top_emotion(self) -> str | None:
-        return max(EMOTIONS, key=lambda e: self.emotions.get(e, 0)) if self.faces else None
 
 
 @dataclass(frozen=True)
@@ -95,10 +72,6 @@ def _floor(t: datetime, every: Every) -> datetime:
 
 def _naive(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
-
-
-def _ratio(num: Any, den: Any) -> ColumnElement[Any]:
-    return case((den > 0, cast(num, Float) / den), else_=None)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -128,7 +101,7 @@ def _decode_token(token: str, fp: str) -> tuple[tuple[datetime, str, str, str], 
 
 
 def query_stats(
-    store: SqlStore,
+    store: Store,
     since: datetime,
     until: datetime,
     by: By = "camera",
@@ -161,145 +134,57 @@ def query_stats(
     since, until = _floor(_naive(since), every), _naive(until)
     if since >= until:
         raise InputError("since must be before until")
-    scope = sorted(camera_ids) if camera_ids is not None else None
-
-    def filters(q: Select[Any]) -> Select[Any]:
-        if camera_id:
-            q = q.where(cameras.c.camera_id == camera_id)
-        if zone:
-            q = q.where(cameras.c.zone == zone)
-        if site:
-            q = q.where(cameras.c.site == site)
-        if scope is not None:
-            q = q.where(cameras.c.camera_id.in_(scope))
-        return q
-
-    fp = _fingerprint(since, until, by, every, k, camera_id, zone, site, scope)
+    scope = tuple(sorted(camera_ids)) if camera_ids is not None else None
+    where = StatsFilter(camera_id, zone, site, scope)
+    fp = _fingerprint(since, until, by, every, k, camera_id, zone, site, list(scope) if scope is not None else None)
     after, resume = _decode_token(page_token, fp) if page_token else (None, since)
     if not since <= resume <= until:
         raise InputError("page_token is not one this server issued")
-    group_cols = {"camera": cameras.c.camera_id, "zone": cameras.c.zone, "site": cameras.c.site}
-    with store._outage(), store.engine.connect() as conn:
-        n_groups = conn.execute(
-            filters(select(func.count(func.distinct(group_cols[by])))).select_from(cameras)
-        ).scalar_one()
-        periods = math.ceil((until - since) / STEP[every])
-        if n_groups * periods > max_rows:
-            raise QueryTooLarge(
-                f"the query spans {n_groups} {by}(s) x {periods} {every}(s) = {n_groups * periods:,} rows, "
-                f"more than {max_rows:,}: narrow the time range, use a coarser --every or group by a wider --by"
-            )
-        # A page reads only the periods it can show: windows from where the last page's extra
-        # row lay (the token says), each just wide enough for the rows still missing (a period
-        # holds at most one row per group) and twice the last one after a window with nothing
-        # to show (nights, k), until it has one row more than a page. So the whole answer reads
-        # every period about once, however many pages it takes: a fixed window of
-        # page_size // groups periods read a second window per page for its one extra row, and
-        # one query over the whole range per page would grow with pages x range.
-        start = resume
-        rows: list[Any] = []
-        got: list[Any] = []
-        width = 0
-        while start < until and len(rows) <= page_size:
-            missing = page_size + 1 - len(rows)
-            width = max(-(-missing // max(n_groups, 1)), 2 * width if width and not got else 1)
-            end = min(until, start + STEP[every] * width)
-            window = filters(_grouped(by, every, start, end)).subquery()
-            order = (window.c.period_start, window.c.site, window.c.zone, window.c.camera_id)
-            q = select(window).where(window.c.visitors >= k)
-            if after is not None and start <= after[0]:
-                q = q.where(tuple_(*order) > tuple_(*[literal(v) for v in after]))
-            got = list(conn.execute(q.order_by(*order).limit(missing)).all())
-            rows += got
-            start = end
-        suppressed = None
-        if after is None:
-            whole = filters(_grouped(by, every, since, until)).subquery()
-            suppressed = conn.execute(
-                select(func.count()).select_from(whole).where(or_(whole.c.visitors < k, whole.c.visitors.is_(None)))
-            ).scalar_one()
-    out = [_row(r._mapping) for r in rows[:page_size]]
+    n_groups = store.count_groups(by, where)
+    periods = math.ceil((until - since) / STEP[every])
+    if n_groups * periods > max_rows:
+        span = f"{n_groups} {by}(s) x {periods} {every}(s) = {n_groups * periods:,} rows, more than {max_rows:,}"
+        raise QueryTooLarge(
+            f"the query spans {span}: narrow the time range, use a coarser --every or group by a wider --by",
+            span=span,
+        )
+    # A page reads only the periods it can show: windows from where the last page's extra
+    # row lay (the token says), each just wide enough for the rows still missing (a period
+    # holds at most one row per group) and twice the last one after a window with nothing
+    # to show (nights, k), until it has one row more than a page. So the whole answer reads
+    # every period about once, however many pages it takes: a fixed window of
+    # page_size // groups periods read a second window per page for its one extra row, and
+    # one query over the whole range per page would grow with pages x range.
+    start = resume
+    rows: list[StatsRow] = []
+    got: list[StatsRow] = []
+    width = 0
+    while start < until and len(rows) <= page_size:
+        missing = page_size + 1 - len(rows)
+        width = max(-(-missing // max(n_groups, 1)), 2 * width if width and not got else 1)
+        end = min(until, start + STEP[every] * width)
+        skip = after if after is not None and start <= after[0] else None
+        got = store.stats_rows(by, every, start, end, where, k=k, after=skip, limit=missing)
+        rows += got
+        start = end
+    suppressed = None if after is not None else store.count_suppressed(by, every, since, until, where, k)
+    out = rows[:page_size]
     token = _encode_token(fp, out[-1], rows[page_size].period_start) if len(rows) > page_size else ""
     return StatsPage(out, token, k, suppressed)
 
 
-def _grouped(by: By, every: Every, since: datetime, until: datetime) -> Select[Any]:
-    """The per-group, per-period sums, before k and pagination."""
-    if every == "minute":
-        t = minute_buckets
-        period = t.c.minute
-        # the minute's distinct tracks; a minute of untracked faces counts its faces (Bucket.suppressed)
-        visitors: Any = case((t.c.tracks > 0, t.c.tracks), else_=t.c.faces)
-        dwell: Any = None
-    else:
-        t = rollup_hourly if every == "hour" else rollup_daily
-        period = t.c.period_start
-        visitors = t.c.visitors
-        dwell = t.c.dwell_s_sum
-    site = cameras.c.site
-    zone_col: Any = cameras.c.zone if by in ("camera", "zone") else literal("")
-    camera: Any = cameras.c.camera_id if by == "camera" else literal("")
-    keys = (
-        [site]
-        + ([cameras.c.zone] if by in ("camera", "zone") else [])
-        + ([cameras.c.camera_id] if by == "camera" else [])
-    )
-    faces, smiles, visitors_sum = func.sum(t.c.faces), func.sum(t.c.smiles), func.sum(visitors)
-    cols: list[Any] = [
-        site.label("site"),
-        zone_col.label("zone"),
-        camera.label("camera_id"),
-        period.label("period_start"),
-        func.count(func.distinct(t.c.camera_id)).label("cameras"),
-        func.sum(t.c.frames).label("frames"),
-        faces.label("faces"),
-        visitors_sum.label("visitors"),
-        func.sum(t.c.low_quality).label("low_quality"),
-        smiles.label("smiles"),
-        _ratio(smiles, faces).label("smile_rate"),
-        _ratio(func.sum(t.c.quality_sum), faces).label("mean_quality"),
-        # a typed NULL: a bare parameter reaches PostgreSQL as text, whose OID (25) the Float
-        # result processor refused ("Unknown PG numeric type: 25": every minute query failed)
-        (_ratio(func.sum(dwell), visitors_sum) if dwell is not None else cast(null(), Float)).label("mean_dwell_s"),
-        *[func.sum(t.c[f"n_{e}"]).label(f"n_{e}") for e in EMOTIONS],
-    ]
-    return (
-        select(*cols)
-        .select_from(t.join(cameras, cameras.c.camera_id == t.c.camera_id))
-        .where(and_(period >= since, period < until))
-        .group_by(*keys, period)
-    )
-
-
-def _row(m: Any) -> StatsRow:
-    def opt(v: Any) -> float | None:
-        return None if v is None else float(v)
-
-    return StatsRow(
-        site=m["site"],
-        zone=m["zone"],
-        camera_id=m["camera_id"],
-        period_start=m["period_start"],
-        cameras=int(m["cameras"]),
-        frames=int(m["frames"]),
-        faces=int(m["faces"]),
-        visitors=int(m["visitors"]),
-        low_quality=int(m["low_quality"]),
-        smiles=int(m["smiles"]),
-        smile_rate=opt(m["smile_rate"]),
-        mean_quality=opt(m["mean_quality"]),
-        mean_dwell_s=opt(m["mean_dwell_s"]),
-        emotions={e: int(m[f"n_{e}"]) for e in EMOTIONS},
-    )
-
-
-def query_all(store: SqlStore, since: datetime, until: datetime, **kwargs: Any) -> list[StatsRow]:
-    """Every page of :func:`query_stats` (same arguments), for callers that want the whole answer."""
-    rows: list[StatsRow] = []
+def pages(store: Store, since: datetime, until: datetime, **kwargs: Any) -> Iterator[StatsPage]:
+    """Every page of :func:`query_stats` (same arguments but ``page_token``), one at a time:
+    the one loop over page tokens that ``emolens stats``, the report and :func:`query_all` use."""
     token = ""
     while True:
         page = query_stats(store, since, until, page_token=token, **kwargs)
-        rows.extend(page.rows)
+        yield page
         token = page.next_page_token
         if not token:
-            return rows
+            return
+
+
+def query_all(store: Store, since: datetime, until: datetime, **kwargs: Any) -> list[StatsRow]:
+    """Every page of :func:`query_stats` (same arguments), for callers that want the whole answer."""
+    return [row for page in pages(store, since, until, **kwargs) for row in page.rows]

@@ -26,6 +26,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from emolens import logs
 from emolens.errors import InputError
 from emolens.results import FaceResult
 
@@ -140,10 +141,12 @@ class VideoWriter:
                 raise InputError(f"{path}: could not start ffmpeg ({exc.strerror})") from exc
         else:
             self.codec = "mp4v"
-            log.warning(
-                "event=video_fallback path=%s codec=mp4v reason=%r",
-                path,
-                "imageio-ffmpeg is not installed, so browsers may not play it: pip install 'emolens[video]'",
+            logs.event(
+                log.warning,
+                "video_fallback",
+                path=path,
+                codec="mp4v",
+                reason="imageio-ffmpeg is not installed, so browsers may not play it: pip install 'emolens[video]'",
             )
             self._opencv = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
             if not self._opencv.isOpened():

@@ -60,6 +60,18 @@ def default_repository() -> Path:
     return Path(str(files("emolens") / "model_repository"))
 
 
+def training_folder(repo: Path, model: str) -> Path:
+    """Where the training artefacts of ``repo``'s ``model`` lie: its PyTorch weights
+    (``pytorch.pt``) and training record (``training.json``), beside the model repository in
+    ``model_training/`` and never inside it (the repository holds what Triton serves). The
+    wheel carries neither.
+
+    >>> training_folder(Path("emolens/model_repository"), "smile").as_posix()
+    'emolens/model_training/smile'
+    """
+    return repo.parent / "model_training" / model
+
+
 def parse_crop_box(value: str, name: str) -> np.ndarray:
     """The ``emolens_crop_box`` parameter: "cx,cy,width" in crop pixels."""
     try:

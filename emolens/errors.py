@@ -46,7 +46,13 @@ class ImageTooLargeError(InputError):
 
 class QueryTooLarge(InputError):
     """A statistics query spans more groups x periods than the server answers at once; the
-    message says how many and what to narrow."""
+    message says how many and what to narrow. ``span`` is the how-many part alone ("4 zone(s) x
+    744 hour(s) = 2,976 rows, more than 1,000"), for a caller whose remedies differ (the report
+    has no ``--every``)."""
+
+    def __init__(self, message: str = "", *, span: str = "", public: str | None = None) -> None:
+        super().__init__(message, public=public)
+        self.span = span
 
 
 class ConfigError(EmolensError, ValueError):

@@ -27,6 +27,10 @@ def hit(name: str) -> None:
         return
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] >= int(nth or 1):
-        log.critical("event=failpoint name=%s pass=%d", name, _passes[name])
+        # logs.event's record, built here: failpoints sits beside logs, below everything that uses it
+        fields = {"name": name, "pass": _passes[name]}
+        log.critical(
+            "event=failpoint name=%s pass=%d", name, _passes[name], extra={"event": "failpoint", "fields": fields}
+        )
         logging.shutdown()
         os._exit(137)

@@ -50,6 +50,16 @@ def centre(box: Sequence[float]) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float64)
 
 
+def holds(box: Sequence[float], x: float, y: float) -> bool:
+    """Whether the box (x0, y0, x1, y1), edges included, holds the point (x, y): the rule by
+    which a detection "finds" a face pasted at that centre.
+
+    >>> holds((0, 0, 10, 10), 10, 5), holds((0, 0, 10, 10), 10.5, 5)
+    (True, False)
+    """
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two boxes."""
     return float(overlaps(a, np.asarray([b]), "union")[0])

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -19,6 +20,7 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from emolens import logs
 from emolens.errors import ImageTooLargeError, InputError
 from emolens.retry import Backoff
 from emolens.sampling import RateSampler
@@ -267,7 +269,7 @@ def iter_video(source: str, fps: float | None = None, on_drop: Callable[[str], N
         if yielded == 0:
             raise InputError(f"{source}: no decodable frame (corrupt or truncated video)")
         if total and index < total - 1 and not is_stream(source):
-            log.warning("event=video_truncated source=%s decoded=%d declared=%d", source, index, total)
+            logs.event(log.warning, "video_truncated", source=source, decoded=index, declared=total)
     finally:
         cap.release()
 
@@ -338,11 +340,11 @@ def iter_stream(
         if on_reconnect is not None:
             on_reconnect(attempt, reason)
         else:
-            log.log(
-                logging.WARNING if t0 is not None else logging.INFO,
-                "event=stream_reconnect attempt=%d reason=%r",
-                attempt,
-                reason,
+            logs.event(
+                partial(log.log, logging.WARNING if t0 is not None else logging.INFO),
+                "stream_reconnect",
+                attempt=attempt,
+                reason=reason,
             )
         delay = backoff.next_delay()
         if t0 is None and open_timeout_s:
@@ -399,7 +401,7 @@ def iter_source(
         try:
             image = read_image(path, max_pixels)
         except InputError as exc:
-            log.warning("event=skip_input reason=%r", str(exc))
+            logs.event(log.warning, "skip_input", reason=str(exc))
             if on_drop is not None:
                 on_drop(DROP_UNREADABLE)
             continue

@@ -15,6 +15,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from emolens.errors import ConfigError
+
 FRAMES = Counter("emolens_frames_total", "Frames handled, by stage and direction (in, out)", ["stage", "direction"])
 FACES = Counter("emolens_faces_total", "Faces found or counted", ["stage"])
 SHED = Counter(
@@ -74,5 +76,8 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> WSGIServer | None:
     ``shutdown()`` on the server returned stops it."""
     if not port:
         return None
-    server, _ = start_http_server(port, addr=host.removeprefix("[").removesuffix("]"))
+    try:
+        server, _ = start_http_server(port, addr=host.removeprefix("[").removesuffix("]"))
+    except OSError as exc:  # a port taken is a setting to change, named as such
+        raise ConfigError(f"metrics port {host}:{port}: {exc.strerror or exc} (EMOLENS_METRICS_PORT)") from exc
     return server

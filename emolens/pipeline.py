@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from emolens import logs
 from emolens.errors import InputError, ModelError
 from emolens.inference import EMOTION, SMILE, Classifier, ModelInfo, make_classifier, predict_many, softmax
 from emolens.results import EMOTIONS, FaceResult
@@ -122,7 +123,7 @@ class Analyzer:
         """Short-range BlazeFace (the checker) for the regions; without LiteRT (the Haar
         fallback) every frame gets full detection."""
         if self.checker is None:
-            log.warning("event=detect_interval_off reason='no region detector (LiteRT missing)'")
+            logs.event(log.warning, "detect_interval_off", reason="no region detector (LiteRT missing)")
             return None
         return FaceFollower(
             self.detector,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from emolens.contract import EMOTIONS
@@ -21,7 +21,6 @@ class FaceResult:
     emotions: dict[str, float]  # probability per emotion, EMOTIONS order
     track_id: int | None = None
     yaw_deg: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

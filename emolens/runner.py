@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from emolens import logs
 from emolens.bus import MemoryBus
 from emolens.errors import ConfigError
 from emolens.inference import Classifier, make_classifier
@@ -132,7 +133,7 @@ def run_cameras(
     ]
     for thread in threads:
         thread.start()
-    log.info("event=run_start cameras=%d sources=%s", len(cameras), ",".join(ids))
+    logs.event(log.info, "run_start", cameras=len(cameras), sources=",".join(ids))
     frames = observations = 0
     while True:
         ingest_done = not any(t.is_alive() for t in threads)  # read before polling: nothing can arrive after

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from emolens.errors import ConfigError, InputError
@@ -314,14 +314,30 @@ def check_time(t: datetime, what: str = "time", now: datetime | None = None) -> 
     return t
 
 
+def parse_time(flag: str, text: str, tz: tzinfo = UTC) -> datetime:
+    """A time given on the command line (``--start``, ``--since``, ``--until``): an ISO date or
+    time, in ``tz`` unless it names its own zone. Returned aware, in UTC; anything else is a
+    ``ConfigError`` naming the flag.
+
+    >>> parse_time("--since", "2026-03-01T08:00+01:00").isoformat()
+    '2026-03-01T07:00:00+00:00'
+    >>> parse_time("--since", "March")
+    Traceback (most recent call last):
+    ...
+    emolens.errors.ConfigError: --since 'March' is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00
+    """
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {text!r} is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00") from exc
+    return (t if t.tzinfo else t.replace(tzinfo=tz)).astimezone(UTC)
+
+
 def parse_start(text: str | None) -> datetime | None:
     """``--start``: an ISO time (without a zone it is UTC) that :func:`check_time` accepts."""
     if not text:
         return None
-    try:
-        start = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"--start {text!r} is not an ISO time such as 2026-01-01T12:00:00") from exc
+    start = parse_time("--start", text)
     try:
         return check_time(start, "--start")
     except InputError as exc:  # the operator's to fix, in the one line every ConfigError gets

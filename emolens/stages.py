@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from emolens import failpoints, metrics
+from emolens import failpoints, logs, metrics
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus, Message, dead_letter_topic
 from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailable
 from emolens.inference import Classifier
@@ -185,7 +185,7 @@ class BusStage:
         if ok != self.ready:
             self.ready = ok
             metrics.READY.labels(self.name).set(int(ok))
-            log.info("event=ready stage=%s ready=%s", self.name, ok)
+            logs.event(log.info, "ready", stage=self.name, ready=ok)
             if self.on_ready is not None:
                 self.on_ready(ok)
 
@@ -199,7 +199,7 @@ class BusStage:
             except RETRYABLE as exc:
                 metrics.RETRIES.labels(self.name, dependency).inc()
                 self._set_ready(False)
-                log.warning("event=retry stage=%s dependency=%s reason=%r", self.name, dependency, str(exc))
+                logs.event(log.warning, "retry", stage=self.name, dependency=dependency, reason=str(exc))
                 if not backoff.wait(self.stop):
                     raise Stopping from exc
                 continue
@@ -213,7 +213,7 @@ class BusStage:
         topic = dead_letter_topic(message.topic)
         reason = reason[:MAX_REASON]
         metrics.DEAD_LETTERS.labels(topic).inc()
-        log.error("event=dead_letter stage=%s topic=%s offset=%d reason=%r", self.name, topic, message.offset, reason)
+        logs.event(log.error, "dead_letter", stage=self.name, topic=topic, offset=message.offset, reason=reason)
         headers = [
             (DLQ_REASON, reason.encode()),
             (DLQ_STAGE, self.name.encode()),
@@ -245,8 +245,8 @@ class BusStage:
                 metrics.ERRORS.labels(self.name, "refused").inc()
                 self.dead_letter(items[0][0], f"{what} ({refusal(exc)})")
                 return []
-            log.warning(
-                "event=batch_split stage=%s messages=%d reason=%r", self.name, len(items), refusal(exc)[:MAX_REASON]
+            logs.event(
+                log.warning, "batch_split", stage=self.name, messages=len(items), reason=refusal(exc)[:MAX_REASON]
             )
             half = len(items) // 2
             return self.isolating(items[:half], process, dependency, what) + self.isolating(
@@ -327,18 +327,17 @@ class Ingest(BusStage):
 
     def _log_counts(self, event: str, published: int) -> None:
         self._logged_at = time.monotonic()
-        log.info(
-            "event=%s camera=%s read=%d published=%d dropped=%d dropped_rate=%d dropped_backlog=%d "
-            "dropped_unreadable=%d reconnects=%d",
+        logs.event(
+            log.info,
             event,
-            self.camera.camera_id,
-            self.read,
-            published,
-            sum(self.dropped.values()),
-            self.dropped.get(DROP_RATE, 0),
-            self.dropped.get(DROP_BACKLOG, 0),
-            self.dropped.get(DROP_UNREADABLE, 0),
-            self.reconnects,
+            camera=self.camera.camera_id,
+            read=self.read,
+            published=published,
+            dropped=sum(self.dropped.values()),
+            dropped_rate=self.dropped.get(DROP_RATE, 0),
+            dropped_backlog=self.dropped.get(DROP_BACKLOG, 0),
+            dropped_unreadable=self.dropped.get(DROP_UNREADABLE, 0),
+            reconnects=self.reconnects,
         )
 
     def _wait_for_detectors(self) -> None:
@@ -366,7 +365,9 @@ class Ingest(BusStage):
         # before the source ever opened this is a try among those EMOLENS_SOURCE_OPEN_TIMEOUT_S
         # allows, which end in one error if it never opens; after, a camera that went away
         level = logging.WARNING if self.read else logging.INFO
-        log.log(level, "event=source_reconnect camera=%s attempt=%d reason=%r", self.camera.camera_id, attempt, reason)
+        logs.event(
+            partial(log.log, level), "source_reconnect", camera=self.camera.camera_id, attempt=attempt, reason=reason
+        )
 
     def run(self, source: str, start: datetime | None = None) -> int:
         """Publish every sampled frame of ``source`` until it ends (a live source only ends
@@ -478,7 +479,7 @@ class Detector(BusStage):
         except RETRYABLE:
             raise  # waited out with the batch in hand, like the models
         except Exception as exc:  # best effort: never a reason to dead-letter the camera's frames
-            log.warning("event=camera_warm_failed stage=%s camera=%s reason=%r", self.name, camera_id, refusal(exc))
+            logs.event(log.warning, "camera_warm_failed", stage=self.name, camera=camera_id, reason=refusal(exc))
             messages = []
         for m in messages:
             if m.key != camera_id:
@@ -498,13 +499,14 @@ class Detector(BusStage):
             latest = previous[-1][0].timestamp
             replayed = [o for o, _ in previous if o.timestamp >= latest - timedelta(seconds=WARM_S)]
             analyzer.warm([o.faces for o in replayed])
-        log.info(
-            "event=camera_warmed stage=%s camera=%s answers=%d replayed=%d tracks=%d",
-            self.name,
-            camera_id,
-            len(previous),
-            len(replayed),
-            len({f.track_id for o in replayed for f in o.faces}),
+        logs.event(
+            log.info,
+            "camera_warmed",
+            stage=self.name,
+            camera=camera_id,
+            answers=len(previous),
+            replayed=len(replayed),
+            tracks=len({f.track_id for o in replayed for f in o.faces}),
         )
 
     def _decode(self, message: Message) -> tuple[frames_pb2.Frame, np.ndarray] | None:
@@ -672,7 +674,7 @@ class Aggregator(BusStage):
         try:
             if self.live_stale or live.lost():
                 live.reset(self.retry(self.store.totals, "store"))  # the totals hold new_frames already
-                log.info("event=live_rebuilt stage=%s", self.name)
+                logs.event(log.info, "live_rebuilt", stage=self.name)
                 self.live_stale = False
             elif new_frames:
                 live.add(new_frames)
@@ -680,7 +682,7 @@ class Aggregator(BusStage):
             # SQL is the truth and is up to date; the counters catch up when the live state returns
             self.live_stale = True
             metrics.ERRORS.labels(self.name, "live_unavailable").inc()
-            log.warning("event=live_degraded stage=%s reason=%r", self.name, str(exc))
+            logs.event(log.warning, "live_degraded", stage=self.name, reason=str(exc))
 
     def _prune(self) -> None:
         now = time.monotonic()
@@ -688,7 +690,7 @@ class Aggregator(BusStage):
             return
         removed = self.retry(partial(self.store.prune_seen, self.replay_window), "store")
         self._pruned_at = now
-        log.info("event=seen_pruned stage=%s rows=%d", self.name, removed)
+        logs.event(log.info, "seen_pruned", stage=self.name, rows=removed)
 
     def step(self, timeout_s: float = 0.5, max_records: int = 512) -> int:
         try:

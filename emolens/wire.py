@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from emolens.analytics import StatsRow
 from emolens.errors import InputError
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
-from emolens.store import Bucket
+from emolens.store import Bucket, StatsRow
 from emolens.v1 import analytics_pb2, observations_pb2
 
 

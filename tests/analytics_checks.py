@@ -5,6 +5,7 @@ very frames the generator handed to ``SqlStore.apply``: nothing below uses the s
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,7 @@ from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS
 from emolens.services.gateway import AnalyticsService, build_server
 from emolens.settings import Settings
-from emolens.store import SqlStore
-from emolens.store.retention import Policy, apply_retention
+from emolens.store import Policy, SqlStore, StatsFilter, Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
 from emolens_tools.synthetic import cameras, frames, visitors
 
@@ -226,7 +226,7 @@ def check_retention(store: SqlStore, obs: list[FrameObservations]) -> None:
     timelines_left = {
         (fr.camera_id, f.track_id) for fr in obs for f in fr.faces if not f.low_quality and _naive(fr.timestamp) >= cut
     }
-    removed = {r.table: r for r in apply_retention(store, policy, now=now)}
+    removed = {r.table: r for r in store.apply_retention(policy, now=now)}
     assert removed["minute_buckets"].rows == len(minutes_before) == N_CAMERAS * 1440
     assert removed["rollup_hourly"].rows == sum(1 for _, h in hourly if h < cut)
     assert removed["rollup_daily"].rows == 0  # two days back is the first day's start: kept
@@ -241,5 +241,53 @@ def check_retention(store: SqlStore, obs: list[FrameObservations]) -> None:
             assert conn.execute(text(q), {"c": cut}).scalar() == 0, q
         assert conn.execute(text("SELECT count(*) FROM rollup_daily")).scalar() == N_CAMERAS * N_DAYS
     assert left == timelines_left
-    again = {r.table: r for r in apply_retention(store, policy, now=now)}
+    again = {r.table: r for r in store.apply_retention(policy, now=now)}
     assert all(r.rows == 0 for name, r in again.items() if name != "frames_seen_blocks")  # nothing left to remove
+
+
+def check_read_seam(store: Store, obs: list[FrameObservations]) -> None:
+    """The store's read methods (the seam ``query_stats`` and the report stand on) against
+    figures computed here from the frames: per camera-hour sums, the k rule, the rows after a
+    key, the group count and the dwell-time bins of the whole visits."""
+    want = expected(obs, "hour")
+    since, until = DAY0, DAY0 + timedelta(days=N_DAYS)
+    everything = StatsFilter()
+    k = 3
+    rows = store.stats_rows("camera", "hour", since, until, everything, k=k)
+    shown = {key: e for key, e in want.items() if e.visitors >= k}
+    where = {c.camera_id: (c.site, c.zone) for c in store.cameras()}
+    order = sorted(shown, key=lambda key: (key[1], *where[key[0]], key[0]))  # period, site, zone, camera
+    assert [(r.camera_id, r.period_start) for r in rows] == order
+    for r in rows:
+        e = shown[(r.camera_id, r.period_start)]
+        assert (r.frames, r.faces, r.visitors, r.smiles, r.emotions) == (
+            e.frames,
+            e.faces,
+            e.visitors,
+            e.smiles,
+            e.counts,
+        )
+        assert r.mean_dwell_s == pytest.approx(e.dwell / e.visitors)
+    assert store.count_suppressed("camera", "hour", since, until, everything, k) == len(want) - len(shown)
+    # ``after`` and ``limit`` resume where a page ended
+    later = store.stats_rows("camera", "hour", since, until, everything, k=k, after=rows[9].key, limit=5)
+    assert later == rows[10:15]
+    # filters narrow the cameras; an empty scope sees none
+    one = rows[0].camera_id
+    assert store.count_groups("camera", everything) == N_CAMERAS
+    assert store.count_groups("camera", StatsFilter(camera_ids=())) == 0
+    mine = store.stats_rows("camera", "hour", since, until, StatsFilter(camera_id=one), k=k)
+    assert mine == [r for r in rows if r.camera_id == one]
+    # dwell bins of whole visits, first seen in the range
+    visits: dict[tuple[str, int], list[datetime]] = {}
+    for fr in obs:
+        ts = _naive(fr.timestamp)
+        for f in fr.faces:
+            if not f.low_quality:
+                v = visits.setdefault((fr.camera_id, f.track_id), [ts, ts])
+                v[0], v[1] = min(v[0], ts), max(v[1], ts)
+    edges = [0.0, 60.0, 300.0, 900.0]
+    first_day = [(last - first).total_seconds() for first, last in visits.values() if first < DAY0 + timedelta(days=1)]
+    bins = [sum(lo <= s < hi for s in first_day) for lo, hi in zip(edges, [*edges[1:], math.inf], strict=True)]
+    assert store.dwell_histogram(DAY0, DAY0 + timedelta(days=1), edges) == bins
+    assert sum(bins) == len(first_day) > 0 and sum(1 for b in bins if b) > 1

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
+from emolens import logs
 from emolens.analytics_report.export import write_csv_zip
 from emolens.analytics_report.html import render
 from emolens.analytics_report.model import (
@@ -84,7 +85,7 @@ def collect(
         kept, dropped = k_safe(rows, k)  # the source applied k already: this holds any source to it
         fetched[name] = kept
         hidden += dropped
-        log.info("event=report_query rows=%s every=%s by=%s kept=%d dropped=%d", name, every, by, len(kept), dropped)
+        logs.event(log.info, "report_query", rows=name, every=every, by=by, kept=len(kept), dropped=dropped)
     bins = source.dwell_bins(since, until, DWELL_EDGES_S)
     if progress:
         progress(0)
@@ -100,5 +101,5 @@ def collect(
         dwell=None if bins is None else k_safe_bins(bins, k),
         hidden_rows=hidden,
     )
-    log.info("event=report_collected by=%s k=%d hidden=%d seconds=%.2f", by, k, hidden, time.perf_counter() - t0)
+    logs.event(log.info, "report_collected", by=by, k=k, hidden=hidden, seconds=round(time.perf_counter() - t0, 2))
     return data

@@ -421,19 +421,3 @@ def all_tables(data: ReportData) -> list[Table]:
 def column(table: Table, name: str) -> list[Any]:
     i = table.columns.index(name)
     return [row[i] for row in table.rows]
-
-
-def dwell_bins_from_seconds(dwells: Sequence[float], edges: Sequence[float] = DWELL_EDGES_S) -> list[DwellBin]:
-    """Count dwell times into bins (a helper for sources that give per-visitor dwell times).
-
-    >>> [b.visitors for b in dwell_bins_from_seconds([1, 2, 7, 4000], edges=(0, 5, 10))]
-    [2, 1, 1]
-    """
-    counts = [0] * len(edges)
-    for d in dwells:
-        i = max(j for j, e in enumerate(edges) if d >= e) if d >= edges[0] else 0
-        counts[i] += 1
-    return [
-        DwellBin(float(lo), float(edges[i + 1]) if i + 1 < len(edges) else None, counts[i])
-        for i, lo in enumerate(edges)
-    ]

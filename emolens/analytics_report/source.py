@@ -11,14 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
-
-from emolens.analytics import MAX_PAGE_SIZE, MAX_ROWS, StatsRow, query_stats
+from emolens.analytics import BY, EVERY, MAX_PAGE_SIZE, MAX_ROWS, StatsRow, pages
 from emolens.analytics_report.model import DwellBin, RowsPage, StatRow
-from emolens.errors import QueryTooLarge, Unavailable
+from emolens.errors import InputError, QueryTooLarge
 from emolens.results import EMOTIONS
-from emolens.store import SqlStore
+from emolens.store import Store
 
 
 def group_label(row: StatsRow, by: str) -> str:
@@ -48,76 +45,53 @@ def _stat_row(row: StatsRow, by: str) -> StatRow:
 
 
 class StoreSource:
-    """Reads a :class:`~emolens.store.SqlStore` through ``query_stats``, ``page_size`` rows a page.
+    """Reads a :class:`~emolens.store.Store` through ``query_stats``, ``page_size`` rows a page.
 
     >>> from datetime import datetime
+    >>> from emolens.store import SqlStore
     >>> source = StoreSource(SqlStore("sqlite://"))
     >>> [p.rows for p in source.stat_pages(datetime(2026, 3, 1), datetime(2026, 3, 8), "zone", "hour", 5)]
     [[]]
     """
 
-    def __init__(self, store: SqlStore, page_size: int = MAX_PAGE_SIZE, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, store: Store, page_size: int = MAX_PAGE_SIZE, max_rows: int = MAX_ROWS) -> None:
         self.store = store
         self.page_size = page_size
         self.max_rows = max_rows
 
     def stat_pages(self, since: datetime, until: datetime, by: str, every: str, k: int) -> Iterator[RowsPage]:
-        token = ""
-        while True:
-            try:
-                page = query_stats(
-                    self.store,
-                    since,
-                    until,
-                    by=by,  # type: ignore[arg-type]  # checked by collect()
-                    every=every,  # type: ignore[arg-type]
-                    k=k,
-                    page_size=self.page_size,
-                    page_token=token,
-                    max_rows=self.max_rows,
-                    max_page_size=max(self.page_size, MAX_PAGE_SIZE),
-                )
-            except QueryTooLarge as exc:
-                # the report needs hours (heat maps, busiest hours): only a shorter period or
-                # wider groups make it smaller
-                raise QueryTooLarge(
-                    f"the report's {every}ly figures by {by} are too many to answer ({exc}); "
-                    "shorten --since/--until or use a wider --by (zone, site)"
-                ) from exc
-            yield RowsPage([_stat_row(r, by) for r in page.rows], page.suppressed or 0)
-            token = page.next_page_token
-            if not token:
-                return
-
-    def dwell_bins(self, since: datetime, until: datetime, edges: Sequence[float]) -> list[DwellBin] | None:
-        engine = self.store.engine
-        if engine.dialect.name == "postgresql":
-            seconds = "EXTRACT(EPOCH FROM (last_seen - first_seen))"
-        else:
-            seconds = "(julianday(last_seen) - julianday(first_seen)) * 86400.0"
-        cases = " ".join(f"WHEN {seconds} < {float(hi)!r} THEN {i}" for i, hi in enumerate(edges[1:]))
-        # binned in the database: a month of a city's visitors is millions of timelines
-        sql = (
-            f"SELECT CASE {cases} ELSE {len(edges) - 1} END AS bin, COUNT(*) FROM visitor_timelines "
-            "WHERE first_seen >= :since AND first_seen < :until GROUP BY 1"
+        group = next((b for b in BY if b == by), None)
+        period = next((e for e in EVERY if e == every), None)
+        if group is None or period is None:
+            raise InputError(f"by must be one of {', '.join(BY)} and every one of {', '.join(EVERY)}")
+        answer = pages(
+            self.store,
+            since,
+            until,
+            by=group,
+            every=period,
+            k=k,
+            page_size=self.page_size,
+            max_rows=self.max_rows,
+            max_page_size=max(self.page_size, MAX_PAGE_SIZE),
         )
         try:
-            with engine.connect() as conn:
-                counts: dict[int, int] = {
-                    int(b): int(n) for b, n in conn.execute(text(sql), {"since": since, "until": until})
-                }
-        except (ProgrammingError, OperationalError) as exc:
-            if _missing_or_denied(exc):
-                return None  # a database without timelines, or a role that may not read them
-            raise Unavailable(f"the {engine.dialect.name} database is unavailable") from exc
-        except InterfaceError as exc:
-            raise Unavailable(f"the {engine.dialect.name} database is unavailable") from exc
+            for page in answer:
+                yield RowsPage([_stat_row(r, by) for r in page.rows], page.suppressed or 0)
+        except QueryTooLarge as exc:
+            # the report needs hours (heat maps, busiest hours): only a shorter period or
+            # wider groups make it smaller
+            raise QueryTooLarge(
+                f"the report's {every}ly figures by {by} span {exc.span}: "
+                "shorten --since/--until or use a wider --by (zone, site)",
+                span=exc.span,
+            ) from exc
+
+    def dwell_bins(self, since: datetime, until: datetime, edges: Sequence[float]) -> list[DwellBin] | None:
+        counts = self.store.dwell_histogram(since, until, edges)
+        if counts is None:
+            return None  # a database without timelines, or a role that may not read them
         return [
-            DwellBin(float(lo), float(edges[i + 1]) if i + 1 < len(edges) else None, int(counts.get(i, 0)))
+            DwellBin(float(lo), float(edges[i + 1]) if i + 1 < len(edges) else None, counts[i])
             for i, lo in enumerate(edges)
         ]
-
-
-def _missing_or_denied(exc: DBAPIError) -> bool:
-    message = str(exc.orig).lower()
-    return any(s in message for s in ("no such table", "does not exist", "permission denied"))

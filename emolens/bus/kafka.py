@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from emolens import logs
 from emolens.bus.base import Headers, Message, Progress
 from emolens.errors import MissingExtra, Unavailable
 
@@ -66,7 +67,12 @@ class KafkaConsumerAdapter:
             try:
                 self._consumer.commit()
             except CommitFailedError as exc:
-                log.warning("event=commit_refused reason=%r (the group rebalanced; messages will be redelivered)", exc)
+                logs.event(
+                    log.warning,
+                    "commit_refused",
+                    reason=str(exc),
+                    note="the group rebalanced; messages will be redelivered",
+                )
 
     def lag(self) -> int | None:
         """Over the partitions assigned to this member: end offset minus position, what it has
@@ -185,7 +191,7 @@ class KafkaBus:
         if not failed:
             self._pending.clear()
             return
-        log.warning("event=publish_failed messages=%d (resending through a new producer)", len(failed))
+        logs.event(log.warning, "publish_failed", messages=len(failed), note="resending through a new producer")
         with contextlib.suppress(Exception):
             self._producer.close(timeout=1)
         self._producer = self._new_producer()

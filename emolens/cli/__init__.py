@@ -11,6 +11,7 @@ it runs, so ``emolens --help`` stays fast and the runtime verbs never load the t
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -146,12 +147,20 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            # not a write (a port taken, a file missing): what happened, not "cannot write"
+            print(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+            return 1
         # a write that failed (a full disk, a file system gone read-only): whatever it was
         # writing, one line; what stdout still buffers is dropped, so the exit is quiet too
         where = exc.filename or "standard output"
         print(f"error: cannot write to {where} ({exc.strerror or exc})", file=sys.stderr)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+# the errors of a write that failed; any other OSError reaching main is reported as itself
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 __all__ = ["SERVICE_COMMANDS", "VERBS", "build_parser", "main"]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from emolens import logs
 from emolens.cli.options import add_model_options, settings_from
 from emolens.errors import EmolensError, InputError
 from emolens.settings import Settings, redact_url
@@ -23,7 +24,11 @@ HELP = "faces in images, folders and videos as JSON Lines"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", help="write JSON Lines here instead of stdout")
-    p.add_argument("--annotate", metavar="DIR", help="write annotated images/videos into DIR")
+    p.add_argument(
+        "--annotate",
+        metavar="DIR",
+        help="write annotated images/videos into DIR (made if missing; its folder must exist)",
+    )
     p.add_argument("--blur", action="store_true", help="blur faces in annotated output")
     p.add_argument("--fps", type=float, help="sample videos at this rate (default: every frame)")
     p.add_argument(
@@ -49,14 +54,18 @@ def _expand(paths: list[str]) -> Iterator[tuple[str, str]]:
 
 
 def _annotate_dir(value: str | None) -> Path | None:
-    """``--annotate DIR``: made if missing; refused if it names a file."""
+    """``--annotate DIR``: made if missing; refused if it names a file. As for every output
+    (``--out FILE``), what the flag names is made, never the folders above it: a typo in a
+    parent is an error, not a new tree."""
     if not value:
         return None
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise InputError(f"--annotate {path}: is a file, not a folder")
+    if not path.parent.is_dir():
+        raise InputError(f"--annotate {path}: folder {path.parent} does not exist")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
     except OSError as exc:
         raise InputError(f"--annotate {path}: cannot make the folder ({exc.strerror})") from exc
     return path
@@ -89,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
         return _analyze(args, settings, out, annotate_dir)
 
 
-def _stage_ms(analyzer: Any, before: dict[str, float], frames: int) -> str:
-    """``detect_ms=... classify_ms=...``: each stage's milliseconds per frame since ``before``."""
+def _stage_ms(analyzer: Any, before: dict[str, float], frames: int) -> dict[str, float]:
+    """``detect_ms``, ``classify_ms``, ...: each stage's milliseconds per frame since ``before``."""
     now = analyzer.times.seconds
-    return " ".join(f"{k}_ms={1000 * (now[k] - before.get(k, 0.0)) / max(frames, 1):.1f}" for k in now)
+    return {f"{k}_ms": round(1000 * (now[k] - before.get(k, 0.0)) / max(frames, 1), 1) for k in now}
 
 
 def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotate_dir: Path | None) -> int:
@@ -126,12 +135,13 @@ def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotat
     # of a single look. Both share the models and the detector.
     analyzer = Analyzer(settings, track=True)
     stills = Analyzer(settings, classifier=analyzer.classifier, detector=analyzer.detector)
-    log.info(
-        "event=models_loaded detector=%s inference=%s inputs=%d seconds=%.2f",
-        analyzer.detector.name,
-        redact_url(settings.inference),
-        len(inputs),
-        time.perf_counter() - t0,
+    logs.event(
+        log.info,
+        "models_loaded",
+        detector=analyzer.detector.name,
+        inference=redact_url(settings.inference),
+        inputs=len(inputs),
+        seconds=round(time.perf_counter() - t0, 2),
     )
     # The bars go to stderr only when it is a terminal (tqdm's disable=None), and log lines are
     # written above them rather than through them.
@@ -153,7 +163,7 @@ def _analyze(args: argparse.Namespace, settings: Settings, out: IO[str], annotat
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
     out.flush()  # a write that fails says so before the summary claims the faces were written
-    log.info("event=analyze_done inputs=%d faces=%d failed=%d", ok, faces, failed)
+    logs.event(log.info, "analyze_done", inputs=ok, faces=faces, failed=failed)
     print(f"analyzed {ok} input(s), {faces} face(s); {failed} failed", file=sys.stderr)
     return 0 if ok else 2
 
@@ -179,14 +189,9 @@ def _analyze_image(args: argparse.Namespace, analyzer: Any, source: str, annotat
             target = target.with_suffix(".ppm")
         if not cv2.imwrite(str(target), annotate(to_bgr(image), results, args.blur)):
             raise InputError(f"{target}: could not write the annotated image")
-        log.info("event=annotated source=%s path=%s", source, target)
-    log.info(
-        "event=image source=%s faces=%d seconds=%.3f %s",
-        source,
-        len(results),
-        time.perf_counter() - t0,
-        _stage_ms(analyzer, before, 1),
-    )
+        logs.event(log.info, "annotated", source=source, path=target)
+    seconds = round(time.perf_counter() - t0, 3)
+    logs.event(log.info, "image", source=source, faces=len(results), seconds=seconds, **_stage_ms(analyzer, before, 1))
     return len(results)
 
 
@@ -205,7 +210,7 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
     fps = args.fps if args.fps else None
     t0 = time.perf_counter()
     before = dict(analyzer.times.seconds)
-    log.info("event=video_start source=%s frames=%s sample_fps=%s", source, total, fps)
+    logs.event(log.info, "video_start", source=source, frames=total, sample_fps=fps)
     with ExitStack() as stack:
         writer: VideoWriter | None = None
         bar = tqdm(
@@ -223,13 +228,14 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
             emit(source, frame.index, round(frame.timestamp, 3), results)
             n_frames += 1
             n_faces += len(results)
-            log.info(
-                "event=frame source=%s frame=%d t=%.3f faces=%d ms=%.1f",
-                source,
-                frame.index,
-                frame.timestamp,
-                len(results),
-                1000 * (time.perf_counter() - t_frame),
+            logs.event(
+                log.info,
+                "frame",
+                source=source,
+                frame=frame.index,
+                t=round(frame.timestamp, 3),
+                faces=len(results),
+                ms=round(1000 * (time.perf_counter() - t_frame), 1),
             )
             if annotate_dir:
                 if writer is None:
@@ -239,15 +245,16 @@ def _analyze_video(args: argparse.Namespace, analyzer: Any, source: str, annotat
                     writer = stack.enter_context(VideoWriter(target, fps or video_fps(source), (w, h)))
                 writer.write(annotate(frame.image, results, args.blur))
     if writer is not None:
-        log.info("event=annotated source=%s path=%s codec=%s frames=%d", source, writer.path, writer.codec, n_frames)
+        logs.event(log.info, "annotated", source=source, path=writer.path, codec=writer.codec, frames=n_frames)
     seconds = time.perf_counter() - t0
-    log.info(
-        "event=video source=%s frames=%d faces=%d seconds=%.2f fps=%.1f %s",
-        source,
-        n_frames,
-        n_faces,
-        seconds,
-        n_frames / max(seconds, 1e-9),
-        _stage_ms(analyzer, before, n_frames),
+    logs.event(
+        log.info,
+        "video",
+        source=source,
+        frames=n_frames,
+        faces=n_faces,
+        seconds=round(seconds, 2),
+        fps=round(n_frames / max(seconds, 1e-9), 1),
+        **_stage_ms(analyzer, before, n_frames),
     )
     return n_faces

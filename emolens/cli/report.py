@@ -9,6 +9,7 @@ from typing import Any
 
 from emolens.cli.options import existing_store, settings_from
 from emolens.errors import ConfigError, InputError
+from emolens.settings import parse_time
 
 HELP = "a period's statistics as one self-contained HTML report with plots, or CSV"
 
@@ -18,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", required=True, help="start, ISO date or time (in --tz; default UTC)")
     p.add_argument("--until", required=True, help="end, exclusive; the report compares with the period before")
     p.add_argument("--by", choices=["zone", "site", "camera"], default="zone", help="group by (default zone)")
-    p.add_argument("--out", required=True, help="report.html, or a .zip of CSV tables with --format csv")
-    p.add_argument("--format", choices=["html", "csv"], help="html (default), or csv (default for a .zip --out)")
+    p.add_argument("--out", required=True, help="report.html, or report.zip for its tables as CSV")
+    p.add_argument("--format", choices=["html", "csv"], help="optional: follows --out's suffix (.html, .zip)")
     p.add_argument("--tz", help="time zone of hours of day and weekdays, e.g. Europe/Berlin (default UTC)")
     p.add_argument("--k", type=int, help="hide groups with fewer distinct visitors (EMOLENS_K_ANONYMITY, default 5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)")
@@ -28,13 +29,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _report_time(flag: str, text: str, tz: Any) -> Any:
     """``--since``/``--until``: an ISO date or time; without a zone it is in ``--tz``. Returned
     as naive UTC, as the store keeps time."""
-    from datetime import UTC, datetime
+    return parse_time(flag, text, tz).replace(tzinfo=None)
 
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"{flag} {text!r} is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00") from exc
-    return (t if t.tzinfo else t.replace(tzinfo=tz)).astimezone(UTC).replace(tzinfo=None)
+
+REPORT_FORMATS = {".html": "html", ".htm": "html", ".zip": "csv"}  # --out's suffix -> what it holds
+
+
+def _report_format(out: Path, asked: str | None) -> str:
+    """One rule: the format follows ``--out``'s suffix (*.html: the page, *.zip: its tables as
+    CSV); ``--format``, when given, must agree with it."""
+    fmt = REPORT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(f"--out {out}: name it *.html for the report or *.zip for its tables as CSV")
+    if asked is not None and asked != fmt:
+        holds = (
+            "one CSV per table into a zip, so name it *.zip" if asked == "csv" else "an HTML page, so name it *.html"
+        )
+        raise InputError(f"--out {out}: --format {asked} writes {holds}")
+    return fmt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,10 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"--tz {args.tz!r} is not a time zone name such as Europe/Berlin") from exc
     since, until = _report_time("--since", args.since, tz), _report_time("--until", args.until, tz)
-    fmt = args.format or ("csv" if args.out.endswith(".zip") else "html")
     out = Path(args.out)
-    if fmt == "csv" and out.suffix.lower() != ".zip":
-        raise InputError(f"--out {out}: --format csv writes one CSV per table into a zip, so name it *.zip")
+    fmt = _report_format(out, args.format)
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
     with existing_store(settings) as store:

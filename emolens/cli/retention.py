@@ -16,11 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``emolens retention apply``: delete what is older than the configured ages and say what went."""
-    from emolens.store.retention import Policy, apply_retention
+    from emolens.store import Policy
 
     settings = settings_from(args)
     with existing_store(settings) as store:
-        removed = apply_retention(store, Policy.from_settings(settings))
+        removed = store.apply_retention(Policy.from_settings(settings))
     for r in removed:
         print(r.describe())
     return 0

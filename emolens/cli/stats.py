@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from emolens.cli.options import existing_store, settings_from
-from emolens.errors import ConfigError, NotFound
-from emolens.settings import Settings
+from emolens.errors import NotFound
+from emolens.settings import Settings, parse_time
 
 HELP = "statistics: per-minute buckets, or by camera|zone|site per minute|hour|day"
 
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emolens.report import print_buckets
+    from emolens.tables import print_buckets
 
     settings = settings_from(args)
     with existing_store(settings) as store:
@@ -46,15 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _utc(flag: str, text: str | None) -> Any:
     """``--since``/``--until``: an ISO date or time, UTC unless it names a zone; naive UTC."""
-    from datetime import UTC, datetime
-
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"{flag} {text!r} is not an ISO date or time such as 2026-03-01 or 2026-03-01T08:00") from exc
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+    return parse_time(flag, text).replace(tzinfo=None) if text else None
 
 
 def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> int:
@@ -63,35 +55,30 @@ def _stats_query(args: argparse.Namespace, settings: Settings, store: Any) -> in
     Defaults: ``--every hour --by camera``, until now, since a day (minutes) or a week before."""
     from datetime import UTC, datetime, timedelta
 
-    from emolens.analytics import By, Every, query_stats
-    from emolens.report import print_stats
+    from emolens.analytics import By, Every, pages
+    from emolens.tables import print_stats
 
     every: Every = args.every or "hour"
     by: By = args.by or "camera"
     until = _utc("--until", args.until) or datetime.now(UTC).replace(tzinfo=None)
     since = _utc("--since", args.since) or until - timedelta(days=1 if every == "minute" else 7)
-    rows, token, suppressed = [], "", None
-    while True:
-        page = query_stats(
-            store,
-            since,
-            until,
-            by=by,
-            every=every,
-            k=settings.k_anonymity,
-            page_size=settings.stats_max_page_size,
-            page_token=token,
-            camera_id=args.camera_id,
-            zone=args.zone,
-            site=args.site,
-            max_rows=settings.stats_max_rows,
-            max_page_size=settings.stats_max_page_size,
-        )
+    rows, suppressed = [], None
+    for page in pages(
+        store,
+        since,
+        until,
+        by=by,
+        every=every,
+        k=settings.k_anonymity,
+        page_size=settings.stats_max_page_size,
+        camera_id=args.camera_id,
+        zone=args.zone,
+        site=args.site,
+        max_rows=settings.stats_max_rows,
+        max_page_size=settings.stats_max_page_size,
+    ):
         rows.extend(page.rows)
         suppressed = page.suppressed if suppressed is None else suppressed
-        token = page.next_page_token
-        if not token:
-            break
     if not rows and not suppressed:
         span = f"{since.isoformat(timespec='minutes')} to {until.isoformat(timespec='minutes')} UTC"
         print(f"no statistics from {span} (set --since/--until for another period)", file=sys.stderr)

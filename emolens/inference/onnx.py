@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
-from emolens.contract import MODELS, ModelInfo, load_model_info
+from emolens.contract import INPUT_NAME, MODELS, OUTPUT_NAME, ModelInfo, load_model_info
 from emolens.errors import ModelError
 
 
@@ -39,8 +39,10 @@ class OnnxClassifier:
                 raise ModelError(f"model {name!r}: {path} not found")
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             inputs, outputs = session.get_inputs(), session.get_outputs()
-            if [i.name for i in inputs] != ["image"] or [o.name for o in outputs] != ["logits"]:
-                raise ModelError(f"model {name!r} breaks the contract: needs input 'image' and output 'logits'")
+            if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+                raise ModelError(
+                    f"model {name!r} breaks the contract: needs input {INPUT_NAME!r} and output {OUTPUT_NAME!r}"
+                )
             self._info[name], self._sessions[name] = info, session
 
     def info(self, model: str) -> ModelInfo:
@@ -53,7 +55,7 @@ class OnnxClassifier:
         if len(images) == 0:
             return np.zeros((0, len(info.labels)), np.float32)
         try:
-            out = self._sessions[model].run(["logits"], {"image": np.ascontiguousarray(images, np.float32)})[0]
+            out = self._sessions[model].run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, np.float32)})[0]
         except (Fail, InvalidArgument, RuntimeException) as exc:  # e.g. crops of the wrong shape
             raise ModelError(f"model {model!r}: ONNX Runtime refused the batch {images.shape}: {exc}") from exc
         return np.asarray(out, np.float32)

@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from emolens import logs
 from emolens.contract import INPUT_NAME, MODELS, OUTPUT_NAME, ModelInfo, model_info, parse_config_json
 from emolens.errors import DeadlineExceeded, MissingExtra, ModelError, Unavailable
+from emolens.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,24 @@ class TritonClassifier:
         self._info: dict[str, ModelInfo] = {}
         self._info_lock = threading.Lock()
 
+    def _backoff(self) -> Backoff:
+        """The waits between tries: ``backoff_s``, doubled each time, no jitter (a call's
+        retries are few and its deadline bounds them)."""
+        return Backoff(initial_s=self.backoff_s, factor=2.0, maximum_s=float("inf"), jitter=0.0)
+
+    def request(self, x: np.ndarray) -> tuple[list[Any], list[Any]]:
+        """The inputs and requested outputs of one inference of ``x`` under the contract's
+        tensor names, for callers that send through :attr:`client` themselves (``emolens
+        bench`` keeps many requests in flight with ``async_infer``)."""
+        x = np.ascontiguousarray(x, np.float32)
+        inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        return [inp], [self._grpc.InferRequestedOutput(OUTPUT_NAME)]
+
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         from tritonclient.utils import InferenceServerException
 
-        delay = self.backoff_s
+        backoff = self._backoff()
         for attempt in range(self.retries + 1):
             try:
                 return fn()
@@ -71,11 +87,11 @@ class TritonClassifier:
                             f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
                         ) from exc
                     raise Unavailable(f"triton at {self.url}: {what}: {status} after {tries} tries") from exc
-                log.warning(
-                    "event=triton_retry what=%s attempt=%d status=%s delay_s=%.2f", what, attempt + 1, status, delay
+                delay = backoff.next_delay()
+                logs.event(
+                    log.warning, "triton_retry", what=what, attempt=attempt + 1, status=status, delay_s=round(delay, 2)
                 )
                 time.sleep(delay)
-                delay *= 2
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -110,7 +126,7 @@ class TritonClassifier:
             self._check(model)
         out = {m: np.zeros((0, len(self.info(m).labels)), np.float32) for m, x in batches.items() if len(x) == 0}
         todo = {m: x for m, x in batches.items() if len(x)}
-        delay = self.backoff_s
+        backoff = self._backoff()
         for attempt in range(self.retries + 1):
             failed: dict[str, Any] = {}
             for model, result in self._infer(todo).items():
@@ -132,15 +148,16 @@ class TritonClassifier:
                         f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
                     )
                 raise Unavailable(f"triton at {self.url}: {what}: {', '.join(sorted(statuses))} after {tries} tries")
-            log.warning(
-                "event=triton_retry what=%s attempt=%d status=%s delay_s=%.2f",
-                what,
-                attempt + 1,
-                ",".join(sorted(statuses)),
-                delay,
+            delay = backoff.next_delay()
+            logs.event(
+                log.warning,
+                "triton_retry",
+                what=what,
+                attempt=attempt + 1,
+                status=",".join(sorted(statuses)),
+                delay_s=round(delay, 2),
             )
             time.sleep(delay)
-            delay *= 2
             todo = {m: todo[m] for m in failed}
         raise AssertionError("unreachable")
 
@@ -157,15 +174,9 @@ class TritonClassifier:
                     done.set()
 
         for model, x in batches.items():
-            x = np.ascontiguousarray(x, np.float32)
-            inp = self._grpc.InferInput(INPUT_NAME, list(x.shape), "FP32")
-            inp.set_data_from_numpy(x)
+            inputs, outputs = self.request(x)
             self.client.async_infer(
-                model,
-                [inp],
-                partial(callback, model),
-                outputs=[self._grpc.InferRequestedOutput(OUTPUT_NAME)],
-                client_timeout=self.timeout_s,
+                model, inputs, partial(callback, model), outputs=outputs, client_timeout=self.timeout_s
             )
         self._wait(done, f"infer {', '.join(batches)}")
         with lock:

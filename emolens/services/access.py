@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import grpc
 import yaml
 
+from emolens import logs
 from emolens.errors import ConfigError, PermissionDenied, ResourceExhausted, Unauthenticated
 from emolens.services.grpc_errors import rewrapped
 from emolens.settings import Settings
@@ -458,10 +459,10 @@ class Access:
             try:
                 tokens = Tokens.load(self.tokens_file)
             except ConfigError as exc:
-                log.error("event=tokens_reload_failed reason=%r kept=%d", str(exc), len(self.tokens or ()))
+                logs.event(log.error, "tokens_reload_failed", reason=str(exc), kept=len(self.tokens or ()))
                 return
             self.tokens = tokens
-            log.info("event=tokens_reloaded tokens=%d", len(tokens))
+            logs.event(log.info, "tokens_reloaded", tokens=len(tokens))
         finally:
             self._reload_lock.release()
 
@@ -487,7 +488,7 @@ class Access:
 
 def _refused(context: grpc.ServicerContext, exc: Exception, client: str = "") -> Exception:
     """``exc``, after logging the refusal with the caller's address (never the token)."""
-    log.warning("event=access_refused peer=%s client=%s reason=%r", _peer_host(context.peer()), client or "-", str(exc))
+    logs.event(log.warning, "access_refused", peer=_peer_host(context.peer()), client=client or "-", reason=str(exc))
     return exc
 
 
@@ -504,7 +505,7 @@ def _guard_unary(behaviour: Callable[..., Any], access: Access, method: str) -> 
         client = access.client(context)
         if client.rate_limited:
             _limited(context, client, lambda: access.limits.take(client.name))
-        log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
+        logs.event(log.debug, "rpc_admitted", method=method, client=client.name)
         return behaviour(request, context)
 
     return handler
@@ -517,7 +518,7 @@ def _guard_streaming(behaviour: Callable[..., Iterator[Any]], access: Access, me
             _limited(context, client, lambda: access.limits.take(client.name))
         release = _limited(context, client, lambda: access.limits.open_stream(client.name))
         context.add_callback(release)  # however the call ends: the client may just go away
-        log.debug("event=rpc_admitted method=%s client=%s", method, client.name)
+        logs.event(log.debug, "rpc_admitted", method=method, client=client.name)
         try:
             yield from behaviour(request, context)
         finally:

@@ -33,6 +33,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
+from emolens import logs
 from emolens.analytics import DEFAULT_PAGE_SIZE, By, Every, query_stats
 from emolens.bus import make_bus
 from emolens.errors import ConfigError, DeadlineExceeded, InputError, NotFound, QueryTooLarge, Unavailable
@@ -157,7 +158,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
             if not live_optional:
                 raise
             self._live_down_until = time.monotonic() + LIVE_RETRY_AFTER_S
-            log.warning("event=live_degraded method=QueryStats reason=%r", str(exc))
+            logs.event(log.warning, "live_degraded", method="QueryStats", reason=str(exc))
             return known
         for camera_id in live_cameras:
             known.setdefault(camera_id, Camera(camera_id))
@@ -212,7 +213,7 @@ class AnalyticsService(analytics_pb2_grpc.AnalyticsServicer):
             raise InputError("since and until are required with granularity")
         settings = self.settings
         page = query_stats(
-            self.store,  # type: ignore[arg-type]  # the gateway's store is an SqlStore
+            self.store,
             since,
             until,
             by=_GROUPING.get(request.group_by, "camera"),
@@ -307,9 +308,9 @@ class DependencyCheck:
         ok = not reason
         if ok != self.ok:
             if ok:
-                log.info("event=gateway_health status=SERVING")
+                logs.event(log.info, "gateway_health", status="SERVING")
             else:
-                log.warning("event=gateway_health status=NOT_SERVING reason=%r", reason)
+                logs.event(log.warning, "gateway_health", status="NOT_SERVING", reason=reason)
         self.ok = ok
         self.report(ok)
         return ok
@@ -472,13 +473,14 @@ def build_server(
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {address} (in use, or not an address of this machine)") from exc
     auth = f"{len(service.access.tokens)} tokens" if service.access.tokens is not None else "off (loopback)"
-    log.info(
-        "event=gateway_ready address=%s port=%d tls=%s client_certs=%s auth=%s reflection=%s",
-        address,
-        port,
-        credentials is not None,
-        bool(settings.tls_client_ca),
-        auth,
-        reflection,
+    logs.event(
+        log.info,
+        "gateway_ready",
+        address=address,
+        port=port,
+        tls=credentials is not None,
+        client_certs=bool(settings.tls_client_ca),
+        auth=auth,
+        reflection=reflection,
     )
     return GatewayServer(server, health_servicer, service, address.rpartition(":")[0]), port

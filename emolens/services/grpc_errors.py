@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from emolens import metrics
+from emolens import logs, metrics
 from emolens.errors import (
     DeadlineExceeded,
     EmolensError,
@@ -79,13 +79,13 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> NoRetu
     code, details = status_of(exc)
     if code == grpc.StatusCode.INTERNAL:
         ref = uuid.uuid4().hex[:12]
-        log.error("event=rpc_failed method=%s code=%s ref=%s", method, code.name, ref, exc_info=exc)
+        logs.event(log.error, "rpc_failed", method=method, code=code.name, ref=ref, exc_info=exc)
         details = f"{details} (ref {ref})"
     elif any(code == c for _, c, _ in _OUTAGE):
-        log.warning("event=rpc_failed method=%s code=%s error=%r", method, code.name, str(exc), exc_info=exc)
+        logs.event(log.warning, "rpc_failed", method=method, code=code.name, error=str(exc), exc_info=exc)
     else:
         # with the caller's address: who was refused is what an operator looks for
-        log.info("event=rpc_refused method=%s code=%s peer=%s error=%r", method, code.name, context.peer(), str(exc))
+        logs.event(log.info, "rpc_refused", method=method, code=code.name, peer=context.peer(), error=str(exc))
     context.abort(code, details)
     raise AssertionError("unreachable: abort raises")
 

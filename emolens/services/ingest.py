@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from emolens import logs
 from emolens.bus import make_bus
 from emolens.media import is_live
 from emolens.metrics import serve_metrics
@@ -27,13 +28,13 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         ingest.on_ready, ingest.on_beat = health.set, health.beat
     # the source is not logged: a camera URL may carry a password
     live = is_live(args.source)
-    log.info("event=ingest_started camera=%s live=%s fps=%g", args.camera_id, live, settings.fps)
+    logs.event(log.info, "ingest_started", camera=args.camera_id, live=live, fps=settings.fps)
     try:
         n = ingest.run(args.source, start)
     finally:
         if health is not None:
             health.close()
         bus.close()
-    log.info("event=ingest_finished camera=%s published=%d", args.camera_id, n)
+    logs.event(log.info, "ingest_finished", camera=args.camera_id, published=n)
     print(f"ingest {args.camera_id}: published {n} frames to {settings.bus}", file=sys.stderr)
     return 0

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from emolens import logs
+from emolens.errors import ConfigError
 from emolens.metrics import serve_metrics
 from emolens.settings import Settings
 
@@ -45,7 +47,10 @@ class Health:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
         self.servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
-        self.server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpc's "Failed to bind": a port taken is a setting to change
+            raise ConfigError(f"health port {host}:{port}: cannot bind it, in use? (EMOLENS_HEALTH_PORT)") from exc
         self.server.start()
         self.set(True)
         self.set_name(LIVENESS, True)
@@ -65,7 +70,9 @@ class Health:
             now_alive = time.monotonic() - self._beat < self.liveness_timeout_s
             if now_alive != alive:
                 if not now_alive:
-                    log.error("event=not_alive service=%s stalled_s=%.0f", self.service, time.monotonic() - self._beat)
+                    logs.event(
+                        log.error, "not_alive", service=self.service, stalled_s=round(time.monotonic() - self._beat, 0)
+                    )
                 self.servicer.set(LIVENESS, self._status(now_alive))
                 alive = now_alive
 
@@ -119,9 +126,9 @@ def serve(name: str, step: Callable[[], int], stop: threading.Event, idle_exit_s
         elif idle_exit_s is not None and now - idle_since > idle_exit_s:
             break
         if now - last_report > 10:
-            log.info("event=progress service=%s handled=%d", name, total)
+            logs.event(log.info, "progress", service=name, handled=total)
             last_report = now
-    log.info("event=stopped service=%s handled=%d", name, total)
+    logs.event(log.info, "stopped", service=name, handled=total)
     return total
 
 

@@ -20,7 +20,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
+from emolens import logs
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, Bus
 from emolens.stages import Aggregator, Detector
 
@@ -92,13 +94,13 @@ class PipelineStatus:
         for s in statuses:
             if self._seen.get(s.stage) != s.ok:
                 level = logging.INFO if s.ok else logging.WARNING
-                log.log(
-                    level,
-                    "event=pipeline_status stage=%s status=%s backlog=%s reason=%r",
-                    s.stage,
-                    "SERVING" if s.ok else "NOT_SERVING",
-                    s.backlog,
-                    s.reason,
+                logs.event(
+                    partial(log.log, level),
+                    "pipeline_status",
+                    stage=s.stage,
+                    status="SERVING" if s.ok else "NOT_SERVING",
+                    backlog=s.backlog,
+                    reason=s.reason,
                 )
                 self._seen[s.stage] = s.ok
             self.report(s.health_name, s.ok)

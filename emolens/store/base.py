@@ -1,14 +1,24 @@
-"""The store seam: idempotent per-minute aggregation and queries over it."""
+"""The store seam: idempotent per-minute aggregation, and every read over it (buckets, the
+grouped statistics, the dwell-time histogram of visitor timelines, retention), so no caller
+builds SQL or reaches into an adapter. :class:`~emolens.store.sql.SqlStore` serves it on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
+from emolens.settings import Settings
+
+By = Literal["camera", "zone", "site"]
+Every = Literal["minute", "hour", "day"]
+BY: tuple[By, ...] = ("camera", "zone", "site")
+EVERY: tuple[Every, ...] = ("minute", "hour", "day")
+RowKey = tuple[datetime, str, str, str]  # (period_start, site, zone, camera_id): the order of StatsRows
 
 
 @dataclass
@@ -70,6 +80,90 @@ class Camera:
     site: str = ""
 
 
+@dataclass(frozen=True)
+class StatsRow:
+    """One group's figures over one period. ``zone`` is "" when grouped by site, ``camera_id``
+    "" unless grouped by camera; the means are None where nothing was counted."""
+
+    site: str
+    zone: str
+    camera_id: str
+    period_start: datetime
+    cameras: int
+    frames: int
+    faces: int
+    visitors: int
+    low_quality: int
+    smiles: int
+    smile_rate: float | None
+    mean_quality: float | None
+    mean_dwell_s: float | None  # None by minute: dwell is kept per hour and day
+    emotions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        return self.camera_id or self.zone or self.site
+
+    @property
+    def key(self) -> RowKey:
+        """Where the row sorts: by period, then site, zone and camera."""
+        return (self.period_start, self.site, self.zone, self.camera_id)
+
+    @property
+    def top_emotion(self) -> str | None:
+        return max(EMOTIONS, key=lambda e: self.emotions.get(e, 0)) if self.faces else None
+
+
+@dataclass(frozen=True)
+class StatsFilter:
+    """Which cameras a statistics query covers: every filter given must hold; ``camera_ids``
+    is a caller's scope (None: all cameras; empty: none)."""
+
+    camera_id: str | None = None
+    zone: str | None = None
+    site: str | None = None
+    camera_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Retention ages in days (0 = keep forever) and the replay window in seconds."""
+
+    minutes_days: int = Settings.retention_minutes_days
+    hourly_days: int = Settings.retention_hourly_days
+    daily_days: int = Settings.retention_daily_days
+    timelines_days: int = Settings.retention_timelines_days
+    replay_window_s: int = Settings.replay_window_s
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Policy:
+        return cls(
+            s.retention_minutes_days,
+            s.retention_hourly_days,
+            s.retention_daily_days,
+            s.retention_timelines_days,
+            s.replay_window_s,
+        )
+
+
+@dataclass
+class Removed:
+    """What retention removed from one table."""
+
+    table: str
+    cutoff: datetime | None  # rows before it went; None: kept forever
+    rows: int = 0  # rows deleted, those in dropped partitions included
+    partitions: list[str] = field(default_factory=list)  # dropped whole (PostgreSQL)
+
+    def describe(self) -> str:
+        if self.cutoff is None:
+            return f"{self.table}: kept (no age set)"
+        what = f"{self.rows:,} row(s) before {self.cutoff:%Y-%m-%d %H:%M}"
+        if self.partitions:
+            what += f", {len(self.partitions)} partition(s) dropped ({', '.join(self.partitions)})"
+        return f"{self.table}: removed {what}"
+
+
 class Store(Protocol):
     def ensure_camera(self, camera: Camera) -> None:
         """Register ``camera`` with its zone and site, or move it there: configuration only
@@ -110,6 +204,43 @@ class Store(Protocol):
 
     def totals(self) -> dict[str, Totals]:
         """Each camera's frames, faces, smiles and emotion counts over all stored minutes."""
+        ...
+
+    def count_groups(self, by: By, where: StatsFilter) -> int:
+        """How many ``by`` groups (cameras, zones or sites) the filter covers."""
+        ...
+
+    def stats_rows(
+        self,
+        by: By,
+        every: Every,
+        since: datetime,
+        until: datetime,
+        where: StatsFilter,
+        *,
+        k: int,
+        after: RowKey | None = None,
+        limit: int | None = None,
+    ) -> list[StatsRow]:
+        """The figures per ``by`` group and ``every`` period starting in ``[since, until)``
+        (naive UTC) whose period saw at least ``k`` visitors, in :attr:`StatsRow.key` order,
+        only those after ``after``, at most ``limit``."""
+        ...
+
+    def count_suppressed(
+        self, by: By, every: Every, since: datetime, until: datetime, where: StatsFilter, k: int
+    ) -> int:
+        """How many group-periods of the same query had fewer than ``k`` visitors."""
+        ...
+
+    def dwell_histogram(self, since: datetime, until: datetime, edges: Sequence[float]) -> list[int] | None:
+        """Visitors first seen in ``[since, until)`` per dwell-time bin: bin ``i`` holds visits
+        of at least ``edges[i]`` seconds and less than ``edges[i + 1]`` (the last: no upper
+        bound). None where the store holds no timelines or the role may not read them."""
+        ...
+
+    def apply_retention(self, policy: Policy, now: datetime | None = None) -> list[Removed]:
+        """Delete everything older than the policy's ages; returns what went, table by table."""
         ...
 
     def close(self) -> None: ...

@@ -19,6 +19,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
+from emolens import logs
+
 log = logging.getLogger(__name__)
 
 PARTITIONED = ("minute_buckets", "bucket_tracks")
@@ -86,7 +88,7 @@ def create(conn: Connection, days: Iterable[datetime]) -> list[str]:
             )
             made.append(name)
     if made:
-        log.info("event=partitions_created names=%s", ",".join(made))
+        logs.event(log.info, "partitions_created", names=",".join(made))
     return made
 
 

@@ -24,13 +24,26 @@ from sqlalchemy.exc import (
     InterfaceError,
     NoSuchModuleError,
     OperationalError,
+    ProgrammingError,
 )
 
 from emolens.errors import ConfigError, MissingExtra, NotFound, Unavailable
 from emolens.observations import FrameObservations, Totals
 from emolens.results import EMOTIONS
-from emolens.store import partitions, rollups, seen
-from emolens.store.base import Bucket, Camera, Folded, fold_frames
+from emolens.store import partitions, retention, rollups, seen, stats
+from emolens.store.base import (
+    Bucket,
+    By,
+    Camera,
+    Every,
+    Folded,
+    Policy,
+    Removed,
+    RowKey,
+    StatsFilter,
+    StatsRow,
+    fold_frames,
+)
 from emolens.store.schema import bucket_tracks, cameras, frames_seen_blocks, metadata, minute_buckets
 
 __all__ = ["SqlStore", "bucket_tracks", "cameras", "frames_seen_blocks", "metadata", "minute_buckets"]
@@ -328,6 +341,57 @@ class SqlStore:
         with self._outage(), self.engine.connect() as conn:
             rows = conn.execute(select(cameras).order_by(cameras.c.camera_id)).all()
         return [Camera(r.camera_id, r.zone, r.site) for r in rows]
+
+    def count_groups(self, by: By, where: StatsFilter) -> int:
+        with self._outage(), self.engine.connect() as conn:
+            return stats.count_groups(conn, by, where)
+
+    def stats_rows(
+        self,
+        by: By,
+        every: Every,
+        since: datetime,
+        until: datetime,
+        where: StatsFilter,
+        *,
+        k: int,
+        after: RowKey | None = None,
+        limit: int | None = None,
+    ) -> list[StatsRow]:
+        with self._outage(), self.engine.connect() as conn:
+            return stats.stats_rows(conn, by, every, since, until, where, k, after, limit)
+
+    def count_suppressed(
+        self, by: By, every: Every, since: datetime, until: datetime, where: StatsFilter, k: int
+    ) -> int:
+        with self._outage(), self.engine.connect() as conn:
+            return stats.count_suppressed(conn, by, every, since, until, where, k)
+
+    def dwell_histogram(self, since: datetime, until: datetime, edges: Sequence[float]) -> list[int] | None:
+        try:
+            with self.engine.connect() as conn:
+                return stats.dwell_histogram(conn, since, until, edges)
+        except (ProgrammingError, OperationalError) as exc:
+            if stats.missing_or_denied(exc):
+                return None  # a database without timelines, or a role that may not read them
+            raise Unavailable(f"the {self.engine.dialect.name} database is unavailable") from exc
+        except InterfaceError as exc:
+            raise Unavailable(f"the {self.engine.dialect.name} database is unavailable") from exc
+
+    def apply_retention(self, policy: Policy, now: datetime | None = None) -> list[Removed]:
+        """See :mod:`emolens.store.retention`: partitions dropped whole on PostgreSQL, rows
+        deleted elsewhere, then the frames' replay window pruned."""
+        now = now or _utcnow()
+        try:
+            with self._outage():
+                out = retention.delete_older(self.engine, policy, now)
+        finally:
+            self._partitions.clear()  # a dropped day is made again if a backfill needs it
+        window = timedelta(seconds=policy.replay_window_s)
+        seen_blocks = Removed("frames_seen_blocks", now - window)
+        seen_blocks.rows = self.prune_seen(window)
+        out.append(seen_blocks)
+        return out
 
     def close(self) -> None:
         self.engine.dispose()

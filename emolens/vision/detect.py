@@ -23,14 +23,12 @@ from typing import ClassVar, Protocol
 import cv2
 import numpy as np
 
+from emolens import logs
 from emolens.errors import ConfigError, ModelError
 from emolens.geometry import centre, overlap_of_smaller
 from emolens.settings import DETECTORS
 
 log = logging.getLogger(__name__)
-
-# Landmark order of BlazeFace; "right" is the subject's right (image left for a frontal face).
-LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,9 @@ class Detection:
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     score: float
-    landmarks: np.ndarray = field(repr=False)  # float32 [6, 2], LANDMARK_NAMES order
+    # float32 [6, 2] in BlazeFace's order: right eye, left eye, nose tip, mouth, right ear, left
+    # ear ("right" is the subject's right: image left for a frontal face)
+    landmarks: np.ndarray = field(repr=False)
 
     @property
     def width(self) -> float:
@@ -455,12 +455,13 @@ class SmallFaceDetector:
                 face *= 1.1
                 tiles = small_face_tiles(width, height, face)
             if face != self.min_face_px:
-                log.info(
-                    "event=min_face_raised width=%d height=%d min_face_px=%.0f tiles=%d",
-                    width,
-                    height,
-                    face,
-                    len(tiles),
+                logs.event(
+                    log.info,
+                    "min_face_raised",
+                    width=width,
+                    height=height,
+                    min_face_px=round(face, 0),
+                    tiles=len(tiles),
                 )
             self._tiles[key] = tiles
         return self._tiles[key]
@@ -573,6 +574,6 @@ def make_detector(name: str = "auto", min_score: float = 0.5, threads: int = 0, 
         try:
             return make_detector("blazeface", min_score=min_score, threads=threads, min_face_px=min_face_px)
         except ModelError as exc:
-            log.warning("event=detector_fallback reason=%r fallback=haar", str(exc))
+            logs.event(log.warning, "detector_fallback", reason=str(exc), fallback="haar")
             return HaarFaceDetector()
     raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

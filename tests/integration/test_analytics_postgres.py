@@ -46,6 +46,11 @@ def test_postgres_k_rule_everywhere(pg, capsys):
     checks.check_k_everywhere(store, url, obs, capsys)
 
 
+def test_postgres_store_answers_statistics_and_dwell_reads(pg):
+    store, _, obs = pg
+    checks.check_read_seam(store, obs)
+
+
 def test_postgres_retention_drops_partitions(pg):
     store, _, obs = pg
     checks.check_retention(store, obs)

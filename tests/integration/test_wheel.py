@@ -193,3 +193,35 @@ def test_installed_gateway_answers_analyze_image(installed, astronaut):
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_the_release_files_carry_the_licence_and_pass_twine_check(tmp_path):
+    """The sdist and the wheel a release uploads: each holds the Apache-2.0 LICENSE the metadata
+    names, and `twine check` accepts both (the README renders as the package's page)."""
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".tools", ".run", "demo", "__pycache__"),
+    )
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "-q", "--outdir", str(dist), str(source)], check=True, timeout=900)
+    (wheel,) = dist.glob("emolens-*.whl")
+    (sdist,) = dist.glob("emolens-*.tar.gz")
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names), names
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        assert any(n.endswith("/LICENSE") for n in tar.getnames())
+    check = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -245,6 +245,24 @@ def test_help_loads_no_tool_and_no_training_stack():
     assert out.stdout.strip() == "[]"
 
 
+def test_evaluate_without_skimage_says_so_before_any_figure(tmp_path, capsys, monkeypatch):
+    """The pipeline evaluation's backgrounds need scikit-image, imported late: `evaluate` checks
+    for it first (before: from the wheel it ran ~12 s, printing the direct figures, then failed)."""
+    import importlib.util
+
+    from emolens_tools.evaluation import run
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else find_spec(name, *a)
+    )
+    loaded: list[object] = []
+    monkeypatch.setattr(run, "load_split", lambda *a: loaded.append(a))
+    assert main(["evaluate", "--data-dir", str(tmp_path), "--out", str(tmp_path / "c.md")]) == 2
+    assert one_error(capsys, alone=True).startswith("error: `emolens evaluate` needs 'skimage', which is not installed")
+    assert loaded == [] and not (tmp_path / "c.md").exists()
+
+
 def test_tool_verbs_pass_their_arguments_on(tmp_path, capsys):
     """bench, evaluate and dev hand every argument after the verb to their module's own parser."""
     assert main(["evaluate", "--data-dir", str(tmp_path), "--skip-pipeline", "--out", str(tmp_path / "c.md")]) == 2
@@ -332,6 +350,19 @@ def test_analyze_out_in_a_missing_folder(images, tmp_path, capsys):
     assert main(["analyze", str(images / "color.jpg"), "--out", str(out), *INF]) == 2
     assert one_error(capsys) == f"error: --out {out}: folder {out.parent} does not exist"
     assert not out.parent.exists()
+
+
+def test_analyze_outputs_make_what_they_name_never_the_folders_above(images, tmp_path, capsys):
+    """--out FILE and --annotate DIR follow one rule: the file or folder named is made, a
+    missing folder above it is an error (before: --annotate made a whole missing tree)."""
+    ann = tmp_path / "nodir" / "ann"
+    assert main(["analyze", str(images / "color.jpg"), "--annotate", str(ann), *INF]) == 2
+    assert one_error(capsys) == f"error: --annotate {ann}: folder {ann.parent} does not exist"
+    assert not ann.parent.exists()
+    out = tmp_path / "faces.jsonl"
+    argv = ["analyze", str(images / "color.jpg"), "--annotate", str(tmp_path / "ann"), "--out", str(out)]
+    assert main([*argv, *INF]) == 0
+    assert (tmp_path / "ann" / "color.jpg").is_file() and out.read_text().strip()
 
 
 def test_analyze_annotate_names_a_file(images, tmp_path, capsys):

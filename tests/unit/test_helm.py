@@ -326,7 +326,11 @@ def test_every_service_pod_serves_metrics_and_prometheus_can_find_it(manifests):
 def test_service_monitor_follows_its_switch(helm):
     camera = "cameras[0].id=cam-1,cameras[0].source=rtsp://cam-1/stream"
     assert not [d for d in docs(helm, "--set", camera) if d["kind"] == "ServiceMonitor"]
-    on = docs(helm, "--set", f"{camera},serviceMonitor.enabled=true,triton.enabled=false")
+    on = docs(
+        helm,
+        "--set",
+        f"{camera},serviceMonitor.enabled=true,triton.enabled=false,triton.externalUrl=triton://triton.shared:8001",
+    )
     assert [d["metadata"]["name"] for d in on if d["kind"] == "ServiceMonitor"] == ["t-emolens"]
 
 
@@ -370,3 +374,52 @@ def test_retention_cronjob_is_off_by_default_and_runs_retention_apply_like_the_o
     assert check.returncode == 0, check.stdout + check.stderr
     bad = render(helm, "--set", "retention.enabled=true,retention.schedule=daily")
     assert bad.returncode != 0 and re.search("schedule", bad.stderr), bad.stderr
+
+
+@pytest.mark.parametrize(
+    "release, prefix", [("emolens", "emolens-"), ("emolens-prod", "emolens-prod-"), ("t", "t-emolens-")]
+)
+def test_resource_names_hold_the_chart_name_once(helm, release, prefix):
+    """Helm's usual fullname: a release whose name holds the chart's is not followed by it again
+    (release "emolens" made emolens-emolens-gateway and emolens-emolens-dashboard-cameras)."""
+    proc = subprocess.run(
+        [
+            *(str(helm), "template", release, str(CHART)),
+            *("--set", "cameras[0].id=cam-1,cameras[0].source=rtsp://c/s,grafana.dashboards.enabled=true"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    manifests = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+    assert ("Deployment", f"{prefix}gateway") in names and ("ConfigMap", f"{prefix}dashboard-cameras") in names
+    assert not [n for _, n in names if "emolens-emolens" in n]
+    # every ConfigMap a pod reads its settings from is one the chart makes
+    config_maps = {n for kind, n in names if kind == "ConfigMap"}
+    for _, _, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            for source in c.get("envFrom", []):
+                assert source["configMapRef"]["name"] in config_maps
+
+
+def test_without_its_own_triton_the_chart_needs_the_one_to_call(helm):
+    """triton.enabled=false used to point the detectors at a Service the chart no longer made."""
+    cmd = [str(helm), "template", "emolens", str(CHART), "--set", "triton.enabled=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "triton.externalUrl" in proc.stderr
+    settings = [
+        d
+        for d in docs(helm, "--set", "triton.enabled=false,triton.externalUrl=triton://triton.shared:8001")
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-settings")
+    ]
+    assert settings[0]["data"]["EMOLENS_INFERENCE"] == "triton://triton.shared:8001"
+
+
+def test_a_camera_takes_more_ingest_options(helm):
+    camera = "cameras[0].id=rec-1,cameras[0].source=/rec/a.mp4,cameras[0].args={--start,2026-06-01T09:00:00Z}"
+    (ingest,) = [
+        d for d in docs(helm, "--set", camera) if d["kind"] == "Deployment" and "ingest" in d["metadata"]["name"]
+    ]
+    args = ingest["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--start", "2026-06-01T09:00:00Z"]

@@ -105,3 +105,15 @@ def test_0004_turns_the_rows_into_bitmaps_and_back(tmp_path):
     }
     assert current_revision(engine) == "0003"
     engine.dispose()
+
+
+def test_the_analytics_guide_describes_the_schema_of_the_head_revision():
+    """docs/analytics.md heads its schema table with the revision it describes: the latest one
+    (it said 0003 while describing 0004's frames_seen_blocks)."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text()
+    (named,) = re.findall(r"^## Schema \(as of migration `(\d+)`", guide, re.M)
+    assert named == head_revision()
+    assert "`frames_seen_blocks`" in guide

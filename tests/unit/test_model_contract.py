@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from emolens.contract import load_model_info, parse_config_text
+from emolens.contract import load_model_info, parse_config_text, training_folder
 from emolens.inference.onnx import OnnxClassifier
 from emolens.results import EMOTIONS
 from tests.conftest import MODEL_REPO
@@ -103,7 +103,7 @@ def test_onnx_agrees_with_pytorch_weights(name, astronaut):
     from emolens_tools.training.export import load_pytorch
     from emolens_tools.training.tasks import TASKS
 
-    model = load_pytorch(MODEL_REPO / name, TASKS[name])
+    model = load_pytorch(training_folder(MODEL_REPO, name), TASKS[name])
     assert len(model.members) == len(TASKS[name].members)
     x = _face_views(astronaut, SIZE[name])
     with torch.no_grad():
@@ -115,10 +115,20 @@ def test_onnx_agrees_with_pytorch_weights(name, astronaut):
 
 
 @pytest.mark.parametrize("name", ["smile", "emotion"])
+def test_the_repository_holds_what_triton_serves_and_training_lies_beside(name):
+    """model_repository/<model> is Triton's layout and nothing else; the PyTorch weights and the
+    training record are in model_training/<model> next to it."""
+    held = sorted(p.relative_to(MODEL_REPO / name).as_posix() for p in (MODEL_REPO / name).rglob("*") if p.is_file())
+    assert held == ["1/model.onnx", "config.pbtxt", "labels.txt"]
+    beside = training_folder(MODEL_REPO, name)
+    assert beside.parent.parent == MODEL_REPO.parent and (beside / "pytorch.pt").is_file()
+
+
+@pytest.mark.parametrize("name", ["smile", "emotion"])
 def test_export_checks_are_recorded(name):
     """training.json says what the export checked: fp32 graph == PyTorch, int8 == fp32."""
     import json
 
-    checks = json.loads((MODEL_REPO / name / "training.json").read_text())["export"]
+    checks = json.loads((training_folder(MODEL_REPO, name) / "training.json").read_text())["export"]
     assert checks["fp32_vs_pytorch_max_abs_diff"] < 1e-3
     assert checks["precision"] == "int8" and checks["int8_top1_agreement"] >= 0.97

@@ -139,8 +139,8 @@ def _emit(fmt: str, level: str) -> list[str]:
     saved = root.handlers[:], root.level
     try:
         logs.configure(level, fmt, out, force=True)
-        logging.getLogger("emolens.stages").info("event=ready stage=%s ready=%s reason=%r", "detector", True, "x y")
-        logging.getLogger("emolens.stages").debug("event=noise")
+        logs.event(logging.getLogger("emolens.stages").info, "ready", stage="detector", ready=True, reason="x y")
+        logs.event(logging.getLogger("emolens.stages").debug, "noise")
         logging.getLogger("kafka.conn").info("connecting to 127.0.0.1:9092")  # not ours: hidden
         logging.getLogger("kafka.conn").warning("event=broker_gone")
     finally:
@@ -155,12 +155,37 @@ def test_text_logs_are_one_key_value_line_per_event():
     assert "event=broker_gone" in lines[1]
 
 
-def test_json_logs_carry_the_pairs_as_fields():
+def test_text_lines_quote_only_what_needs_it():
+    (line, _) = _emit("text", "INFO")
+    assert line.endswith("event=ready stage=detector ready=True reason='x y'"), line
+
+
+def test_json_logs_carry_the_fields_as_data():
+    """The fields come from the record as the code passed them (a bool stays a bool), not parsed
+    back out of the text; another library's line that merely looks like pairs gets no fields."""
     first, second = (json.loads(line) for line in _emit("json", "INFO"))
-    assert (first["event"], first["stage"], first["ready"], first["reason"]) == ("ready", "detector", "True", "x y")
+    assert (first["event"], first["stage"], first["ready"], first["reason"]) == ("ready", "detector", True, "x y")
     assert first["level"] == "INFO" and first["logger"] == "emolens.stages"
-    assert second["event"] == "broker_gone" and second["level"] == "WARNING"
+    assert first["message"] == "event=ready stage=detector ready=True reason='x y'"
+    assert second["level"] == "WARNING" and second["message"] == "event=broker_gone" and "event" not in second
 
 
 def test_debug_shows_other_libraries_too():
     assert len(_emit("text", "DEBUG")) == 4
+
+
+def test_events_are_logged_through_logs_event():
+    """Fields travel as data only if every event goes through logs.event: no module writes an
+    ``event=`` message by hand (failpoints, beside logs in the layers, builds the same record)."""
+    from pathlib import Path
+
+    package = Path(logs.__file__).parent
+    tools = package.parent / "tools" / "emolens_tools"
+    by_hand = [
+        f"{p.relative_to(package.parent)}:{i}"
+        for p in sorted([*package.rglob("*.py"), *tools.rglob("*.py")])
+        if p.name not in ("logs.py", "failpoints.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if '"event=' in line or "'event=" in line
+    ]
+    assert by_hand == []

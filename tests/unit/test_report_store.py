@@ -15,7 +15,7 @@ import sys
 import termios
 import zipfile
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -195,6 +195,45 @@ def test_user_mistakes_are_one_line(filled, tmp_path, capsys, extra, message):
     assert main(["report", "--db", url, "--out", str(tmp_path / "r.html"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    "name, extra, message",
+    [
+        ("r.zip", ["--format", "html"], "--format html writes an HTML page, so name it *.html"),
+        ("r.txt", [], "name it *.html for the report or *.zip for its tables as CSV"),
+        ("r.txt", ["--format", "html"], "name it *.html for the report or *.zip for its tables as CSV"),
+        ("r.html", ["--format", "csv"], "--format csv writes one CSV per table into a zip, so name it *.zip"),
+    ],
+)
+def test_report_format_follows_the_out_suffix(filled, tmp_path, capsys, name, extra, message):
+    """One rule for --out and --format: the suffix says what the file holds and --format, if
+    given, must agree (before: HTML was written into r.zip and r.txt, only csv was checked)."""
+    url, *_ = filled
+    argv = ["report", "--db", url, "--since", "2026-03-03", "--until", "2026-03-05", "--out", str(tmp_path / name)]
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"error: --out {tmp_path / name}: {message}", err
+    assert not (tmp_path / name).exists()
+
+
+def test_report_too_large_names_the_reports_own_remedies_once(filled):
+    """The report has no --every: its refusal names what it does have, once (before: the stats
+    hint, --every included, then the report's own)."""
+    from emolens.analytics_report import collect
+    from emolens.analytics_report.source import StoreSource
+    from emolens.errors import QueryTooLarge
+
+    url, *_ = filled
+    store = SqlStore(url, create=False)
+    try:
+        with pytest.raises(QueryTooLarge) as err:
+            collect(StoreSource(store, max_rows=10), SINCE, UNTIL, "camera", 5, UTC)
+    finally:
+        store.close()
+    message = str(err.value)
+    assert "--every" not in message and message.count("--since") == 1 and message.count("--by") == 1, message
+    assert "span 4 camera(s) x 48 hour(s) = 192 rows, more than 10" in message, message
 
 
 def test_missing_database_is_not_created(tmp_path, capsys):

@@ -7,10 +7,10 @@ from sqlalchemy import event, func, select
 from emolens.errors import ConfigError, Unavailable
 from emolens.live import RedisLiveState
 from emolens.observations import FrameObservations
-from emolens.report import bucket_summary
 from emolens.results import EMOTIONS, FaceResult
 from emolens.store import Camera, SqlStore, seen
 from emolens.store.sql import frames_seen_blocks
+from emolens.tables import bucket_summary
 from tests.redelivery import accepted_long_ago, seen_frames
 
 T0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from emolens.contract import training_folder  # noqa: E402
 from emolens.inference.onnx import OnnxClassifier  # noqa: E402
 from emolens_tools.training import augment  # noqa: E402
 from emolens_tools.training.loop import _lr_at  # noqa: E402
@@ -39,17 +40,20 @@ def test_tiny_training_run_exports_a_contract_model(data_dir, tmp_path):
         "1",
     ]
     assert train_main(args) == 0
-    meta = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
+    meta = json.loads((training_folder(tmp_path / "repo", "smile") / "training.json").read_text())
     assert meta["epochs"] == 2 and len(meta["members"]) == len(TASKS["smile"].members)
     assert all(len(member["history"]) == 2 for member in meta["members"])  # --epochs applies to every member
     assert meta["export"]["precision"] == "int8" and meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
+    # the repository holds what Triton serves; weights and record lie beside it
+    assert sorted(p.name for p in (tmp_path / "repo" / "smile").iterdir()) == ["1", "config.pbtxt", "labels.txt"]
+    assert (tmp_path / "model_training" / "smile" / "pytorch.pt").is_file()
     clf = OnnxClassifier(tmp_path / "repo", models=("smile",))
     side = clf.info("smile").size
     assert side == TASKS["smile"].size
     assert clf.predict("smile", np.zeros((3, 1, side, side), np.float32)).shape == (3, 2)
     # resuming a finished run trains nothing more and exports the same best epoch
     assert train_main(args) == 0
-    again = json.loads((tmp_path / "repo" / "smile" / "training.json").read_text())
+    again = json.loads((training_folder(tmp_path / "repo", "smile") / "training.json").read_text())
     assert again["members"] == meta["members"]
 
 
@@ -62,9 +66,9 @@ def test_network_shape_override_is_exported_and_reloaded(data_dir, tmp_path, cap
     common += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
     repo = tmp_path / "repo"
     assert train_main([*common, "--channels", "8,16", "--reps", "1,1", "--repo", str(repo)]) == 0
-    meta = json.loads((repo / "smile" / "training.json").read_text())
+    meta = json.loads((training_folder(repo, "smile") / "training.json").read_text())
     assert meta["channels"] == [8, 16] and meta["reps"] == [1, 1]
-    model = load_pytorch(repo / "smile", TASKS["smile"])
+    model = load_pytorch(training_folder(repo, "smile"), TASKS["smile"])
     widths = {m.out_channels for m in model.members[0].modules() if isinstance(m, torch.nn.Conv2d)}
     assert widths == {8, 16}
     capsys.readouterr()
@@ -184,11 +188,11 @@ def test_a_recipe_can_ship_the_committed_teacher_beside_a_distilled_network(data
     args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
     assert train_main([*args, "--repo", str(repo)]) == 0
     assert "partial labels: 128 smile training faces" in capsys.readouterr().out
-    meta = json.loads((repo / "emotion" / "training.json").read_text())
+    meta = json.loads((training_folder(repo, "emotion") / "training.json").read_text())
     assert [m["source"] for m in meta["members"]] == ["teacher", "train"] and meta["flip_tta"]
     assert meta["members"][1]["distill"] and meta["members"][1]["init_from_teacher"]
     teacher = committed_teacher(TASKS["emotion"])
-    shipped = load_pytorch(repo / "emotion", TASKS["emotion"])
+    shipped = load_pytorch(training_folder(repo, "emotion"), TASKS["emotion"])
     for name, value in teacher.model.state_dict().items():
         torch.testing.assert_close(shipped.members[0].state_dict()[name], value)
     assert meta["members"][0]["best_val_accuracy"] == round(teacher.best_val_accuracy, 4)
@@ -219,14 +223,14 @@ def test_an_ensemble_can_mix_network_shapes_and_schedules(data_dir, tmp_path, mo
     args = ["--task", "smile", "--max-batches", "2", "--limit", "256", "--template-images", "30"]
     args += ["--data-dir", str(data_dir), "--no-progress", "--threads", "1", "--workdir", str(tmp_path / "w")]
     assert train_main([*args, "--repo", str(repo)]) == 0
-    meta = json.loads((repo / "smile" / "training.json").read_text())
+    meta = json.loads((training_folder(repo, "smile") / "training.json").read_text())
     assert [len(m["history"]) for m in meta["members"]] == [1, 2]
     assert [m["shape"] for m in meta["members"]] == [
         {"arch": "resnet", "channels": [8, 16], "reps": [1, 1]},
         {"arch": "vgg", "channels": [8, 12], "reps": [1, 1]},
     ]
     assert meta["export"]["fp32_vs_pytorch_max_abs_diff"] < 1e-3
-    shipped = load_pytorch(repo / "smile", TASKS["smile"])
+    shipped = load_pytorch(training_folder(repo, "smile"), TASKS["smile"])
     assert [type(m) for m in shipped.members] == [ResFaceNet, FaceNet]
     assert [m["weight"] for m in meta["members"]] == [2.0, 1.0] and shipped.weights == pytest.approx([2 / 3, 1 / 3])
     widths = [{c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)} for m in shipped.members]
@@ -265,7 +269,7 @@ def test_a_run_that_only_trains_needs_no_face_detector_and_takes_the_run_overrid
     assert (work / "smile-m1" / "best.pt").exists() and not (repo / "smile").exists()
     monkeypatch.setattr(run_module, "make_detector", real_detector)
     assert train_main([*args, "--member", "0"]) == 0  # the last member: trains, measures the crop box, exports
-    meta = json.loads((repo / "smile" / "training.json").read_text())
+    meta = json.loads((training_folder(repo, "smile") / "training.json").read_text())
     assert [m["lr"] for m in meta["members"]] == [0.013, 0.013]
     assert meta["suspect_weight"] == 0.5
     assert 0 < meta["crop_box_found_fraction"] <= 1

@@ -33,6 +33,20 @@ def test_unreachable_triton_is_unavailable_after_retries():
         clf.predict("emotion", np.zeros((1, 1, 48, 48), np.float32))
 
 
+def test_retries_wait_by_the_one_backoff_policy(caplog):
+    """Both retry loops (a config read, an inference) wait ``backoff_s`` doubled each try, as
+    ``retry.Backoff`` without jitter computes it."""
+    from emolens.retry import Backoff
+
+    clf = TritonClassifier(f"127.0.0.1:{closed_port()}", timeout_s=1, retries=3, backoff_s=0.01)
+    want = Backoff(initial_s=0.01, maximum_s=1.0, jitter=0.0)
+    expected = [f"delay_s={want.next_delay():.2f}" for _ in range(3)]
+    with caplog.at_level("WARNING", logger="emolens.inference.triton"), pytest.raises(Unavailable):
+        clf.info("smile")
+    delays = [m.split()[-1] for m in caplog.messages if m.startswith("event=triton_retry")]
+    assert delays == expected == ["delay_s=0.01", "delay_s=0.02", "delay_s=0.04"]
+
+
 def test_silent_triton_is_deadline_exceeded(black_hole):
     clf = TritonClassifier(f"127.0.0.1:{black_hole}", timeout_s=0.3, retries=1, backoff_s=0.01)
     with pytest.raises(DeadlineExceeded):

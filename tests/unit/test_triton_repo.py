@@ -23,7 +23,7 @@ def test_cpu_repository_keeps_batching_and_contract(tmp_path):
 
 def test_incomplete_repository_is_a_model_error(tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(MODEL_REPO, broken, ignore=shutil.ignore_patterns("*.pt", "training.json"))
+    shutil.copytree(MODEL_REPO, broken)
     (broken / "emotion" / "1" / "model.onnx").unlink()
     target = tmp_path / "r"
     with pytest.raises(ModelError, match="emotion"):

@@ -35,12 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emolens.contract import default_repository
+from emolens.contract import INPUT_NAME, default_repository
+from emolens.geometry import holds
 from emolens.inference import MODELS
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
-from emolens.report import markdown_table
 from emolens.settings import Settings
+from emolens.tables import markdown_table
 from emolens_tools import dev
 
 if TYPE_CHECKING:  # both need extras the other benchmarks do without
@@ -80,7 +81,7 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
     pytorch.pt; needs the train extra), batch 64, measured in alternating rounds."""
     import onnxruntime as ort
 
-    from emolens.contract import load_model_info
+    from emolens.contract import load_model_info, training_folder
     from emolens_tools.training.export import export, load_pytorch
     from emolens_tools.training.tasks import TASKS
 
@@ -91,7 +92,16 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             spec = TASKS[model]
             sample = rng.integers(0, 256, (8, spec.size, spec.size), dtype=np.uint8)
             crop_box = load_model_info(repo, model).crop_box
-            export(load_pytorch(repo / model, spec), spec, Path(tmp), sample, crop_box, {}, sample, quantize=False)
+            export(
+                load_pytorch(training_folder(repo, model), spec),
+                spec,
+                Path(tmp),
+                sample,
+                crop_box,
+                {},
+                sample,
+                quantize=False,
+            )
             sessions = {
                 name: ort.InferenceSession(str(path / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
                 for name, path in (("int8", repo), ("fp32", Path(tmp)))
@@ -101,8 +111,8 @@ def bench_precision(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
             spent = {name: 0.0 for name in sessions}
             for _ in range(3):
                 for name, session in sessions.items():
-                    session.run(None, {"image": x})
-                    n, dt = _run_for(partial(session.run, None, {"image": x}), 64, seconds / 3)
+                    session.run(None, {INPUT_NAME: x})
+                    n, dt = _run_for(partial(session.run, None, {INPUT_NAME: x}), 64, seconds / 3)
                     counts[name] += n
                     spent[name] += dt
             row = {f"{name}_batch64": counts[name] / spent[name] for name in sessions}
@@ -245,7 +255,7 @@ def _face_scores(
     a box holds the pasted face's centre; its label is that box's top emotion."""
     hit = correct = 0
     for faces, (cx, cy, label) in zip(found, truth, strict=True):
-        labels = [emotion for box, emotion in faces if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]]
+        labels = [emotion for box, emotion in faces if holds(box, cx, cy)]
         if labels:
             hit += 1
             correct += labels[0] == label
@@ -374,7 +384,6 @@ def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int
     client's async_infer from one thread (64 Python threads would measure the GIL, not Triton)."""
     import threading
 
-    grpc = clf._grpc
     slots = threading.Semaphore(in_flight)
     finished = threading.Event()
     count = [0]
@@ -389,13 +398,11 @@ def _async_rate(clf: TritonClassifier, x: np.ndarray, total: int, in_flight: int
             if count[0] == total:
                 finished.set()
 
-    inp = grpc.InferInput("image", list(x.shape), "FP32")
-    inp.set_data_from_numpy(x)
-    out = grpc.InferRequestedOutput("logits")
+    inputs, outputs = clf.request(x)
     t0 = time.perf_counter()
     for _ in range(total):
         slots.acquire()
-        clf.client.async_infer("emotion", [inp], done, outputs=[out])
+        clf.client.async_infer("emotion", inputs, done, outputs=outputs)
     finished.wait(300)
     return total / (time.perf_counter() - t0)
 
@@ -674,9 +681,10 @@ def _explain_zones_by_hour(store: Any, since: Any, until: Any) -> None:
     time of the biggest query goes (scan, sort, spills)."""
     from sqlalchemy import select
 
-    from emolens.analytics import MAX_PAGE_SIZE, _grouped
+    from emolens.analytics import MAX_PAGE_SIZE
+    from emolens.store.stats import grouped
 
-    window = _grouped("zone", "hour", since, until).subquery()
+    window = grouped("zone", "hour", since, until).subquery()
     q = select(window).order_by(window.c.period_start, window.c.site, window.c.zone).limit(MAX_PAGE_SIZE + 1)
     sql = str(q.compile(store.engine, compile_kwargs={"literal_binds": True}))
     with store.engine.connect() as conn:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emolens import logs
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, topic_retention
 from emolens.bus.kafka import KafkaBus
 from emolens.settings import Settings
@@ -182,11 +183,12 @@ def recycle(
         with contextlib.suppress(Exception):
             resume()
     done = Recycled(len(kept), expired, consumed, time.monotonic() - started)
-    log.warning(
-        "event=broker_recycled kept=%d expired=%d consumed=%d seconds=%.1f",
-        done.kept,
-        done.expired,
-        done.consumed,
-        done.seconds,
+    logs.event(
+        log.warning,
+        "broker_recycled",
+        kept=done.kept,
+        expired=done.expired,
+        consumed=done.consumed,
+        seconds=round(done.seconds, 1),
     )
     return done

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from emolens import logs
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
 from emolens.logs import configure
@@ -529,7 +530,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGHUP, lambda *_: retry.set())
-    log.info("event=supervisor_start pid=%d services=%d adopt=%s", os.getpid(), len(specs), bool(pids))
+    logs.event(log.info, "supervisor_start", pid=os.getpid(), services=len(specs), adopt=bool(pids))
     try:
         if pids:
             sup.adopt(pids)
@@ -540,7 +541,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             if retry.is_set():
                 retry.clear()
                 for name in sup.retry_given_up():
-                    log.warning("event=retry_given_up service=%s", name)
+                    logs.event(log.warning, "retry_given_up", service=name)
             sup.tick()
             if broker_memory_mb and time.monotonic() >= next_memory_check:
                 next_memory_check = time.monotonic() + 5
@@ -550,7 +551,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     finally:  # a supervisor that fails leaves nothing running that no one knows of
         stopping.set()
         sup.stop_all()
-    log.info("event=supervisor_stop pid=%d", os.getpid())
+    logs.event(log.info, "supervisor_stop", pid=os.getpid())
     return 0
 
 
@@ -579,7 +580,7 @@ def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: floa
         stop(Service("kafka", spec.url, kafka.pid, spec.workdir), sig=signal.SIGKILL)
         kafka.pid = start_spec(spec).pid
 
-    log.warning("event=broker_memory rss_mb=%.0f cap_mb=%g action=recycle", held, cap_mb)
+    logs.event(log.warning, "broker_memory", rss_mb=round(held), cap_mb=cap_mb, action="recycle")
     try:
         recycle(
             spec.url.removeprefix("kafka://"),
@@ -588,9 +589,9 @@ def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: floa
             resume=lambda: signal_all(signal.SIGCONT),
         )
     except Exception as exc:  # the broker as it was, or restarted by the next tick
-        log.error("event=broker_recycle_failed reason=%r", f"{type(exc).__name__}: {exc}")
+        logs.event(log.error, "broker_recycle_failed", reason=f"{type(exc).__name__}: {exc}")
         return False
-    log.info("event=broker_memory rss_mb=%.0f after=recycle", rss_mb(kafka.pid))
+    logs.event(log.info, "broker_memory", rss_mb=round(rss_mb(kafka.pid), 0), after="recycle")
     return True
 
 
@@ -637,7 +638,7 @@ def up(
     if state and state.get("phase") == "up" and _alive(int(state["supervisor"])):
         given_up = [s["name"] for s in state["services"] if s["status"] == GAVE_UP]
         if given_up:
-            log.warning("event=retry_given_up services=%s", ",".join(given_up))
+            logs.event(log.warning, "retry_given_up", services=",".join(given_up))
             os.kill(int(state["supervisor"]), signal.SIGHUP)
             time.sleep(1)
         return _wait_up(workdir, int(state["supervisor"]), 180)
@@ -647,7 +648,7 @@ def up(
         )
     if state and state.get("services"):
         down_now = [s["name"] for s in state["services"] if not _alive(int(s["pid"]))]
-        log.warning("event=supervisor_down services_down=%s action=adopt", ",".join(down_now) or "none")
+        logs.event(log.warning, "supervisor_down", services_down=",".join(down_now) or "none", action="adopt")
     return _wait_up(workdir, _spawn_supervisor(workdir, source, policy, broker_memory_mb), 300)
 
 

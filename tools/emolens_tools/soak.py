@@ -21,6 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -84,8 +85,9 @@ class PacedMjpegServer:
         self._server.server_close()
 
 
-def _counter(c: object) -> float:
-    return float(c._value.get())  # type: ignore[attr-defined]
+def _counter(c: Any) -> float:
+    """A labelled counter's value, read through prometheus_client's public ``collect()``."""
+    return sum(s.value for m in c.collect() for s in m.samples if s.name.endswith("_total"))
 
 
 def run(

@@ -27,6 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from emolens import logs
+
 log = logging.getLogger(__name__)
 
 RUNNING, BACKOFF, GAVE_UP, DONE, STOPPED = "running", "backoff", "gave-up", "done", "stopped"
@@ -133,7 +135,7 @@ class Supervisor:
             if pid and exit_status(pid) is None:
                 child.pid, child.status = pid, RUNNING
             else:
-                log.warning("event=found_down service=%s pid=%d action=start", child.name, pid)
+                logs.event(log.warning, "found_down", service=child.name, pid=pid, action="start")
                 started.append(child.name)
                 self._start(child, first=False)
         self._changed()
@@ -149,7 +151,7 @@ class Supervisor:
         child.status = RUNNING
         if not first:
             child.restarts += 1
-            log.warning("event=restarted service=%s restarts=%d pid=%d", child.name, child.restarts, child.pid)
+            logs.event(log.warning, "restarted", service=child.name, restarts=child.restarts, pid=child.pid)
 
     def _crashed(self, child: Child, how: str) -> None:
         now = time.monotonic()
@@ -159,18 +161,19 @@ class Supervisor:
             child.crashes.popleft()
         if len(child.crashes) >= self.policy.limit:
             child.status = GAVE_UP
-            log.error(
-                "event=gave_up service=%s crashes=%d window_s=%g last_exit=%r hint=%r",
-                child.name,
-                len(child.crashes),
-                self.policy.window_s,
-                how,
-                "see its log; `emolens dev up` again retries it",
+            logs.event(
+                log.error,
+                "gave_up",
+                service=child.name,
+                crashes=len(child.crashes),
+                window_s=self.policy.window_s,
+                last_exit=how,
+                hint="see its log; `emolens dev up` again retries it",
             )
             return
         delay = self.policy.delay(len(child.crashes))
         child.status, child.next_start = BACKOFF, now + delay
-        log.warning("event=exited service=%s how=%r restart_in_s=%g", child.name, how, delay)
+        logs.event(log.warning, "exited", service=child.name, how=how, restart_in_s=round(delay, 3))
 
     def tick(self) -> None:
         """Check every child once: note who died, restart who is due."""
@@ -183,7 +186,7 @@ class Supervisor:
                 changed = True
                 if child.restart == "on-failure" and how == "code 0":
                     child.status, child.last_exit = DONE, how
-                    log.info("event=done service=%s", child.name)
+                    logs.event(log.info, "done", service=child.name)
                 else:
                     self._crashed(child, how)
             if child.status == BACKOFF and time.monotonic() >= child.next_start:

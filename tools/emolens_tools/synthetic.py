@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from emolens import logs
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.store import Bucket, Camera, Folded, Sighting, SqlStore
@@ -235,7 +236,7 @@ def generate(
                 rows += 1440
             if batch.buckets:
                 store.apply_folded(batch)
-        log.info("event=generated day=%s cameras=%d visitors=%d", day.date(), n_cameras, total)
+        logs.event(log.info, "generated", day=day.date(), cameras=n_cameras, visitors=total)
     return Generated(n_cameras, n_days, total, rows, time.perf_counter() - t0)
 
 

@@ -21,15 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.errors import EmolensError
 from emolens_tools.training.canvas import place_on_canvas
 from emolens_tools.training.data import load_split
 from emolens_tools.training.serving import photo_frames
 from emolens_tools.training.tasks import TASKS
 
 FRAME_H, FRAME_W = 480, 640
-# Photos with no face in them that the test faces are pasted on: the same as the model
-# card's pipeline evaluation (emolens_tools.evaluation.run.BACKGROUNDS).
+# Photos scikit-image ships, with no face in them, that the test faces are pasted on: here and
+# in the model card's pipeline evaluation (training uses others:
+# emolens_tools.training.serving.TRAIN_BACKGROUNDS).
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
 # How much each dataset's crop is enlarged in the frame (192 px faces), as in the model card.
 UPSCALES = {"emotion": 4, "smile": 3}
@@ -101,30 +101,6 @@ def pasted_faces(
         oy, ox = int(rng.integers(0, FRAME_H - side)), int(rng.integers(0, FRAME_W - side))
         frame = place_on_canvas(crop, upscale, backgrounds[int(rng.integers(len(backgrounds)))], oy, ox)
         yield PastedFace(frame, (ox + side / 2, oy + side / 2), side, int(label))
-
-
-def drifting_clip(face: np.ndarray, upscale: int, frames: int, rng: np.random.Generator) -> list[PastedFace]:
-    """``frames`` frames in which one face crop drifts across a still background by 4-12 px a
-    frame in a random direction (a person walking past a camera sampled at 5-15 fps)."""
-    backgrounds = _backgrounds()
-    background = backgrounds[int(rng.integers(len(backgrounds)))]
-    side = face.shape[0] * upscale
-    speed = rng.uniform(4, 12)
-    angle = rng.uniform(0, 2 * np.pi)
-    step = speed * np.array([np.cos(angle), np.sin(angle)])
-    span = np.abs(step) * (frames - 1)
-    lo = np.array([0.0, 0.0]) + np.where(step < 0, span, 0)
-    hi = np.array([FRAME_W - side, FRAME_H - side], np.float64) - np.where(step > 0, span, 0)
-    if np.any(hi <= lo):
-        raise EmolensError(f"a {side} px face cannot drift {frames} frames inside a {FRAME_W}x{FRAME_H} frame")
-    start = rng.uniform(lo, hi)
-    out = []
-    for k in range(frames):
-        ox, oy = (int(v) for v in start + k * step)
-        out.append(
-            PastedFace(place_on_canvas(face, upscale, background, oy, ox), (ox + side / 2, oy + side / 2), side, 0)
-        )
-    return out
 
 
 def _clutter(rng: np.random.Generator) -> np.ndarray:

@@ -1,5 +1,11 @@
+{{/* The release name, followed by the chart's unless it holds it already (as Helm's own
+     scaffold does): release "emolens" names its gateway emolens-gateway, not emolens-emolens-gateway. */}}
 {{- define "emolens.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
 {{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "emolens.labels" -}}

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from emolens.contract import EMOTION, SMILE
-from emolens.report import markdown_table
+from emolens.tables import markdown_table
 
 TEMPLATE = "model_card.md.tmpl"
 

@@ -15,6 +15,7 @@ number on `test`. Needs the ``train`` extra.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from emolens.contract import default_repository
+from emolens.contract import default_repository, training_folder
+from emolens.geometry import holds
 from emolens.inference import EMOTION, SMILE, Classifier, softmax
 from emolens.inference.onnx import OnnxClassifier
 from emolens.pipeline import Analyzer
@@ -34,6 +36,7 @@ from emolens.vision.preprocess import preprocess
 from emolens_tools.evaluation import small_faces
 from emolens_tools.evaluation.metrics import class_report, confusion_matrix, roc_auc
 from emolens_tools.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens_tools.testframes import BACKGROUNDS  # the photos test faces are pasted on
 from emolens_tools.training import augment as aug
 from emolens_tools.training.canvas import place_on_canvas
 from emolens_tools.training.data import DatasetMissingError, Split, load_split, resized
@@ -108,11 +111,6 @@ def choose_preprocessing(clf: OnnxClassifier, model: str, split: Split, seed: in
     return table
 
 
-# Photos scikit-image ships that the test faces are pasted on (training uses others, see
-# emolens_tools.training.serving.TRAIN_BACKGROUNDS).
-BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
-
-
 def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, seed: int) -> PipelineResult:
     """Paste each test face (upscaled) into a 640x480 frame over clutter and run the full pipeline."""
     from emolens.pipeline import Analyzer
@@ -130,7 +128,7 @@ def pipeline_eval(settings: Settings, model: str, split: Split, upscale: int, se
         oy, ox = int(rng.integers(0, 480 - side)), int(rng.integers(0, 640 - side))
         faces = analyzer.analyze(place_on_canvas(im, upscale, canvas, oy, ox))
         cx, cy = ox + side / 2, oy + side / 2
-        hits = [f for f in faces if f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]]
+        hits = [f for f in faces if holds(f.box, cx, cy)]
         if hits:
             found += 1
             f = max(hits, key=lambda f: f.detection_score)
@@ -196,6 +194,19 @@ def agreement(
     )
 
 
+# Imported late, by the pipeline evaluation's backgrounds (emolens.testframes), so checked before
+# any figure is computed: a missing one otherwise surfaced after the direct figures (~12 s).
+PIPELINE_NEEDS = ("skimage",)
+
+
+def require_modules(names: tuple[str, ...]) -> None:
+    """``ModuleNotFoundError`` naming the first of ``names`` that is not installed (the CLI turns
+    it into one line naming the extra)."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emolens evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -237,7 +248,7 @@ def _evaluate_model(
         "preprocessing_on_val": prep,
         "onnx_bytes": onnx_bytes,
     }
-    meta = args.repo / model / "training.json"
+    meta = training_folder(args.repo, model) / "training.json"
     info = clf.info(model)
     card = ModelEvaluation(
         name=model,
@@ -289,6 +300,8 @@ def _pipeline(args: argparse.Namespace) -> tuple[dict[str, PipelineResult], smal
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not args.skip_pipeline:
+        require_modules(PIPELINE_NEEDS)
     clf = OnnxClassifier(args.repo)
     results: dict[str, object] = {}
     models: list[ModelEvaluation] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from emolens import logs
 from emolens.errors import EmolensError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def install_fer(venv: Path | None = None) -> Path:
         capture_output=True,
     )
     if probe.returncode != 0:
-        log.info("event=peer_install peer=fer venv=%s", venv)
+        logs.event(log.info, "peer_install", peer="fer", venv=venv)
         pip = [str(python), "-m", "pip", "install", "-q"]
         try:
             subprocess.run([*pip, "--no-deps", f"fer=={FER_VERSION}"], check=True)

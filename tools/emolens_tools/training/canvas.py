@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from emolens.errors import ModelError
+from emolens.geometry import holds
 from emolens.vision.detect import Detection, FaceDetector
 
 
@@ -24,7 +25,7 @@ def place_on_canvas(crop: np.ndarray, upscale: int, canvas: np.ndarray, oy: int,
 
 def detection_at(faces: Sequence[Detection], x: float, y: float) -> Detection | None:
     """The most confident of ``faces`` whose box holds the point (x, y), or None."""
-    hits = [f for f in faces if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
+    hits = [f for f in faces if holds(f.box, x, y)]
     return max(hits, key=lambda f: f.score) if hits else None
 
 

@@ -16,7 +16,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from emolens.contract import write_model_files
+from emolens.contract import INPUT_NAME, OUTPUT_NAME, training_folder, write_model_files
 from emolens.inference.base import softmax
 from emolens_tools.training.loop import full_weights, half_weights
 from emolens_tools.training.model import Ensemble, build_network
@@ -24,7 +24,8 @@ from emolens_tools.training.tasks import TaskSpec
 
 
 def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
-    """The PyTorch twin of ``folder/1/model.onnx`` from ``folder/pytorch.pt``.
+    """The PyTorch twin of a repository's ONNX model from the weights in ``folder/pytorch.pt``
+    (:func:`emolens.contract.training_folder`).
 
     The network shape comes from ``training.json``, not from today's recipe.
     """
@@ -56,7 +57,7 @@ def load_pytorch(folder: Path, spec: TaskSpec) -> Ensemble:
 class _Calibration(CalibrationDataReader):
     def __init__(self, images: np.ndarray, batch: int = 64) -> None:
         self._batches = iter(
-            [{"image": images[i : i + batch].astype(np.float32)[:, None]} for i in range(0, len(images), batch)]
+            [{INPUT_NAME: images[i : i + batch].astype(np.float32)[:, None]} for i in range(0, len(images), batch)]
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -91,7 +92,8 @@ def export(
     calibration: np.ndarray,
     quantize: bool = True,
 ) -> str:
-    """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx,pytorch.pt,training.json}``.
+    """Write ``repo/<task>/{config.pbtxt,labels.txt,1/model.onnx}`` (what Triton serves) and,
+    beside the repository, ``model_training/<task>/{pytorch.pt,training.json}``.
 
     ``model`` is an ``Ensemble``. The fp32 graph must match PyTorch on ``sample`` (uint8
     [N, H, W]) to 1e-3; with ``quantize`` the shipped graph is int8 and must pick the same
@@ -111,13 +113,14 @@ def export(
             model,
             (torch.zeros(2, 1, spec.size, spec.size),),
             str(fp32_path),
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
-        fp32 = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x})[0]
+        fp32_session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+        fp32 = fp32_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         diff = float(np.abs(fp32 - ref).max())
         if diff > 1e-3:
             raise RuntimeError(f"ONNX Runtime and PyTorch disagree on {spec.name}: max |diff| = {diff:.2e}")
@@ -125,7 +128,7 @@ def export(
         if quantize:
             quantize_int8(fp32_path, onnx_path, calibration)
             int8 = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
-                ["logits"], {"image": x}
+                [OUTPUT_NAME], {INPUT_NAME: x}
             )[0]
             agree = float((int8.argmax(1) == fp32.argmax(1)).mean())
             prob_diff = float(np.abs(softmax(int8) - softmax(fp32)).max())
@@ -135,9 +138,11 @@ def export(
         else:
             shutil.copyfile(fp32_path, onnx_path)
     write_model_files(repo, spec.name, spec.size, crop_box)
-    (out_dir / "training.json").write_text(json.dumps({**meta, "export": checks}, indent=2) + "\n")
+    records = training_folder(repo, spec.name)
+    records.mkdir(parents=True, exist_ok=True)
+    (records / "training.json").write_text(json.dumps({**meta, "export": checks}, indent=2) + "\n")
     # The PyTorch weights travel with the ONNX file so tests can check the two still agree;
     # fp16 halves the file (the int8 graph is much further from fp32 than fp16 is).
     members = getattr(model, "members", [model])
-    torch.save({"members": [half_weights(m.state_dict()) for m in members]}, out_dir / "pytorch.pt")
+    torch.save({"members": [half_weights(m.state_dict()) for m in members]}, records / "pytorch.pt")
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in checks.items())

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from emolens import logs
 from emolens_tools.training.augment import augment_batch
 from emolens_tools.training.data import Split
 from emolens_tools.training.model import build_network
@@ -146,7 +147,7 @@ def init_from(model: nn.Module, source: nn.Module) -> list[str]:
     fits = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
     model.load_state_dict({**mine, **{k: v.to(mine[k].dtype) for k, v in fits.items()}})
     left = sorted(set(mine) - set(fits))
-    log.info("event=init_from copied=%d left=%s", len(fits), ",".join(left) or "-")
+    logs.event(log.info, "init_from", copied=len(fits), left=",".join(left) or "-")
     return left
 
 
@@ -240,7 +241,7 @@ def _start(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         standing = _Standing.of(state)
-        log.info("event=resume task=%s epoch=%d best_val_acc=%.4f", spec.name, standing.start, standing.best_acc)
+        logs.event(log.info, "resume", task=spec.name, epoch=standing.start, best_val_acc=round(standing.best_acc, 4))
         return standing
     if snapshot is not None and snapshot.exists():
         state = torch.load(snapshot, weights_only=False)
@@ -248,12 +249,13 @@ def _start(
         model.load_state_dict(full_weights(state["model"]))
         torch.save(full_weights(state["best_model"]), best_path)
         standing = _Standing.of(state)
-        log.info(
-            "event=warm_start task=%s from=%s epoch=%d best_val_acc=%.4f",
-            spec.name,
-            snapshot,
-            standing.start,
-            standing.best_acc,
+        logs.event(
+            log.info,
+            "warm_start",
+            task=spec.name,
+            **{"from": snapshot},
+            epoch=standing.start,
+            best_val_acc=round(standing.best_acc, 4),
         )
         return standing
     if init is not None:

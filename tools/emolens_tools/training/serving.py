@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from emolens import logs
 from emolens.vision.align import align_face
 from emolens_tools.training.canvas import detection_at, place_on_canvas
 
@@ -111,7 +112,7 @@ def serving_views(
     bar.close()
     views = np.concatenate([p[0] for p in parts])
     found = np.concatenate([p[1] for p in parts])
-    log.info("event=serving_views faces=%d found=%.3f", len(images), found.mean())
+    logs.event(log.info, "serving_views", faces=len(images), found=round(found.mean(), 3))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, views=views, found=found, key=key)

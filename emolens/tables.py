@@ -1,4 +1,4 @@
-"""Turning results into tables for people: the ``stats`` command's table, CSV and JSON, and the
+"""Tables for people: the ``stats`` command's table, CSV and JSON of buckets and statistics rows,
 Markdown tables of the generated docs (model card, benchmarks)."""
 
 from __future__ import annotations
@@ -7,9 +7,8 @@ import csv
 import json
 from typing import IO, Any
 
-from emolens.analytics import StatsRow
 from emolens.results import EMOTIONS
-from emolens.store import Bucket
+from emolens.store import Bucket, StatsRow
 
 
 def bucket_summary(b: Bucket, k: int) -> dict[str, Any]:
