@@ -22,6 +22,9 @@ numpy<2) in ``$EMOLENS_TRITON_VENV``, default ``.tools/triton-venv`` under the c
 directory. The integration tests use the same functions through tests/integration/conftest.py.
 """
 
+# Long module: two halves the integration tests and `emolens dev` share: one start function per
+# real server (PostgreSQL, Redis, the Kafka-protocol broker, Triton) and the `dev up` supervisor
+# over them. The servers are the half to move to a module of their own when either half grows.
 from __future__ import annotations
 
 import argparse
@@ -621,22 +624,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             {"supervisor": os.getpid(), "phase": phase, "broker_recycles": recycles[0], "services": services},
         )
 
-    def child(spec: Spec) -> Child:
-        if spec.kind == "kafka":  # a broker the supervisor starts is empty: the dead letters go back in
-            return Child(
-                spec.name,
-                start=lambda: _start_broker(spec, workdir / DEAD_LETTERS_FILE, settings),
-                stop=lambda pid: _stop_broker(Service(spec.name, spec.url, pid, spec.workdir), workdir, settings),
-                restart=spec.restart,
-            )
-        return Child(
-            spec.name,
-            start=lambda: start_spec(spec).pid,
-            stop=lambda pid: stop(Service(spec.name, spec.url, pid, spec.workdir)),
-            restart=spec.restart,
-        )
-
-    sup = Supervisor([child(s) for s in specs], policy, record)
+    sup = Supervisor([_child(s, workdir, settings) for s in specs], policy, record)
     for raw in (previous or {}).get("services", []):  # counts carry over to a new supervisor
         if raw["name"] in sup.children:
             sup.children[raw["name"]].restarts = int(raw.get("restarts", 0))
@@ -650,7 +638,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             sup.adopt(pids)
         else:
             sup.start_all()
-        next_memory_check = time.monotonic()
+        next_memory_check = [time.monotonic()]
         while not stopping.wait(0.5):
             if retry.is_set():
                 retry.clear()
@@ -659,18 +647,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             sup.tick()
             if triton_shm:  # regions made after start are private too
                 make_private(regions_of(triton_shm))
-            done: Recycled | None = None
-            if retention.due():  # the frames' retention: no frame outlives it
-                done = _recycle_broker(sup, by_name, settings, "frames_retention", retention)
-            elif broker_memory_mb and time.monotonic() >= next_memory_check:
-                next_memory_check = time.monotonic() + 5
-                kafka = sup.children.get("kafka")
-                held_mb = rss_mb(kafka.pid) if kafka is not None and kafka.status == RUNNING else 0.0
-                if held_mb > broker_memory_mb:
-                    logs.event(
-                        log.warning, "broker_memory", rss_mb=round(held_mb), cap_mb=broker_memory_mb, action="recycle"
-                    )
-                    done = _recycle_broker(sup, by_name, settings, "memory", retention)
+            done = _broker_upkeep(sup, by_name, settings, retention, broker_memory_mb, next_memory_check)
             if done is not None:
                 recycles[0] += 1
                 record(sup)
@@ -681,6 +658,47 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
         sup.stop_all()
     logs.event(log.info, "supervisor_stop", pid=os.getpid())
     return 0
+
+
+def _child(spec: Spec, workdir: Path, settings: Settings) -> Child:
+    """The supervised process of ``spec``; a broker the supervisor starts is empty, so the
+    saved dead letters go back into it, and they are saved again when it is stopped."""
+    if spec.kind == "kafka":
+        return Child(
+            spec.name,
+            start=lambda: _start_broker(spec, workdir / DEAD_LETTERS_FILE, settings),
+            stop=lambda pid: _stop_broker(Service(spec.name, spec.url, pid, spec.workdir), workdir, settings),
+            restart=spec.restart,
+        )
+    return Child(
+        spec.name,
+        start=lambda: start_spec(spec).pid,
+        stop=lambda pid: stop(Service(spec.name, spec.url, pid, spec.workdir)),
+        restart=spec.restart,
+    )
+
+
+def _broker_upkeep(
+    sup: Supervisor,
+    specs: dict[str, Spec],
+    settings: Settings,
+    retention: FramesRetention,
+    cap_mb: float,
+    next_memory_check: list[float],
+) -> Recycled | None:
+    """A recycle when the frames' retention says one is due (no frame outlives it), or when the
+    broker holds more than ``cap_mb`` (looked at every 5 s; 0: never); None when none ran."""
+    if retention.due():
+        return _recycle_broker(sup, specs, settings, "frames_retention", retention)
+    if not cap_mb or time.monotonic() < next_memory_check[0]:
+        return None
+    next_memory_check[0] = time.monotonic() + 5
+    kafka = sup.children.get("kafka")
+    held_mb = rss_mb(kafka.pid) if kafka is not None and kafka.status == RUNNING else 0.0
+    if held_mb <= cap_mb:
+        return None
+    logs.event(log.warning, "broker_memory", rss_mb=round(held_mb), cap_mb=cap_mb, action="recycle")
+    return _recycle_broker(sup, specs, settings, "memory", retention)
 
 
 def _recycle_broker(
