@@ -50,6 +50,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check emolens tools scripts tests
 	$(BIN)/mypy emolens tools/emolens_tools
 	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_unit_sizes.py
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format emolens tools scripts tests

@@ -63,22 +63,35 @@ _JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xC
 def _header_size(fh: BinaryIO) -> tuple[int, int] | None:
     head = fh.read(32)
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        if len(head) < 24 or head[12:16] != b"IHDR":  # IHDR must come first, and it fixes the size
-            return None
-        w, h = struct.unpack(">II", head[16:24])
-        return int(w), int(h)
+        return _png_size(head)
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return _webp_size(head)
     if head.startswith(b"BM") and len(head) >= 26:
-        (header_bytes,) = struct.unpack("<I", head[14:18])
-        if header_bytes == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-            w, h = struct.unpack("<HH", head[18:22])
-        else:
-            w, h = struct.unpack("<ii", head[18:26])
-        return abs(int(w)), abs(int(h))  # a negative height means top-down rows
+        return _bmp_size(head)
     if not head.startswith(b"\xff\xd8"):
         return None
     fh.seek(2)
+    return _jpeg_size(fh)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if len(head) < 24 or head[12:16] != b"IHDR":  # IHDR must come first, and it fixes the size
+        return None
+    w, h = struct.unpack(">II", head[16:24])
+    return int(w), int(h)
+
+
+def _bmp_size(head: bytes) -> tuple[int, int]:
+    (header_bytes,) = struct.unpack("<I", head[14:18])
+    if header_bytes == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        w, h = struct.unpack("<HH", head[18:22])
+    else:
+        w, h = struct.unpack("<ii", head[18:26])
+    return abs(int(w)), abs(int(h))  # a negative height means top-down rows
+
+
+def _jpeg_size(fh: BinaryIO) -> tuple[int, int] | None:
+    """The size in the first start-of-frame segment, walking the markers from after SOI."""
     while True:
         marker = fh.read(2)
         if len(marker) < 2 or marker[0] != 0xFF:

@@ -151,6 +151,17 @@ class Settings:
     def __post_init__(self) -> None:
         """Refuse a setting outside its allowed values when it is loaded, naming both, rather
         than when a service first uses it (or never, as a negative k would)."""
+        for check in (
+            self._check_frames,
+            self._check_urls,
+            self._check_analysis,
+            self._check_gateway,
+            self._check_storage_and_topics,
+        ):
+            check()
+
+    def _check_frames(self) -> None:
+        """The source's sampling and what the pipeline does with each frame."""
         if not (self.fps > 0 and math.isfinite(self.fps)):  # NaN compares False with everything
             raise _refuse("fps", self.fps, "must be positive")
         if not (self.source_open_timeout_s >= 0 and math.isfinite(self.source_open_timeout_s)):
@@ -161,6 +172,9 @@ class Settings:
             raise _refuse("detector", self.detector, f"choose one of {', '.join(DETECTORS)}")
         if self.preprocess not in PREPROCESS_MODES:
             raise _refuse("preprocess", self.preprocess, f"choose one of {', '.join(PREPROCESS_MODES)}")
+
+    def _check_urls(self) -> None:
+        """The four backends' URLs."""
         if not (
             self.inference.startswith("onnx://")
             or (
@@ -179,6 +193,9 @@ class Settings:
             raise _refuse("live", self.live, "use memory:// or redis://HOST:PORT/DB")
         if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+")):
             raise _refuse("db", redact_url(self.db), "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB")
+
+    def _check_analysis(self) -> None:
+        """k-anonymity, detection, tiles and threads."""
         if self.k_anonymity < MIN_K_ANONYMITY:
             raise _refuse("k_anonymity", self.k_anonymity, f"must be at least {MIN_K_ANONYMITY}")
         if not (self.detect_interval >= 0 and math.isfinite(self.detect_interval)):
@@ -191,6 +208,9 @@ class Settings:
             raise _refuse("tile_interval", self.tile_interval, "must be 0 (every full detection) or more seconds")
         if self.threads < 0:
             raise _refuse("threads", self.threads, "must be 0 (one per core) or more")
+
+    def _check_gateway(self) -> None:
+        """The gateway's limits, TLS and health."""
         if self.max_pixels <= 0:
             raise _refuse("max_pixels", self.max_pixels, "must be positive")
         for name in ("max_pixels_in_flight", "max_pixels_in_flight_per_client"):
@@ -210,6 +230,9 @@ class Settings:
                 raise _refuse(name, getattr(self, name), "must be positive")
         if self.health_interval <= 0:
             raise _refuse("health_interval", self.health_interval, "must be positive")
+
+    def _check_storage_and_topics(self) -> None:
+        """Retention, statistics limits, replay window, logs and Kafka topics."""
         for name in (
             "retention_minutes_days",
             "retention_hourly_days",

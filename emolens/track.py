@@ -86,44 +86,8 @@ class Tracker:
 
     def update(self, boxes: Sequence[Box], features: np.ndarray) -> list[int]:
         """Match this frame's faces to tracks; returns a track id per face, in input order."""
-        predicted = {tid: t.predicted() for tid, t in self._tracks.items()}
-        pairs = sorted(
-            ((iou(predicted[tid], b), tid, i) for tid in self._tracks for i, b in enumerate(boxes)),
-            reverse=True,
-        )
-        assigned: dict[int, int] = {}
-        used: set[int] = set()
-        for score, tid, i in pairs:
-            if score < self.min_iou:
-                break
-            if i in assigned or tid in used:
-                continue
-            assigned[i] = tid
-            used.add(tid)
-        # what is left: the nearest face within max_jump widths of a track's predicted centre
-        near = []
-        for tid, box in predicted.items():
-            if tid in used:
-                continue
-            width = max(box[2] - box[0], 1e-6)
-            cx, cy = centre(box)
-            for i, b in enumerate(boxes):
-                if i in assigned or not 1 / self.max_scale <= (b[2] - b[0]) / width <= self.max_scale:
-                    continue
-                bx, by = centre(b)
-                jump = float(np.hypot(bx - cx, by - cy)) / width
-                if jump <= self.max_jump:
-                    near.append((jump, tid, i))
-        for _, tid, i in sorted(near):
-            if i in assigned or tid in used:
-                continue
-            assigned[i] = tid
-            used.add(tid)
-        for tid, track in list(self._tracks.items()):
-            if tid not in used:
-                track.missed += 1
-                if track.missed > self.max_missed:
-                    del self._tracks[tid]
+        assigned = self._match(boxes)
+        self._age(set(assigned.values()))
         ids = []
         for i, box in enumerate(boxes):
             feat = np.asarray(features[i], np.float64)
@@ -141,17 +105,64 @@ class Tracker:
             ids.append(track.track_id)
         return ids
 
-    def observe(self, boxes: Sequence[Box], ids: Sequence[int], features: np.ndarray) -> None:
-        """Replay a frame another tracker numbered (its faces' boxes, track ids and smoothed
-        features, as a previous detector process emitted them): tracks take those ids and
-        states, the others age as in :meth:`update`. A restarted detector goes on with the ids
-        its predecessor gave, so a visitor in view across the restart stays one visitor."""
-        seen = set(ids)
+    def _match(self, boxes: Sequence[Box]) -> dict[int, int]:
+        """Face index -> track id: by overlap with each track's predicted box first (best pairs
+        first, at least ``min_iou``), then what is left by the nearest centre."""
+        predicted = {tid: t.predicted() for tid, t in self._tracks.items()}
+        pairs = sorted(
+            ((iou(predicted[tid], b), tid, i) for tid in self._tracks for i, b in enumerate(boxes)),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        used: set[int] = set()
+        for score, tid, i in pairs:
+            if score < self.min_iou:
+                break
+            if i in assigned or tid in used:
+                continue
+            assigned[i] = tid
+            used.add(tid)
+        for _, tid, i in self._near(boxes, predicted, assigned, used):
+            if i in assigned or tid in used:
+                continue
+            assigned[i] = tid
+            used.add(tid)
+        return assigned
+
+    def _near(
+        self, boxes: Sequence[Box], predicted: dict[int, Box], assigned: dict[int, int], used: set[int]
+    ) -> list[tuple[float, int, int]]:
+        """(jump, track id, face index) of every unmatched face within ``max_jump`` widths of an
+        unmatched track's predicted centre and within ``max_scale`` of its size, nearest first."""
+        near = []
+        for tid, box in predicted.items():
+            if tid in used:
+                continue
+            width = max(box[2] - box[0], 1e-6)
+            cx, cy = centre(box)
+            for i, b in enumerate(boxes):
+                if i in assigned or not 1 / self.max_scale <= (b[2] - b[0]) / width <= self.max_scale:
+                    continue
+                bx, by = centre(b)
+                jump = float(np.hypot(bx - cx, by - cy)) / width
+                if jump <= self.max_jump:
+                    near.append((jump, tid, i))
+        return sorted(near)
+
+    def _age(self, seen: set[int]) -> None:
+        """Tracks not in ``seen`` miss a frame; those that missed more than ``max_missed`` end."""
         for tid, track in list(self._tracks.items()):
             if tid not in seen:
                 track.missed += 1
                 if track.missed > self.max_missed:
                     del self._tracks[tid]
+
+    def observe(self, boxes: Sequence[Box], ids: Sequence[int], features: np.ndarray) -> None:
+        """Replay a frame another tracker numbered (its faces' boxes, track ids and smoothed
+        features, as a previous detector process emitted them): tracks take those ids and
+        states, the others age as in :meth:`update`. A restarted detector goes on with the ids
+        its predecessor gave, so a visitor in view across the restart stays one visitor."""
+        self._age(set(ids))
         for box, tid, feat in zip(boxes, ids, features, strict=True):
             state = np.asarray(feat, np.float64).copy()
             known = self._tracks.get(tid)

@@ -114,16 +114,19 @@ def _section(anchor: str, title: str, how: str, body: str, tables: Sequence[Tabl
     )
 
 
-def render(data: ReportData, source: str, generated_at: datetime | None = None) -> str:
-    """The whole HTML document. ``source`` names the data (a database kind, never a URL with a
-    password)."""
-    tables = {t.name: t for t in all_tables(data)}
+def _previous(data: ReportData) -> str:
+    return f"{data.previous_since:%Y-%m-%d %H:%M} to {data.since:%Y-%m-%d %H:%M}"
+
+
+def _step(data: ReportData) -> str:
+    return "hour" if data.hourly_series else "day (UTC)"
+
+
+def _head(data: ReportData, tables: dict[str, Table], source: str, generated_at: datetime | None) -> list[str]:
+    """The document's head, the report's title and what it covers, and the summary cards."""
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    tz_name = str(data.tz)
     period = f"{data.since:%Y-%m-%d %H:%M} to {data.until:%Y-%m-%d %H:%M} UTC"
-    previous = f"{data.previous_since:%Y-%m-%d %H:%M} to {data.since:%Y-%m-%d %H:%M}"
-    step = "hour" if data.hourly_series else "day (UTC)"
-    parts = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
@@ -132,108 +135,129 @@ def render(data: ReportData, source: str, generated_at: datetime | None = None) 
         f"<style>{_CSS}</style></head><body><main>",
         "<header><h1>Emotion analytics report</h1>",
         f'<p class="meta">{escape(period)}, by {escape(data.by)}; compared with the previous period of equal '
-        f"length ({escape(previous)}). Hours of day and weekdays in {escape(tz_name)}. Source: {escape(source)}; "
-        f"generated {generated}.</p></header>",
+        f"length ({escape(_previous(data))}). Hours of day and weekdays in {escape(str(data.tz))}. "
+        f"Source: {escape(source)}; generated {generated}.</p></header>",
         _cards(tables["summary"]),
     ]
 
+
+def _change_section(data: ReportData, tables: dict[str, Table]) -> str:
     change = tables["change_by_group"]
     bars = [(r[0], r[3]) for r in change.rows if r[1] is not None][:20]
-    parts.append(
-        _section(
-            "change",
-            "Change against the previous period",
-            f"Visitors per {escape(data.by)} now against the {escape(previous)} period; green grew, red shrank. "
-            "Smile-rate changes are in percentage points (pp).",
-            svg.change_bars("change", f"Visitors change by {data.by}", bars),
-            [tables["summary"], change],
-        )
+    return _section(
+        "change",
+        "Change against the previous period",
+        f"Visitors per {escape(data.by)} now against the {escape(_previous(data))} period; green grew, red shrank. "
+        "Smile-rate changes are in percentage points (pp).",
+        svg.change_bars("change", f"Visitors change by {data.by}", bars),
+        [tables["summary"], change],
     )
 
+
+def _mix_section(data: ReportData, tables: dict[str, Table]) -> str:
     mix = tables["emotion_mix"]
     by_period = {row[0]: {e: (row[mix.columns.index(f"share_{e}")] or 0.0) for e in EMOTIONS} for row in mix.rows}
     periods = series_periods(data)
     labels = [_chart_label(data, p) for p in periods]
     shares = [by_period.get(p, {}) for p in periods]
-    parts.append(
-        _section(
-            "emotion-mix",
-            "Emotion mix over time",
-            f"Share of faces showing each emotion, per {step}. Each bar adds up to 100% of that period's faces.",
-            svg.stacked_shares("emotion-mix", "Emotion mix over time", labels, shares),
-            [mix],
-        )
+    return _section(
+        "emotion-mix",
+        "Emotion mix over time",
+        f"Share of faces showing each emotion, per {_step(data)}. Each bar adds up to 100% of that period's faces.",
+        svg.stacked_shares("emotion-mix", "Emotion mix over time", labels, shares),
+        [mix],
     )
 
+
+def _visitors_section(data: ReportData, tables: dict[str, Table]) -> str:
     visitors = tables["visitors"]
-    parts.append(
-        _section(
-            "visitors",
-            "Visitors",
-            f"Distinct visitors (anonymous tracks, counted once per camera and {step}) per {escape(data.by)}; "
-            f"the {MAX_LINES} busiest are drawn, the rest summed as “other”.",
-            _visitor_lines(data, visitors),
-            [visitors],
-        )
+    return _section(
+        "visitors",
+        "Visitors",
+        f"Distinct visitors (anonymous tracks, counted once per camera and {_step(data)}) per {escape(data.by)}; "
+        f"the {MAX_LINES} busiest are drawn, the rest summed as “other”.",
+        _visitor_lines(data, visitors),
+        [visitors],
     )
 
+
+def _dwell_section(data: ReportData, tables: dict[str, Table]) -> str:
     dwell = tables["dwell"]
-    dwell_body = (
+    body = (
         svg.bar_chart("dwell", "Dwell-time distribution", column(dwell, "dwell"), column(dwell, "visitors"), "visitors")
         if data.dwell is not None
         else svg.empty_chart("dwell", "Dwell-time distribution", "this database holds no visitor timelines")
     )
-    parts.append(
-        _section(
-            "dwell",
-            "Dwell time",
-            "How long visitors stayed in view: visitors per dwell-time range. A range with fewer than "
-            f"{data.k} visitors is left out.",
-            dwell_body,
-            [dwell],
-        )
+    return _section(
+        "dwell",
+        "Dwell time",
+        "How long visitors stayed in view: visitors per dwell-time range. A range with fewer than "
+        f"{data.k} visitors is left out.",
+        body,
+        [dwell],
     )
 
+
+def _busiest_section(data: ReportData, tables: dict[str, Table]) -> str:
     busiest = tables["busiest_hours"]
-    top = busiest_slots(data)
-    top_text = ", ".join(f"{escape(slot)} ({n:,} visitors)" for slot, n in top) or "none"
-    parts.append(
-        _section(
+    top_text = ", ".join(f"{escape(slot)} ({n:,} visitors)" for slot, n in busiest_slots(data)) or "none"
+    return _section(
+        "busiest-hours",
+        "Busiest hours",
+        f"Mean visitors per day by hour of day ({escape(str(data.tz))}); the 3 busiest are dark. "
+        f"Busiest hours of the week (visitors summed over the period): {top_text}.",
+        svg.bar_chart(
             "busiest-hours",
-            "Busiest hours",
-            f"Mean visitors per day by hour of day ({escape(tz_name)}); the 3 busiest are dark. "
-            f"Busiest hours of the week (visitors summed over the period): {top_text}.",
-            svg.bar_chart(
-                "busiest-hours",
-                "Visitors by hour of day",
-                [h[:2] for h in column(busiest, "hour")],
-                [v if v else None for v in column(busiest, "visitors_per_day")],
-                y_label="visitors per day",
-                highlight=3,
-            ),
-            [busiest],
-        )
+            "Visitors by hour of day",
+            [h[:2] for h in column(busiest, "hour")],
+            [v if v else None for v in column(busiest, "visitors_per_day")],
+            y_label="visitors per day",
+            highlight=3,
+        ),
+        [busiest],
     )
 
+
+def _heatmap_section(data: ReportData, tables: dict[str, Table]) -> str:
     heat = tables["smile_heatmap"]
-    parts.append(
-        _section(
-            "smile-heatmap",
-            f"Smile rate by hour and weekday, per {data.by}",
-            "Share of faces smiling in each hour of the week, pooled over the period; darker is more smiles "
-            "(each map has its own scale, printed above it: its middle 90% of hours; the rest take the end colours). "
-            "Hatched: no hour there had enough distinct visitors.",
-            '<div class="heatmaps">' + _heatmaps(data, heat) + "</div>",
-            [heat],
-        )
+    return _section(
+        "smile-heatmap",
+        f"Smile rate by hour and weekday, per {data.by}",
+        "Share of faces smiling in each hour of the week, pooled over the period; darker is more smiles "
+        "(each map has its own scale, printed above it: its middle 90% of hours; the rest take the end colours). "
+        "Hatched: no hour there had enough distinct visitors.",
+        '<div class="heatmaps">' + _heatmaps(data, heat) + "</div>",
+        [heat],
     )
-    parts.append(
+
+
+def _footer(data: ReportData) -> str:
+    return (
         f"<footer>Privacy: every figure rests on at least k = {data.k} distinct visitors; a group in a period "
         "with fewer is not shown, and sums and charts include only shown groups. No face image, identity or "
         "per-person record is in this report. Visitors are anonymous track ids, counted once per camera and "
         f"period. {data.hidden_rows:,} group-period(s) below k were left out here.</footer>"
     )
-    parts.append("</main></body></html>\n")
+
+
+# The report's sections in the order a reader meets them.
+_SECTIONS = (
+    _change_section,
+    _mix_section,
+    _visitors_section,
+    _dwell_section,
+    _busiest_section,
+    _heatmap_section,
+)
+
+
+def render(data: ReportData, source: str, generated_at: datetime | None = None) -> str:
+    """The whole HTML document. ``source`` names the data (a database kind, never a URL with a
+    password)."""
+    tables = {t.name: t for t in all_tables(data)}
+    parts = _head(data, tables, source, generated_at)
+    parts += [section(data, tables) for section in _SECTIONS]
+    parts += [_footer(data), "</main></body></html>\n"]
     return "\n".join(parts)
 
 

@@ -121,64 +121,10 @@ def write(conn: Connection, dialect: Any, folded: Folded) -> None:
 def _write_grain(
     conn: Connection, dialect: Any, grain: Grain, folded: Folded, minute_rows: list[dict[str, Any]]
 ) -> None:
-    visitors: dict[tuple[str, datetime], int] = defaultdict(int)
-    dwell: dict[tuple[str, datetime], float] = defaultdict(float)
-    seen: dict[tuple[str, datetime, int], list[datetime]] = {}
-    for s in folded.sightings.values():
-        key = (s.camera_id, grain.start(s.minute), s.track_id)
-        span = seen.get(key)
-        if span is None:
-            seen[key] = [s.first_seen, s.last_seen]
-        else:
-            span[0], span[1] = min(span[0], s.first_seen), max(span[1], s.last_seen)
-    if seen:
-        t = grain.tracks
-        known: dict[tuple[str, datetime, int], tuple[datetime, datetime]] = {}
-        for chunk in _chunks(list(seen), _KEYS_PER_SELECT):
-            found = conn.execute(
-                select(t.c.camera_id, t.c.period_start, t.c.track_id, t.c.first_seen, t.c.last_seen).where(
-                    tuple_(t.c.camera_id, t.c.period_start, t.c.track_id).in_(chunk)
-                )
-            ).all()
-            known.update({(r[0], r[1], r[2]): (r[3], r[4]) for r in found})
-        changed = []
-        for key, (first, last) in seen.items():
-            old = known.get(key)
-            if old is None:
-                visitors[key[:2]] += 1
-                dwell[key[:2]] += (last - first).total_seconds()
-            else:
-                first, last = min(first, old[0]), max(last, old[1])
-                if (first, last) == old:
-                    continue
-                dwell[key[:2]] += (last - first).total_seconds() - (old[1] - old[0]).total_seconds()
-            changed.append(
-                {
-                    "camera_id": key[0],
-                    "period_start": key[1],
-                    "track_id": key[2],
-                    "first_seen": first,
-                    "last_seen": last,
-                }
-            )
-        if changed:
-            stmt = dialect.insert(t)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["camera_id", "period_start", "track_id"],
-                set_={"first_seen": stmt.excluded.first_seen, "last_seen": stmt.excluded.last_seen},
-            )
-            conn.execute(stmt, changed)
+    visitors, dwell = _write_tracks(conn, dialect, grain, _spans(grain, folded))
     for (camera_id, minute), n in folded.untracked.items():
         visitors[(camera_id, grain.start(minute))] += n
-    sums: dict[tuple[str, datetime], dict[str, Any]] = {}
-    for src in minute_rows:
-        period = (src["camera_id"], grain.start(src["minute"]))
-        acc = sums.get(period)
-        if acc is None:
-            sums[period] = {"camera_id": period[0], "period_start": period[1], **{c: src[c] for c in SUMMED}}
-        else:
-            for c in SUMMED:
-                acc[c] += src[c]
+    sums = _period_sums(grain, minute_rows)
     for period, acc in sums.items():
         acc["visitors"] = visitors.get(period, 0)
         acc["dwell_s_sum"] = dwell.get(period, 0.0)
@@ -190,6 +136,78 @@ def _write_grain(
     )
     if sums:
         conn.execute(upsert, list(sums.values()))
+
+
+_TrackKey = tuple[str, datetime, int]  # camera, period start, track id
+
+
+def _spans(grain: Grain, folded: Folded) -> dict[_TrackKey, list[datetime]]:
+    """First and last sighting of each track in each of the grain's periods, from this batch."""
+    seen: dict[_TrackKey, list[datetime]] = {}
+    for s in folded.sightings.values():
+        key = (s.camera_id, grain.start(s.minute), s.track_id)
+        span = seen.get(key)
+        if span is None:
+            seen[key] = [s.first_seen, s.last_seen]
+        else:
+            span[0], span[1] = min(span[0], s.first_seen), max(span[1], s.last_seen)
+    return seen
+
+
+def _write_tracks(
+    conn: Connection, dialect: Any, grain: Grain, seen: dict[_TrackKey, list[datetime]]
+) -> tuple[defaultdict[tuple[str, datetime], int], defaultdict[tuple[str, datetime], float]]:
+    """Merge ``seen`` into the grain's per-track spans; the visitors new to each period and the
+    dwell seconds each period gains (a known track adds only how much longer it now stayed)."""
+    visitors: defaultdict[tuple[str, datetime], int] = defaultdict(int)
+    dwell: defaultdict[tuple[str, datetime], float] = defaultdict(float)
+    if not seen:
+        return visitors, dwell
+    t = grain.tracks
+    known: dict[_TrackKey, tuple[datetime, datetime]] = {}
+    for chunk in _chunks(list(seen), _KEYS_PER_SELECT):
+        found = conn.execute(
+            select(t.c.camera_id, t.c.period_start, t.c.track_id, t.c.first_seen, t.c.last_seen).where(
+                tuple_(t.c.camera_id, t.c.period_start, t.c.track_id).in_(chunk)
+            )
+        ).all()
+        known.update({(r[0], r[1], r[2]): (r[3], r[4]) for r in found})
+    changed = []
+    for key, (first, last) in seen.items():
+        old = known.get(key)
+        if old is None:
+            visitors[key[:2]] += 1
+            dwell[key[:2]] += (last - first).total_seconds()
+        else:
+            first, last = min(first, old[0]), max(last, old[1])
+            if (first, last) == old:
+                continue
+            dwell[key[:2]] += (last - first).total_seconds() - (old[1] - old[0]).total_seconds()
+        changed.append(
+            {"camera_id": key[0], "period_start": key[1], "track_id": key[2], "first_seen": first, "last_seen": last}
+        )
+    if changed:
+        stmt = dialect.insert(t)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["camera_id", "period_start", "track_id"],
+            set_={"first_seen": stmt.excluded.first_seen, "last_seen": stmt.excluded.last_seen},
+        )
+        conn.execute(stmt, changed)
+    return visitors, dwell
+
+
+def _period_sums(grain: Grain, minute_rows: list[dict[str, Any]]) -> dict[tuple[str, datetime], dict[str, Any]]:
+    """The summed columns of this batch's minute rows, per camera and period of the grain."""
+    sums: dict[tuple[str, datetime], dict[str, Any]] = {}
+    for src in minute_rows:
+        period = (src["camera_id"], grain.start(src["minute"]))
+        acc = sums.get(period)
+        if acc is None:
+            sums[period] = {"camera_id": period[0], "period_start": period[1], **{c: src[c] for c in SUMMED}}
+        else:
+            for c in SUMMED:
+                acc[c] += src[c]
+    return sums
 
 
 def _write_timelines(conn: Connection, dialect: Any, sightings: Iterable[Sighting]) -> None:

@@ -1,8 +1,10 @@
 """Benchmarks (never timed tests): throughput measured side by side in one run.
 
-    emolens bench                 # every benchmark (starts the servers the last three need)
-    emolens bench --only onnx     # one of: onnx, precision, analyze, peers, cameras, triton, aggregator, e2e,
-                                  # analytics
+    emolens bench                 # every benchmark (starts the servers the last four need)
+    emolens bench --only onnx     # one of them (`emolens bench --help` lists them and what each measures)
+
+One table, :data:`BENCHMARKS`, holds every benchmark: its name, what it measures, how it runs
+and how its section of the page renders; :func:`render` writes the page from it.
 
 Writes docs/benchmarks.md and docs/benchmarks.json under the current directory (``--out``
 chooses another place). Measures the models in the package unless ``--repo`` names another
@@ -11,6 +13,9 @@ extra and the servers of :mod:`emolens_tools.dev`. Absolute numbers on shared ma
 compare rows of the same run, and rerun before drawing conclusions.
 """
 
+# Long module: one table of ten benchmarks, each a measurement and its section of the page kept
+# side by side in the table's order; the page is one reader's document and the table its outline.
+# A benchmark that grows a helper of its own is the one to move out first.
 from __future__ import annotations
 
 import argparse
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -564,107 +570,106 @@ def bench_e2e(repo: Path, workdir: Path, seconds_of_video: float = 12.0) -> dict
             dev.stop(svc)
 
 
+_TABLE_SIZES = (
+    "SELECT coalesce(p.relname, c.relname), sum(pg_total_relation_size(c.oid))::bigint "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
+    "WHERE n.nspname = 'public' AND c.relkind = 'r' GROUP BY 1"
+)
+
+
+def _best(run: Callable[[], object]) -> float:
+    """The fastest of three calls of ``run``, in seconds."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _table_sizes(store: Any) -> dict[str, int]:
+    """Bytes per table (partitions counted in their parent), after VACUUM ANALYZE."""
+    from sqlalchemy import text
+
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+        return dict(conn.execute(text(_TABLE_SIZES)).all())
+
+
+def _time_queries(store: Any, start: Any, until: Any) -> dict[str, float]:
+    """Best of 3 of the queries QueryStats and the report run, all pages."""
+    from emolens.analytics import query_all, query_stats
+
+    def whole(by: str, every: str) -> Callable[[], object]:
+        return partial(query_all, store, start, until, by=by, every=every, k=5, page_size=10_000)
+
+    return {
+        "site_by_day_s": _best(partial(query_stats, store, start, until, by="site", every="day", site="site-00", k=5)),
+        "month_sites_by_day_s": _best(whole("site", "day")),
+        "month_zones_by_hour_s": _best(whole("zone", "hour")),
+        "month_cameras_by_day_s": _best(whole("camera", "day")),
+    }
+
+
+def _time_report(url: str, start: Any, until: Any, html: Path) -> tuple[float, int]:
+    """`emolens report` itself, as a user runs it (a new process, imports included): the period by
+    hour and by day, the previous period by day, the dwell bins, rendered to one HTML file; best
+    of 3 seconds and the file's bytes."""
+    argv = [sys.executable, "-m", "emolens", "report", "--db", url, "--since", start.isoformat()]
+    argv += ["--until", until.isoformat(), "--by", "zone", "--out", str(html), "--no-progress"]
+    seconds = _best(partial(subprocess.run, argv, check=True, capture_output=True))
+    size = html.stat().st_size
+    html.unlink()
+    return seconds, size
+
+
+def _analytics_run(admin: Any, server_url: str, workdir: Path, cameras: int, n_days: int) -> dict[str, object]:
+    """One size of the analytics bench in a fresh database, dropped afterwards."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy.engine import make_url
+
+    from emolens.store import SqlStore
+    from emolens_tools.synthetic import generate
+
+    name = f"emolens_analytics_{n_days}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    store = SqlStore(url)
+    start = datetime(2026, 1, 5)  # a Monday
+    gen = generate(store, cameras, n_days, start)
+    sizes = _table_sizes(store)
+    until = start + timedelta(days=n_days)
+    timings = _time_queries(store, start, until)
+    timings["report_s"], report_bytes = _time_report(url, start, until, workdir / f"report-{n_days}.html")
+    _explain_zones_by_hour(store, start, until)
+    store.close()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name}")
+    camera_days = cameras * n_days
+    return {
+        "days": n_days,
+        "visitors": gen.visitors,
+        "generate_s": round(gen.seconds, 1),
+        "bytes_per_camera_day": round(sum(sizes.values()) / camera_days),
+        "report_bytes": report_bytes,
+        "bytes_per_camera_day_by_table": {t: round(b / camera_days) for t, b in sorted(sizes.items())},
+        **{k: round(v, 3) for k, v in timings.items()},
+    }
+
+
 def bench_analytics(workdir: Path, cameras: int = 200, days: tuple[int, ...] = (7, 30)) -> dict[str, object]:
     """Statistics at city scale on PostgreSQL: ``cameras`` x each of ``days`` generated (one
     fresh database each) through the aggregator's rollup code, then the queries QueryStats and
     the report run, timed (best of 3), and the store's size per camera-day."""
-    from datetime import datetime, timedelta
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from emolens.analytics import query_all, query_stats
-    from emolens.store import SqlStore
-    from emolens_tools.synthetic import generate
+    from sqlalchemy import create_engine
 
     svc = dev.start_postgres(workdir / "pg-analytics")
-    runs: list[dict[str, object]] = []
     try:
         admin = create_engine(svc.url, isolation_level="AUTOCOMMIT")
-        for n_days in days:
-            name = f"emolens_analytics_{n_days}"
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"CREATE DATABASE {name}")
-            url = make_url(svc.url).set(database=name).render_as_string(hide_password=False)
-            store = SqlStore(url)
-            start = datetime(2026, 1, 5)  # a Monday
-            gen = generate(store, cameras, n_days, start)
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-                sizes: dict[str, int] = dict(
-                    conn.execute(
-                        text(
-                            "SELECT coalesce(p.relname, c.relname), sum(pg_total_relation_size(c.oid))::bigint "
-                            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                            "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
-                            "WHERE n.nspname = 'public' AND c.relkind = 'r' GROUP BY 1"
-                        )
-                    ).all()
-                )
-            until = start + timedelta(days=n_days)
-
-            def best(run: Callable[[], object]) -> float:
-                times = []
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - t0)
-                return min(times)
-
-            timings = {
-                "site_by_day_s": best(
-                    lambda: query_stats(store, start, until, by="site", every="day", site="site-00", k=5)  # noqa: B023
-                ),
-                "month_sites_by_day_s": best(
-                    lambda: query_all(store, start, until, by="site", every="day", k=5, page_size=10_000)  # noqa: B023
-                ),
-                "month_zones_by_hour_s": best(
-                    lambda: query_all(store, start, until, by="zone", every="hour", k=5, page_size=10_000)  # noqa: B023
-                ),
-                "month_cameras_by_day_s": best(
-                    lambda: query_all(store, start, until, by="camera", every="day", k=5, page_size=10_000)  # noqa: B023
-                ),
-            }
-            # `emolens report` itself, as a user runs it (a new process, imports included): the
-            # period by hour and by day, the previous period by day, the dwell bins, rendered to
-            # one HTML file
-            report_html = workdir / f"report-{n_days}.html"
-            report_argv = [
-                sys.executable,
-                "-m",
-                "emolens",
-                "report",
-                "--db",
-                url,
-                "--since",
-                start.isoformat(),
-                "--until",
-                until.isoformat(),
-                "--by",
-                "zone",
-                "--out",
-                str(report_html),
-                "--no-progress",
-            ]
-            timings["report_s"] = best(lambda: subprocess.run(report_argv, check=True, capture_output=True))  # noqa: B023
-            report_bytes = report_html.stat().st_size
-            report_html.unlink()
-            _explain_zones_by_hour(store, start, until)
-            store.close()
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE {name}")
-            camera_days = cameras * n_days
-            runs.append(
-                {
-                    "days": n_days,
-                    "visitors": gen.visitors,
-                    "generate_s": round(gen.seconds, 1),
-                    "bytes_per_camera_day": round(sum(sizes.values()) / camera_days),
-                    "report_bytes": report_bytes,
-                    "bytes_per_camera_day_by_table": {t: round(b / camera_days) for t, b in sorted(sizes.items())},
-                    **{k: round(v, 3) for k, v in timings.items()},
-                }
-            )
+        runs = [_analytics_run(admin, svc.url, workdir, cameras, n_days) for n_days in days]
         admin.dispose()
     finally:
         dev.stop(svc)
@@ -706,9 +711,351 @@ def _notes(notes: dict[str, str], key: str) -> list[str]:
     return [NOTES_BEGIN.format(key=key), text, NOTES_END.format(key=key), ""] if text else []
 
 
+def _section_onnx(onnx: dict[str, Any]) -> list[str]:
+    return [
+        "## ONNX Runtime throughput per model (faces/s, CPU)",
+        "",
+        "Goal: >= 500 faces/s per model at batch 64 (real time needs about 150: 30 fps, a few faces a frame).",
+        "",
+        markdown_table(
+            ["model", "batch 1", "batch 8", "batch 64"],
+            [[m, *(f"{row[f'batch{b}']:.0f}" for b in (1, 8, 64))] for m, row in onnx.items()],
+        ),
+        "",
+    ]
+
+
+def _section_precision(prec: dict[str, Any]) -> list[str]:
+    return [
+        "## int8 against fp32 (same networks, batch 64, faces/s, alternating rounds)",
+        "",
+        markdown_table(
+            ["model", "fp32", "int8 (shipped)", "speed-up"],
+            [
+                [m, f"{row['fp32_batch64']:.0f}", f"{row['int8_batch64']:.0f}", f"{row['speedup']:.2f}x"]
+                for m, row in prec.items()
+            ],
+        ),
+        "",
+    ]
+
+
+def _section_analyze(a: dict[str, Any]) -> list[str]:
+    f = a.get("full_detection", {})
+    return [
+        "## `emolens analyze` on a 640x480 video",
+        "",
+        f"Demo clip (astronaut photo, 1-3 faces a frame, {a['faces_per_frame']:.2f} on average), every frame",
+        f"at 15 fps, tracking on, detector `{a['detector']}`: the full detector every {a.get('detect_interval')} s",
+        "and faces followed between (docs/architecture.md, Detection), against full detection on",
+        "every frame, in alternating rounds of the same run. Goal: >= 60 frames/s.",
+        "",
+        f"**{a['frames_per_s']:.1f} frames/s** with the interval, {f.get('frames_per_s', 0.0):.1f} with full",
+        f"detection on every frame (**{a.get('speedup', 0.0):.2f}x**), over {a['frames']} frames a round; faces a",
+        f"frame {a['faces_per_frame']:.3f} against {f.get('faces_per_frame', 0.0):.3f}.",
+        f"Passes of the interval run: {a.get('passes')}.",
+        "",
+        markdown_table(
+            ["stage", "ms per frame (interval)", "ms per frame (full every frame)"],
+            [
+                [s, f"{ms:.2f}", f"{f.get('stage_ms_per_frame', {}).get(s, 0.0):.2f}"]
+                for s, ms in a["stage_ms_per_frame"].items()
+            ],
+        ),
+        "",
+    ]
+
+
+def _section_peers(pr: dict[str, Any]) -> list[str]:
+    return [
+        "## Peers side by side: the `fer` package",
+        "",
+        f"`fer` {pr.get('fer_version', '')} with its defaults (`FER()`: OpenCV's Haar cascade, its quantised",
+        "TFLite emotion model, both shipped in the package) in its own venv, a subprocess (`emolens_tools.peers`;",
+        "build the venv with `emolens dev peers`), against emolens with its defaults (detector",
+        f"`{pr['detector']}`), in {pr['rounds']} alternating rounds of one run on the same",
+        f"640x480 demo clip at 15 fps ({pr['clip_frames']} frames, decoding included), and on the same",
+        f"{pr['test_faces']} FER2013 test faces pasted at 192 px into frames over clutter (`emolens_tools.testframes`;",
+        "a face is found when a box holds its centre, its label is that box's top emotion; still images, so",
+        "emolens runs its full detector on each). Goals: emolens >= 5x fer's frames/s and >= 60 frames/s.",
+        "",
+        markdown_table(
+            [
+                "pipeline",
+                "demo clip frames/s",
+                "faces a frame (clip)",
+                "test faces: frames/s",
+                "found",
+                "accuracy (all faces)",
+                "accuracy (found faces)",
+            ],
+            [
+                [
+                    name,
+                    f"{row['clip_frames_per_s']:.1f}",
+                    f"{row['clip_faces_per_frame']:.2f}",
+                    f"{row['faces_frames_per_s']:.1f}",
+                    f"{100 * row['found']:.1f}%",
+                    f"{100 * row['accuracy']:.1f}%",
+                    f"{100 * row['accuracy_on_found']:.1f}%",
+                ]
+                for name, row in (("emolens", pr["emolens"]), ("fer", pr["fer"]))
+            ],
+        ),
+        "",
+        f"emolens / fer on the clip: **{pr['ratio']:.2f}x** the frames/s.",
+        "",
+        *pr.get("notes", []),
+    ]
+
+
+def _section_small_faces(sf: dict[str, Any]) -> list[str]:
+    whole = sf.get("cameras720_8_whole_frame")
+    return [
+        "## Small faces (CCTV distance)",
+        "",
+        "Side by side in one run (`emolens bench --only small_faces`): the 640x480 demo clip at the default",
+        f"`min_face_px` ({sf['min_face_px_default']}) against `min_face_px=0` (the whole frame only, as before",
+        "tiles), in 4 alternating rounds; a 1080p camera at 30 fps with three walking figures whose faces",
+        "are 40, 56 and 72 px",
+        "(`emolens.demo.small_face_frames`), with following at the default detection interval; and 8 cameras",
+        "of 720p with the same figures sampled at 5 fps in one process (`emolens run`'s shape).",
+        "",
+        markdown_table(
+            ["case", "frames/s", "faces/frame"],
+            [
+                [k, f"{v['frames_per_s']:.1f}", f"{v['faces_per_frame']:.2f}"]
+                for k, v in sf.items()
+                if isinstance(v, dict) and "faces_per_frame" in v
+            ],
+        ),
+        "",
+        f"Demo clip at the default against the whole frame only: **{sf['demo_ratio']:.2f}x** the frames/s.",
+        f"8 cameras of 720p at 5 fps: {sf['cameras720_8']['frames_per_s']:.1f} frames/s over all cameras, "
+        f"**{sf['cameras720_8']['cameras_at_5fps']:.1f} cameras' worth**"
+        + (
+            f" (the whole frame only, same run: {whole['cameras_at_5fps']:.1f}, finding fewer of the faces)."
+            if whole is not None
+            else "."
+        ),
+        "",
+    ]
+
+
+def _section_cameras(cams: dict[str, Any]) -> list[str]:
+    return [
+        "## Cameras per box (embedded run, 640x480 at 5 fps)",
+        "",
+        "`emolens run` with N cameras in one process (a decoding thread per source, one detector for all,",
+        "one classifier batch per tick with the faces of every camera, SQLite store), each camera the 12 s",
+        "demo clip sampled at 5 fps. Recordings are read as fast as detection takes them, so frames/s over",
+        f"all cameras / 5 is how many live 5 fps cameras this machine keeps up with. {cams['cpus']} CPUs.",
+        "",
+        markdown_table(
+            ["cameras in the run", "frames", "seconds", "frames/s (all cameras)", "frames/s ÷ 5"],
+            [
+                [
+                    str(r["cameras"]),
+                    str(r["frames"]),
+                    f"{r['seconds']:.1f}",
+                    f"{r['frames_per_s']:.1f}",
+                    f"{r['cameras_at_5fps']:.1f}",
+                ]
+                for r in cams["runs"]
+            ],
+        ),
+        "",
+        f"**{cams['held']} cameras** at 5 fps on this box: the largest run that kept up with all of its cameras.",
+        "",
+        *cams.get("notes", []),
+    ]
+
+
+def _section_triton(t: dict[str, Any]) -> list[str]:
+    return [
+        "## Triton dynamic batching (CPU build, python backend running the same ONNX model)",
+        "",
+        "One-face `emotion` requests: one at a time vs 64 in flight (async, one client thread).",
+        "Goal: concurrent >= 4x sequential.",
+        "",
+        markdown_table(
+            ["sequential batch-1 req/s", "64 in flight req/s", "speed-up", "mean batch executed", "max batch"],
+            [
+                [
+                    f"{t['sequential_batch1_per_s']:.0f}",
+                    f"{t['concurrent64_per_s']:.0f}",
+                    f"**{t['speedup']:.1f}x**",
+                    f"{t['mean_batch']:.1f}",
+                    f"{t['max_batch']}",
+                ]
+            ],
+        ),
+        "",
+    ]
+
+
+def _section_aggregator(g: dict[str, Any]) -> list[str]:
+    return [
+        "## Aggregator into PostgreSQL",
+        "",
+        f"{g['frames']} frames x {g['faces_per_frame']} faces, pre-published; protobuf decode + one transaction",
+        "per batch (idempotency keys, per-minute upserts) + offset commit. Goal: >= 10,000 observations/s.",
+        "",
+        f"**{g['observations_per_s']:.0f} face observations/s** ({g['frames_per_s']:.0f} frames/s).",
+        "",
+    ]
+
+
+def _section_e2e(e: dict[str, Any]) -> list[str]:
+    return [
+        "## End to end through the distributed stack",
+        "",
+        "ingest -> Kafka (Tansu) -> detect (Triton) -> Kafka -> aggregate (PostgreSQL, Redis), the 640x480 demo",
+        "clip at 15 fps, all on this machine's CPUs (Triton shares them with the detector).",
+        "",
+        f"**{e['frames_per_s']:.1f} frames/s** ({e['frames']} frames in {e['seconds']:.1f} s).",
+        "",
+    ]
+
+
+def _section_analytics(an: dict[str, Any]) -> list[str]:
+    runs = an["runs"]
+    return [
+        "## Statistics at city scale (PostgreSQL)",
+        "",
+        f"{an['cameras']} cameras (20 a site, 5 zones), generated by `scripts/generate_stats.py` through the",
+        "aggregator's rollup code at 5 fps; every query is `emolens.analytics.query_stats` (what `QueryStats`,",
+        "`emolens stats` and the report run), all pages, best of 3. `emolens report` is the command itself",
+        "(a new process) over all the days, by zone, to one HTML file: the period by hour and by day, the",
+        "previous period by day (before the generated data, so empty) and the dwell bins. Goal: each < 10 s",
+        "on 2 cores; time and size per camera-day no more than linear in the days.",
+        "`emolens bench --only analytics` reruns it.",
+        "",
+        markdown_table(
+            [
+                "days",
+                "one site by day (s)",
+                "all sites by day (s)",
+                "all zones by hour (s)",
+                "all cameras by day (s)",
+                "`emolens report` by zone (s)",
+                "store bytes per camera-day",
+                "generation (s)",
+            ],
+            [
+                [
+                    str(r["days"]),
+                    f"{r['site_by_day_s']:.3f}",
+                    f"{r['month_sites_by_day_s']:.3f}",
+                    f"{r['month_zones_by_hour_s']:.3f}",
+                    f"{r['month_cameras_by_day_s']:.3f}",
+                    f"{r['report_s']:.2f}" if "report_s" in r else "-",
+                    f"{r['bytes_per_camera_day']:,}",
+                    f"{r['generate_s']:.0f}",
+                ]
+                for r in runs
+            ],
+        ),
+        "",
+        "Bytes per camera-day by table (the last run): "
+        + ", ".join(f"{t} {b:,}" for t, b in runs[-1]["bytes_per_camera_day_by_table"].items() if b),
+        "",
+    ]
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What every benchmark may use: the models, the time per ONNX measurement, a scratch folder
+    the postgres user can reach (for the servers of :mod:`emolens_tools.dev`), the analytics sizes."""
+
+    repo: Path
+    seconds: float
+    workdir: Path
+    analytics_cameras: int = 200
+    analytics_days: tuple[int, ...] = (7, 30)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: ``name`` is its ``--only`` choice, its key in docs/benchmarks.json and its
+    notes block; ``run`` measures, ``section`` renders the result as the page's section (the
+    notes block follows it)."""
+
+    name: str
+    measures: str
+    run: Callable[[BenchRun], object]
+    section: Callable[[dict[str, Any]], list[str]]
+
+
+# In the page's order, which is also the order `emolens bench` runs them in.
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "onnx",
+        "faces/s per model at batch 1, 8, 64 (ONNX Runtime)",
+        lambda r: bench_onnx(r.repo, r.seconds),
+        _section_onnx,
+    ),
+    Benchmark(
+        "precision",
+        "the shipped int8 graphs against fp32 re-exports (train extra)",
+        lambda r: bench_precision(r.repo, r.seconds),
+        _section_precision,
+    ),
+    Benchmark(
+        "analyze",
+        "`emolens analyze` on the demo clip: frames/s and ms per stage, interval against full detection",
+        lambda r: bench_analyze(r.repo, 12.0),
+        _section_analyze,
+    ),
+    Benchmark(
+        "peers",
+        "emolens beside the `fer` package: frames/s, faces found, accuracy (`emolens dev peers`)",
+        lambda r: bench_peers(r.repo),
+        _section_peers,
+    ),
+    Benchmark(
+        "small_faces",
+        "faces at CCTV distance: tiles against the whole frame, 1080p and 8 cameras of 720p",
+        lambda r: bench_small_faces(r.repo),
+        _section_small_faces,
+    ),
+    Benchmark(
+        "cameras",
+        "cameras per box: `emolens run` with 1-24 cameras at 5 fps",
+        lambda r: bench_cameras(r.repo),
+        _section_cameras,
+    ),
+    Benchmark(
+        "triton",
+        "Triton's dynamic batching: sequential against 64 requests in flight (platform extra)",
+        lambda r: bench_triton(r.repo, r.workdir),
+        _section_triton,
+    ),
+    Benchmark(
+        "aggregator",
+        "the aggregator into PostgreSQL: observations/s",
+        lambda r: bench_aggregator(r.workdir),
+        _section_aggregator,
+    ),
+    Benchmark(
+        "e2e",
+        "ingest -> Kafka -> detect (Triton) -> Kafka -> aggregate, frames/s",
+        lambda r: bench_e2e(r.repo, r.workdir),
+        _section_e2e,
+    ),
+    Benchmark(
+        "analytics",
+        "statistics at city scale on PostgreSQL: query and report times, bytes per camera-day",
+        lambda r: bench_analytics(r.workdir, r.analytics_cameras, r.analytics_days),
+        _section_analytics,
+    ),
+)
+
+
 def render(results: dict[str, object], notes: dict[str, str] | None = None) -> str:
-    """The Markdown page of ``results``; each section ends with its block of ``notes`` (written by
-    hand: what a reader needs beside the numbers, which a rerun must not erase)."""
+    """The Markdown page of ``results``: one section per benchmark of :data:`BENCHMARKS` found in
+    them, each ending with its block of ``notes`` (written by hand: what a reader needs beside
+    the numbers, which a rerun must not erase)."""
     notes = notes or {}
     lines = [
         "# Benchmarks",
@@ -719,343 +1066,64 @@ def render(results: dict[str, object], notes: dict[str, str] | None = None) -> s
         f"Machine: {results['machine']}",
         "",
     ]
-    if "onnx" in results:
-        onnx = results["onnx"]
-        assert isinstance(onnx, dict)
-        lines += [
-            "## ONNX Runtime throughput per model (faces/s, CPU)",
-            "",
-            "Goal: >= 500 faces/s per model at batch 64 (real time needs about 150: 30 fps, a few faces a frame).",
-            "",
-            markdown_table(
-                ["model", "batch 1", "batch 8", "batch 64"],
-                [[m, *(f"{row[f'batch{b}']:.0f}" for b in (1, 8, 64))] for m, row in onnx.items()],
-            ),
-            "",
-        ]
-        lines += _notes(notes, "onnx")
-    if "precision" in results:
-        prec = results["precision"]
-        assert isinstance(prec, dict)
-        lines += [
-            "## int8 against fp32 (same networks, batch 64, faces/s, alternating rounds)",
-            "",
-            markdown_table(
-                ["model", "fp32", "int8 (shipped)", "speed-up"],
-                [
-                    [m, f"{row['fp32_batch64']:.0f}", f"{row['int8_batch64']:.0f}", f"{row['speedup']:.2f}x"]
-                    for m, row in prec.items()
-                ],
-            ),
-            "",
-        ]
-        lines += _notes(notes, "precision")
-    if "analyze" in results:
-        a = results["analyze"]
-        assert isinstance(a, dict)
-        f = a.get("full_detection", {})
-        lines += [
-            "## `emolens analyze` on a 640x480 video",
-            "",
-            f"Demo clip (astronaut photo, 1-3 faces a frame, {a['faces_per_frame']:.2f} on average), every frame",
-            f"at 15 fps, tracking on, detector `{a['detector']}`: the full detector every {a.get('detect_interval')} s",
-            "and faces followed between (docs/architecture.md, Detection), against full detection on",
-            "every frame, in alternating rounds of the same run. Goal: >= 60 frames/s.",
-            "",
-            f"**{a['frames_per_s']:.1f} frames/s** with the interval, {f.get('frames_per_s', 0.0):.1f} with full",
-            f"detection on every frame (**{a.get('speedup', 0.0):.2f}x**), over {a['frames']} frames a round; faces a",
-            f"frame {a['faces_per_frame']:.3f} against {f.get('faces_per_frame', 0.0):.3f}.",
-            f"Passes of the interval run: {a.get('passes')}.",
-            "",
-            markdown_table(
-                ["stage", "ms per frame (interval)", "ms per frame (full every frame)"],
-                [
-                    [s, f"{ms:.2f}", f"{f.get('stage_ms_per_frame', {}).get(s, 0.0):.2f}"]
-                    for s, ms in a["stage_ms_per_frame"].items()
-                ],
-            ),
-            "",
-        ]
-        lines += _notes(notes, "analyze")
-    if "peers" in results:
-        pr = results["peers"]
-        assert isinstance(pr, dict)
-        lines += [
-            "## Peers side by side: the `fer` package",
-            "",
-            f"`fer` {pr.get('fer_version', '')} with its defaults (`FER()`: OpenCV's Haar cascade, its quantised",
-            "TFLite emotion model, both shipped in the package) in its own venv, a subprocess (`emolens_tools.peers`;",
-            "build the venv with `emolens dev peers`), against emolens with its defaults (detector",
-            f"`{pr['detector']}`), in {pr['rounds']} alternating rounds of one run on the same",
-            f"640x480 demo clip at 15 fps ({pr['clip_frames']} frames, decoding included), and on the same",
-            f"{pr['test_faces']} FER2013 test faces pasted at 192 px into frames over clutter "
-            "(`emolens_tools.testframes`;",
-            "a face is found when a box holds its centre, its label is that box's top emotion; still images, so",
-            "emolens runs its full detector on each). Goals: emolens >= 5x fer's frames/s and >= 60 frames/s.",
-            "",
-            markdown_table(
-                [
-                    "pipeline",
-                    "demo clip frames/s",
-                    "faces a frame (clip)",
-                    "test faces: frames/s",
-                    "found",
-                    "accuracy (all faces)",
-                    "accuracy (found faces)",
-                ],
-                [
-                    [
-                        name,
-                        f"{row['clip_frames_per_s']:.1f}",
-                        f"{row['clip_faces_per_frame']:.2f}",
-                        f"{row['faces_frames_per_s']:.1f}",
-                        f"{100 * row['found']:.1f}%",
-                        f"{100 * row['accuracy']:.1f}%",
-                        f"{100 * row['accuracy_on_found']:.1f}%",
-                    ]
-                    for name, row in (("emolens", pr["emolens"]), ("fer", pr["fer"]))
-                ],
-            ),
-            "",
-            f"emolens / fer on the clip: **{pr['ratio']:.2f}x** the frames/s.",
-            "",
-            *pr.get("notes", []),
-        ]
-        lines += _notes(notes, "peers")
-    if "small_faces" in results:
-        sf = results["small_faces"]
-        assert isinstance(sf, dict)
-        lines += [
-            "## Small faces (CCTV distance)",
-            "",
-            "Side by side in one run (`emolens bench --only small_faces`): the 640x480 demo clip at the default",
-            f"`min_face_px` ({sf['min_face_px_default']}) against `min_face_px=0` (the whole frame only, as before",
-            "tiles), in 4 alternating rounds; a 1080p camera at 30 fps with three walking figures whose faces",
-            "are 40, 56 and 72 px",
-            "(`emolens.demo.small_face_frames`), with following at the default detection interval; and 8 cameras",
-            "of 720p with the same figures sampled at 5 fps in one process (`emolens run`'s shape).",
-            "",
-            markdown_table(
-                ["case", "frames/s", "faces/frame"],
-                [
-                    [k, f"{v['frames_per_s']:.1f}", f"{v['faces_per_frame']:.2f}"]
-                    for k, v in sf.items()
-                    if isinstance(v, dict) and "faces_per_frame" in v
-                ],
-            ),
-            "",
-            f"Demo clip at the default against the whole frame only: **{sf['demo_ratio']:.2f}x** the frames/s.",
-            f"8 cameras of 720p at 5 fps: {sf['cameras720_8']['frames_per_s']:.1f} frames/s over all cameras, "
-            f"**{sf['cameras720_8']['cameras_at_5fps']:.1f} cameras' worth**"
-            + (
-                f" (the whole frame only, same run: {sf['cameras720_8_whole_frame']['cameras_at_5fps']:.1f}, "
-                "finding fewer of the faces)."
-                if "cameras720_8_whole_frame" in sf
-                else "."
-            ),
-            "",
-        ]
-        lines += _notes(notes, "small_faces")
-    if "cameras" in results:
-        cams = results["cameras"]
-        assert isinstance(cams, dict)
-        lines += [
-            "## Cameras per box (embedded run, 640x480 at 5 fps)",
-            "",
-            "`emolens run` with N cameras in one process (a decoding thread per source, one detector for all,",
-            "one classifier batch per tick with the faces of every camera, SQLite store), each camera the 12 s",
-            "demo clip sampled at 5 fps. Recordings are read as fast as detection takes them, so frames/s over",
-            f"all cameras / 5 is how many live 5 fps cameras this machine keeps up with. {cams['cpus']} CPUs.",
-            "",
-            markdown_table(
-                ["cameras in the run", "frames", "seconds", "frames/s (all cameras)", "frames/s ÷ 5"],
-                [
-                    [
-                        str(r["cameras"]),
-                        str(r["frames"]),
-                        f"{r['seconds']:.1f}",
-                        f"{r['frames_per_s']:.1f}",
-                        f"{r['cameras_at_5fps']:.1f}",
-                    ]
-                    for r in cams["runs"]
-                ],
-            ),
-            "",
-            f"**{cams['held']} cameras** at 5 fps on this box: the largest run that kept up with all of its cameras.",
-            "",
-            *cams.get("notes", []),
-        ]
-        lines += _notes(notes, "cameras")
-    if "triton" in results:
-        t = results["triton"]
-        assert isinstance(t, dict)
-        lines += [
-            "## Triton dynamic batching (CPU build, python backend running the same ONNX model)",
-            "",
-            "One-face `emotion` requests: one at a time vs 64 in flight (async, one client thread).",
-            "Goal: concurrent >= 4x sequential.",
-            "",
-            markdown_table(
-                ["sequential batch-1 req/s", "64 in flight req/s", "speed-up", "mean batch executed", "max batch"],
-                [
-                    [
-                        f"{t['sequential_batch1_per_s']:.0f}",
-                        f"{t['concurrent64_per_s']:.0f}",
-                        f"**{t['speedup']:.1f}x**",
-                        f"{t['mean_batch']:.1f}",
-                        f"{t['max_batch']}",
-                    ]
-                ],
-            ),
-            "",
-        ]
-        lines += _notes(notes, "triton")
-    if "aggregator" in results:
-        g = results["aggregator"]
-        assert isinstance(g, dict)
-        lines += [
-            "## Aggregator into PostgreSQL",
-            "",
-            f"{g['frames']} frames x {g['faces_per_frame']} faces, pre-published; protobuf decode + one transaction",
-            "per batch (idempotency keys, per-minute upserts) + offset commit. Goal: >= 10,000 observations/s.",
-            "",
-            f"**{g['observations_per_s']:.0f} face observations/s** ({g['frames_per_s']:.0f} frames/s).",
-            "",
-        ]
-        lines += _notes(notes, "aggregator")
-    if "e2e" in results:
-        e = results["e2e"]
-        assert isinstance(e, dict)
-        lines += [
-            "## End to end through the distributed stack",
-            "",
-            "ingest -> Kafka (Tansu) -> detect (Triton) -> Kafka -> aggregate (PostgreSQL, Redis), the 640x480 demo",
-            "clip at 15 fps, all on this machine's CPUs (Triton shares them with the detector).",
-            "",
-            f"**{e['frames_per_s']:.1f} frames/s** ({e['frames']} frames in {e['seconds']:.1f} s).",
-            "",
-        ]
-        lines += _notes(notes, "e2e")
-    if "analytics" in results:
-        an = results["analytics"]
-        assert isinstance(an, dict)
-        runs = an["runs"]
-        lines += [
-            "## Statistics at city scale (PostgreSQL)",
-            "",
-            f"{an['cameras']} cameras (20 a site, 5 zones), generated by `scripts/generate_stats.py` through the",
-            "aggregator's rollup code at 5 fps; every query is `emolens.analytics.query_stats` (what `QueryStats`,",
-            "`emolens stats` and the report run), all pages, best of 3. `emolens report` is the command itself",
-            "(a new process) over all the days, by zone, to one HTML file: the period by hour and by day, the",
-            "previous period by day (before the generated data, so empty) and the dwell bins. Goal: each < 10 s",
-            "on 2 cores; time and size per camera-day no more than linear in the days.",
-            "`emolens bench --only analytics` reruns it.",
-            "",
-            markdown_table(
-                [
-                    "days",
-                    "one site by day (s)",
-                    "all sites by day (s)",
-                    "all zones by hour (s)",
-                    "all cameras by day (s)",
-                    "`emolens report` by zone (s)",
-                    "store bytes per camera-day",
-                    "generation (s)",
-                ],
-                [
-                    [
-                        str(r["days"]),
-                        f"{r['site_by_day_s']:.3f}",
-                        f"{r['month_sites_by_day_s']:.3f}",
-                        f"{r['month_zones_by_hour_s']:.3f}",
-                        f"{r['month_cameras_by_day_s']:.3f}",
-                        f"{r['report_s']:.2f}" if "report_s" in r else "-",
-                        f"{r['bytes_per_camera_day']:,}",
-                        f"{r['generate_s']:.0f}",
-                    ]
-                    for r in runs
-                ],
-            ),
-            "",
-            "Bytes per camera-day by table (the last run): "
-            + ", ".join(f"{t} {b:,}" for t, b in runs[-1]["bytes_per_camera_day_by_table"].items() if b),
-            "",
-        ]
-        lines += _notes(notes, "analytics")
+    for bench in BENCHMARKS:
+        result = results.get(bench.name)
+        if result is None:
+            continue
+        assert isinstance(result, dict)
+        lines += bench.section(result) + _notes(notes, bench.name)
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _days(text: str) -> tuple[int, ...]:
+    return tuple(int(d) for d in text.split(","))
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="emolens bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="emolens bench",
+        description=__doc__,
+        epilog="benchmarks:\n" + "\n".join(f"  {b.name:<12} {b.measures}" for b in BENCHMARKS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repo", type=Path, default=default_repository(), help="model repository to measure")
-    parser.add_argument(
-        "--only",
-        choices=[
-            "onnx",
-            "precision",
-            "analyze",
-            "small_faces",
-            "peers",
-            "cameras",
-            "triton",
-            "aggregator",
-            "e2e",
-            "analytics",
-        ],
-    )
+    parser.add_argument("--only", choices=[b.name for b in BENCHMARKS])
     parser.add_argument("--analytics-cameras", type=int, default=200, help="cameras of the analytics bench")
     parser.add_argument(
         "--analytics-days",
-        default="7,30",
+        type=_days,
+        default=(7, 30),
         help="days of the analytics bench, one fresh database each (comma-separated)",
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="time per ONNX measurement")
     parser.add_argument("--out", type=Path, default=Path("docs", "benchmarks.md"), help="Markdown report (+ .json)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def write_page(out: Path, results: dict[str, object], keep_others: bool) -> None:
+    """Write ``out`` (Markdown, its notes kept) and its .json; with ``keep_others`` the sections
+    of the last run that ``results`` lacks are kept (one benchmark rerun)."""
+    previous = out.with_suffix(".json")
+    if keep_others and previous.exists():
+        results = {**json.loads(previous.read_text()), **results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    notes = read_notes(out.read_text()) if out.exists() else {}
+    out.write_text(render(results, notes))
+    previous.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     cpu = platform.processor() or platform.machine()
     results: dict[str, object] = {"machine": f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
-    if args.only in (None, "onnx"):
-        results["onnx"] = bench_onnx(args.repo, args.seconds)
-        print(json.dumps(results["onnx"], indent=1), file=sys.stderr)
-    if args.only in (None, "precision"):
-        results["precision"] = bench_precision(args.repo, args.seconds)
-        print(json.dumps(results["precision"], indent=1), file=sys.stderr)
-    if args.only in (None, "analyze"):
-        results["analyze"] = bench_analyze(args.repo, 12.0)
-        print(json.dumps(results["analyze"], indent=1), file=sys.stderr)
-    if args.only in (None, "small_faces"):
-        results["small_faces"] = bench_small_faces(args.repo)
-        print(json.dumps(results["small_faces"], indent=1), file=sys.stderr)
-    if args.only in (None, "peers"):
-        results["peers"] = bench_peers(args.repo)
-        print(json.dumps(results["peers"], indent=1), file=sys.stderr)
-    if args.only in (None, "cameras"):
-        results["cameras"] = bench_cameras(args.repo)
-        print(json.dumps(results["cameras"], indent=1), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # the postgres user must reach its data folder
-        if args.only in (None, "triton"):
-            results["triton"] = bench_triton(args.repo, work)
-            print(json.dumps(results["triton"], indent=1), file=sys.stderr)
-        if args.only in (None, "aggregator"):
-            results["aggregator"] = bench_aggregator(work)
-            print(json.dumps(results["aggregator"], indent=1), file=sys.stderr)
-        if args.only in (None, "e2e"):
-            results["e2e"] = bench_e2e(args.repo, work)
-            print(json.dumps(results["e2e"], indent=1), file=sys.stderr)
-        if args.only in (None, "analytics"):
-            days = tuple(int(d) for d in args.analytics_days.split(","))
-            results["analytics"] = bench_analytics(work, args.analytics_cameras, days)
-            print(json.dumps(results["analytics"], indent=1), file=sys.stderr)
-    previous = args.out.with_suffix(".json")
-    if args.only and previous.exists():  # one section rerun: keep the others of the last full run
-        results = {**json.loads(previous.read_text()), **results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    notes = read_notes(args.out.read_text()) if args.out.exists() else {}
-    args.out.write_text(render(results, notes))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+        run = BenchRun(args.repo, args.seconds, work, args.analytics_cameras, args.analytics_days)
+        for bench in BENCHMARKS:
+            if args.only in (None, bench.name):
+                results[bench.name] = bench.run(run)
+                print(json.dumps(results[bench.name], indent=1), file=sys.stderr)
+    write_page(args.out, results, keep_others=bool(args.only))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from emolens import logs
 from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, topic_retention
@@ -81,38 +82,61 @@ def still_needed(bootstrap: str, settings: Settings, now_ms: int | None = None) 
             tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
             if not tps:
                 continue
-            begins, ends = reader.beginning_offsets(tps), reader.end_offsets(tps)
-            starts = dict(begins)
-            if topic in READERS:
-                committed = admin.list_group_offsets({READERS[topic]: tps}).get(READERS[topic], {})
-                for tp in tps:
-                    mark = committed.get(tp)
-                    if mark is not None and mark.offset > begins[tp]:
-                        starts[tp] = min(mark.offset, ends[tp])
-                        consumed += starts[tp] - begins[tp]
-            reader.assign(tps)
-            for tp in tps:
-                reader.seek(tp, starts[tp])
-            todo = {tp for tp in tps if starts[tp] < ends[tp]}
-            while todo:
-                batches = reader.poll(timeout_ms=1000, max_records=500)
-                if not batches:
-                    raise RuntimeError(f"could not read {topic} back from the broker")
-                for tp, records in batches.items():
-                    for r in records:
-                        if r.offset >= ends[tp]:
-                            continue
-                        if now_ms - r.timestamp > retention[topic]:
-                            expired += 1
-                        else:
-                            headers = [(k, bytes(v)) for k, v in (r.headers or ())]
-                            kept.append(Kept(topic, tp.partition, r.key, r.value, headers, r.timestamp))
-                    if reader.position(tp) >= ends[tp]:
-                        todo.discard(tp)
+            starts, ends, done = _unread(admin, reader, topic, tps)
+            consumed += done
+            young, old = _read_back(reader, topic, tps, (starts, ends), now_ms - retention[topic])
+            kept += young
+            expired += old
     finally:
         reader.close()
         admin.close()
     return kept, expired, consumed
+
+
+def _unread(admin: Any, reader: Any, topic: str, tps: list[Any]) -> tuple[dict[Any, int], dict[Any, int], int]:
+    """Where the unread part of each partition starts and ends: from the topic's reader's
+    committed offset (a dead-letter topic has none: all of it), and how many messages that skips."""
+    begins, ends = reader.beginning_offsets(tps), reader.end_offsets(tps)
+    starts = dict(begins)
+    consumed = 0
+    if topic in READERS:
+        committed = admin.list_group_offsets({READERS[topic]: tps}).get(READERS[topic], {})
+        for tp in tps:
+            mark = committed.get(tp)
+            if mark is not None and mark.offset > begins[tp]:
+                starts[tp] = min(mark.offset, ends[tp])
+                consumed += starts[tp] - begins[tp]
+    return starts, ends, consumed
+
+
+def _read_back(
+    reader: Any, topic: str, tps: list[Any], span: tuple[dict[Any, int], dict[Any, int]], oldest_ms: int
+) -> tuple[list[Kept], int]:
+    """The messages of ``tps`` between their start and end offsets (``span``) stamped at
+    ``oldest_ms`` or later, and how many older ones were left behind."""
+    starts, ends = span
+    kept: list[Kept] = []
+    expired = 0
+    reader.assign(tps)
+    for tp in tps:
+        reader.seek(tp, starts[tp])
+    todo = {tp for tp in tps if starts[tp] < ends[tp]}
+    while todo:
+        batches = reader.poll(timeout_ms=1000, max_records=500)
+        if not batches:
+            raise RuntimeError(f"could not read {topic} back from the broker")
+        for tp, records in batches.items():
+            for r in records:
+                if r.offset >= ends[tp]:
+                    continue
+                if r.timestamp < oldest_ms:
+                    expired += 1
+                else:
+                    headers = [(k, bytes(v)) for k, v in (r.headers or ())]
+                    kept.append(Kept(topic, tp.partition, r.key, r.value, headers, r.timestamp))
+            if reader.position(tp) >= ends[tp]:
+                todo.discard(tp)
+    return kept, expired
 
 
 def publish_back(bootstrap: str, settings: Settings, kept: list[Kept]) -> None:

@@ -19,6 +19,9 @@ numpy<2) in ``$EMOLENS_TRITON_VENV``, default ``.tools/triton-venv`` under the c
 directory. The integration tests use the same functions through tests/integration/conftest.py.
 """
 
+# Long module: two halves the integration tests and `emolens dev` share: one start function per
+# real server (PostgreSQL, Redis, the Kafka-protocol broker, Triton) and the `dev up` supervisor
+# over them. The servers are the half to move to a module of their own when either half grows.
 from __future__ import annotations
 
 import argparse

@@ -207,7 +207,7 @@ def require_modules(names: tuple[str, ...]) -> None:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emolens evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -218,10 +218,90 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N faces per set (quick look; not for the card)")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _evaluate_model(
+    clf: OnnxClassifier, model: str, test: Split, val: Split, args: argparse.Namespace
+) -> tuple[dict[str, object], ModelEvaluation, np.ndarray]:
+    """One model on its own test set (direct, robustness) and its preprocessing on val: the
+    figures for the JSON, the model card's entry, the test set's probabilities."""
+    if args.limit:
+        test = Split(
+            test.images[: args.limit],
+            test.labels[: args.limit],
+            None if test.extra_labels is None else test.extra_labels[: args.limit],
+        )
+        val = Split(val.images[: args.limit], val.labels[: args.limit])
+    res, probs = direct(clf, model, test)
+    robust = robustness(clf, model, test, res.accuracy, args.seed)
+    prep = choose_preprocessing(clf, model, val, args.seed)
+    onnx_bytes = (args.repo / model / "1" / "model.onnx").stat().st_size
+    figures = {
+        "accuracy": res.accuracy,
+        "macro_f1": res.macro_f1,
+        "auc": res.auc,
+        "ferplus_accuracy": res.ferplus_accuracy,
+        "confusion_matrix": res.cm.tolist(),
+        "robustness": robust,
+        "max_robustness_drop_points": max(100 * (res.accuracy - v) for v in robust.values()),
+        "preprocessing_on_val": prep,
+        "onnx_bytes": onnx_bytes,
+    }
+    meta = training_folder(args.repo, model) / "training.json"
+    info = clf.info(model)
+    card = ModelEvaluation(
+        name=model,
+        labels=info.labels,
+        size=info.size,
+        onnx_bytes=onnx_bytes,
+        training=json.loads(meta.read_text()) if meta.exists() else {},
+        direct=res,
+        robustness=robust,
+        preprocessing=prep,
+    )
+    print(f"{model}: accuracy {res.accuracy:.4f} auc {res.auc} ferplus {res.ferplus_accuracy}", file=sys.stderr)
+    return figures, card, probs
+
+
+def _agreement(
+    clf: OnnxClassifier, splits: dict[str, tuple[Split, Split]], emotion_probs: np.ndarray, args: argparse.Namespace
+) -> Agreement:
+    """The two models against each other's datasets (see :func:`agreement`)."""
+    keep = duplicate_free(args.data_dir)
+    fer = {"test": splits[EMOTION][0], "val": splits[EMOTION][1]}
+    smiles = {"test": splits[SMILE][0], "val": splits[SMILE][1]}
+    if args.limit:
+        keep = keep[: args.limit]
+        fer = {k: Split(v.images[: args.limit], v.labels[: args.limit]) for k, v in fer.items()}
+        smiles = {k: Split(v.images[: args.limit], v.labels[: args.limit]) for k, v in smiles.items()}
+    agree = agreement(clf, fer, smiles, emotion_probs, keep)
+    print(f"agreement: {agree}", file=sys.stderr)
+    return agree
+
+
+def _pipeline(args: argparse.Namespace) -> tuple[dict[str, PipelineResult], small_faces.SmallFaces]:
+    """Both models through the whole pipeline on faces placed in photos, and small faces."""
+    pipeline: dict[str, PipelineResult] = {}
+    settings = Settings.from_env(inference=f"onnx://{args.repo}", detector="blazeface")
+    for model, upscale in ((EMOTION, 4), (SMILE, 3)):
+        test = load_split(TASKS[model], "test", args.data_dir, native=True)
+        if args.limit:
+            test = Split(test.images[: args.limit], test.labels[: args.limit])
+        pipeline[model] = pipeline_eval(settings, model, test, upscale, args.seed)
+        print(f"pipeline {model}: {pipeline[model]}", file=sys.stderr)
+    small = small_faces.measure(
+        Analyzer(Settings.from_env(inference=f"onnx://{args.repo}")),
+        frames=max(args.limit // 4, 5) if args.limit else small_faces.FRAMES,
+        data_dir=args.data_dir,
+    )
+    return pipeline, small
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if not args.skip_pipeline:
         require_modules(PIPELINE_NEEDS)
-
     clf = OnnxClassifier(args.repo)
     results: dict[str, object] = {}
     models: list[ModelEvaluation] = []
@@ -236,78 +316,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     test_probs: dict[str, np.ndarray] = {}
     for model in (SMILE, EMOTION):
-        test, val = splits[model]
-        if args.limit:
-            test = Split(
-                test.images[: args.limit],
-                test.labels[: args.limit],
-                None if test.extra_labels is None else test.extra_labels[: args.limit],
-            )
-            val = Split(val.images[: args.limit], val.labels[: args.limit])
-        res, test_probs[model] = direct(clf, model, test)
-        robust = robustness(clf, model, test, res.accuracy, args.seed)
-        prep = choose_preprocessing(clf, model, val, args.seed)
-        onnx_bytes = (args.repo / model / "1" / "model.onnx").stat().st_size
-        results[model] = {
-            "accuracy": res.accuracy,
-            "macro_f1": res.macro_f1,
-            "auc": res.auc,
-            "ferplus_accuracy": res.ferplus_accuracy,
-            "confusion_matrix": res.cm.tolist(),
-            "robustness": robust,
-            "max_robustness_drop_points": max(100 * (res.accuracy - v) for v in robust.values()),
-            "preprocessing_on_val": prep,
-            "onnx_bytes": onnx_bytes,
-        }
-        meta = training_folder(args.repo, model) / "training.json"
-        info = clf.info(model)
-        models.append(
-            ModelEvaluation(
-                name=model,
-                labels=info.labels,
-                size=info.size,
-                onnx_bytes=onnx_bytes,
-                training=json.loads(meta.read_text()) if meta.exists() else {},
-                direct=res,
-                robustness=robust,
-                preprocessing=prep,
-            )
-        )
-        print(f"{model}: accuracy {res.accuracy:.4f} auc {res.auc} ferplus {res.ferplus_accuracy}", file=sys.stderr)
-
-    keep = duplicate_free(args.data_dir)
-    fer = {"test": splits[EMOTION][0], "val": splits[EMOTION][1]}
-    smiles = {"test": splits[SMILE][0], "val": splits[SMILE][1]}
-    if args.limit:
-        keep = keep[: args.limit]
-        fer = {k: Split(v.images[: args.limit], v.labels[: args.limit]) for k, v in fer.items()}
-        smiles = {k: Split(v.images[: args.limit], v.labels[: args.limit]) for k, v in smiles.items()}
-    agree = agreement(clf, fer, smiles, test_probs[EMOTION], keep)
+        results[model], card, test_probs[model] = _evaluate_model(clf, model, *splits[model], args)
+        models.append(card)
+    agree = _agreement(clf, splits, test_probs[EMOTION], args)
     results["agreement"] = asdict(agree)
-    print(f"agreement: {agree}", file=sys.stderr)
-
     pipeline: dict[str, PipelineResult] = {}
+    small_card = None
     if not args.skip_pipeline:
-        settings = Settings.from_env(inference=f"onnx://{args.repo}", detector="blazeface")
-        for model, upscale in ((EMOTION, 4), (SMILE, 3)):
-            test = load_split(TASKS[model], "test", args.data_dir, native=True)
-            if args.limit:
-                test = Split(test.images[: args.limit], test.labels[: args.limit])
-            pipeline[model] = pipeline_eval(settings, model, test, upscale, args.seed)
-            print(f"pipeline {model}: {pipeline[model]}", file=sys.stderr)
+        pipeline, small = _pipeline(args)
         results["pipeline"] = {model: asdict(r) for model, r in pipeline.items()}
-        small = small_faces.measure(
-            Analyzer(Settings.from_env(inference=f"onnx://{args.repo}")),
-            frames=max(args.limit // 4, 5) if args.limit else small_faces.FRAMES,
-            data_dir=args.data_dir,
-        )
         results["small_faces"] = small_faces.to_json(small)
-
+        small_card = small_faces.render(small)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        render_card(models, pipeline, args.limit, agree, None if args.skip_pipeline else small_faces.render(small))
-    )
+    args.out.write_text(render_card(models, pipeline, args.limit, agree, small_card))
     print(f"wrote {args.out} and {args.json} in {time.time() - t0:.0f}s", file=sys.stderr)
     return 0

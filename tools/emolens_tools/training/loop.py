@@ -6,7 +6,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -180,6 +180,200 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 512) 
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """What :func:`train` was asked for beyond the task and its data, handed to its steps."""
+
+    seed: int
+    bf16: bool
+    progress: bool
+    device: str
+    views: np.ndarray | None
+    view_share: float
+    distill: Distillation | None
+    sample_weights: np.ndarray | None
+    partial: PartialLabels | None
+
+
+@dataclass
+class _Standing:
+    """Where a run stands: the next epoch, the best validation accuracy so far and its epoch, the
+    history of the epochs done."""
+
+    start: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, state: dict) -> _Standing:
+        return cls(state["epoch"] + 1, state["best_acc"], state["best_epoch"], state["history"])
+
+
+@dataclass
+class _Batch:
+    """One training batch on the device: ``n`` faces of the main split first, then the partially
+    labelled ones (``is_target``), each with its loss weight; ``x_teacher`` is what the teacher
+    reads instead of ``x`` (the dataset crops, with ``source_view``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+    n: int
+    x_teacher: torch.Tensor | None
+    is_target: torch.Tensor | None
+
+
+def _start(
+    spec: TaskSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    workdir: Path,
+    snapshot: Path | None,
+    init: nn.Module | None,
+) -> _Standing:
+    """Resume from ``workdir``'s checkpoint, else warm-start from ``snapshot``, else copy
+    ``init``'s fitting weights, else start afresh."""
+    state_path, best_path = workdir / "last.pt", workdir / "best.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        check_checkpoint_shape(state, spec, state_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        standing = _Standing.of(state)
+        logs.event(log.info, "resume", task=spec.name, epoch=standing.start, best_val_acc=round(standing.best_acc, 4))
+        return standing
+    if snapshot is not None and snapshot.exists():
+        state = torch.load(snapshot, weights_only=False)
+        check_checkpoint_shape(state, spec, snapshot)
+        model.load_state_dict(full_weights(state["model"]))
+        torch.save(full_weights(state["best_model"]), best_path)
+        standing = _Standing.of(state)
+        logs.event(
+            log.info,
+            "warm_start",
+            task=spec.name,
+            **{"from": snapshot},
+            epoch=standing.start,
+            best_val_acc=round(standing.best_acc, 4),
+        )
+        return standing
+    if init is not None:
+        init_from(model, init)
+    return _Standing()
+
+
+def _draw_batch(idx: np.ndarray, train_split: Split, rng: np.random.Generator, recipe: _Recipe) -> _Batch:
+    """The batch of training images ``idx``: views swapped in, partially labelled faces added,
+    augmented, in the order of draws from ``rng`` that makes a resumed run repeat an unbroken one."""
+    source = original = train_split.images[idx]
+    views, share, partial = recipe.views, recipe.view_share, recipe.partial
+    if views is not None and share > 0:
+        use = rng.random(len(idx)) < share
+        source = np.where(use[:, None, None], views[idx], source)
+    weights = recipe.sample_weights
+    w_np = np.ones(len(idx), np.float32) if weights is None else weights[idx].astype(np.float32)
+    is_target = None
+    if partial is not None:
+        pidx = rng.integers(0, len(partial.images), partial.per_batch)
+        source = np.concatenate([source, partial.images[pidx]])
+        original = np.concatenate([original, partial.images[pidx]])
+        pw = np.ones(len(pidx), np.float32) if partial.weights is None else partial.weights[pidx]
+        w_np = np.concatenate([w_np, pw.astype(np.float32)])
+        is_target = torch.from_numpy(partial.is_target[pidx]).to(recipe.device)
+    x_teacher = None
+    if recipe.distill is not None and recipe.distill.source_view and views is not None and share > 0:
+        # the same draws augment the source crops the same way (they depend on shapes only)
+        x_teacher = torch.from_numpy(augment_batch(original, copy.deepcopy(rng))).to(recipe.device)
+    x = torch.from_numpy(augment_batch(source, rng)).to(recipe.device)
+    y = torch.from_numpy(train_split.labels[idx]).to(recipe.device)
+    return _Batch(x, y, torch.from_numpy(w_np).to(recipe.device), len(idx), x_teacher, is_target)
+
+
+def _batch_loss(
+    model: nn.Module, batch: _Batch, loss_fn: nn.Module, recipe: _Recipe
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's weighted loss (hard labels, partial labels, the teacher's soft targets) and the
+    logits of its main-split faces."""
+    with torch.autocast(torch.device(recipe.device).type, dtype=torch.bfloat16, enabled=recipe.bf16):
+        all_logits = model(batch.x)
+        logits = all_logits[: batch.n]
+        per_image = loss_fn(logits.float(), batch.y)
+        if recipe.partial is not None and batch.is_target is not None:
+            per_image = torch.cat([per_image, recipe.partial.loss(all_logits[batch.n :], batch.is_target)])
+        loss = (per_image * batch.w).sum() / batch.w.sum()
+        if recipe.distill is not None:
+            with torch.no_grad():
+                teacher_logits = recipe.distill.teacher(batch.x if batch.x_teacher is None else batch.x_teacher).float()
+            loss = recipe.distill.loss(all_logits.float(), teacher_logits, loss)
+    return loss, logits
+
+
+def _train_epoch(
+    spec: TaskSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    train_split: Split,
+    epoch: int,
+    epochs: int,
+    steps: int,
+    recipe: _Recipe,
+) -> dict[str, float]:
+    """One epoch over ``steps`` batches: its history row so far (epoch, train loss and accuracy)."""
+    rng = np.random.default_rng([recipe.seed, epoch])
+    torch.manual_seed(recipe.seed * 1000 + epoch)
+    order = rng.permutation(len(train_split.images))
+    model.train()
+    seen, correct, loss_sum = 0, 0, 0.0
+    bar = tqdm(range(steps), desc=f"{spec.name} {epoch + 1}/{epochs}", disable=not recipe.progress, leave=False)
+    for step in bar:
+        idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+        batch = _draw_batch(idx, train_split, rng, recipe)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(spec, epoch, step, steps, epochs)
+        loss, logits = _batch_loss(model, batch, loss_fn, recipe)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(idx)
+        correct += int((logits.argmax(1) == batch.y).sum())
+        loss_sum += float(loss.detach()) * len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+
+
+def _end_epoch(
+    spec: TaskSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    row: dict[str, float],
+    standing: _Standing,
+    workdir: Path,
+    snapshot: Path | None,
+) -> None:
+    """Record the epoch's row, keep the best weights, write the checkpoint (and the snapshot)."""
+    state_path, best_path = workdir / "last.pt", workdir / "best.pt"
+    standing.history.append(row)
+    if row["val_acc"] > standing.best_acc:
+        standing.best_acc, standing.best_epoch = row["val_acc"], int(row["epoch"])
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, best_path)
+    torch.save(
+        {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "epoch": int(row["epoch"]) - 1,
+            "best_acc": standing.best_acc,
+            "best_epoch": standing.best_epoch,
+            "history": standing.history,
+            "shape": shape_of(spec),
+        },
+        state_path,
+    )
+    if snapshot is not None:
+        write_snapshot(state_path, best_path, snapshot)
+
+
 def train(
     spec: TaskSpec,
     train_split: Split,
@@ -219,6 +413,7 @@ def train(
     label (see :class:`PartialLabels`); accuracy in the history counts the main split only.
     """
     epochs = epochs or spec.epochs
+    recipe = _Recipe(seed, bf16, progress, device, views, view_share, distill, sample_weights, partial)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build_network(spec)
@@ -226,127 +421,30 @@ def train(
         model.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing, reduction="none")
-    state_path, best_path = workdir / "last.pt", workdir / "best.pt"
-    start, best_acc, best_epoch, history = 0, -1.0, -1, []
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        check_checkpoint_shape(state, spec, state_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best_acc, best_epoch, history = (
-            state["epoch"] + 1,
-            state["best_acc"],
-            state["best_epoch"],
-            state["history"],
-        )
-        logs.event(log.info, "resume", task=spec.name, epoch=start, best_val_acc=round(best_acc, 4))
-    elif snapshot is not None and snapshot.exists():
-        state = torch.load(snapshot, weights_only=False)
-        check_checkpoint_shape(state, spec, snapshot)
-        model.load_state_dict(full_weights(state["model"]))
-        torch.save(full_weights(state["best_model"]), best_path)
-        start, best_acc, best_epoch, history = (
-            state["epoch"] + 1,
-            state["best_acc"],
-            state["best_epoch"],
-            state["history"],
-        )
-        logs.event(
-            log.info, "warm_start", task=spec.name, **{"from": snapshot}, epoch=start, best_val_acc=round(best_acc, 4)
-        )
-    elif init is not None:
-        init_from(model, init)
-
+    standing = _start(spec, model, optimizer, workdir, snapshot, init)
     model.to(device)
     if distill is not None:
         distill.teacher.to(device).eval()
-    if start > 0:  # the optimizer's state was loaded for CPU tensors
+    if standing.start > 0:  # the optimizer's state was loaded for CPU tensors
         optimizer.load_state_dict(optimizer.state_dict())
-    n = len(train_split.images)
-    steps = n // spec.batch_size
+    steps = len(train_split.images) // spec.batch_size
     if max_batches is not None:
         steps = min(steps, max_batches)
-    for epoch in range(start, epochs):
-        rng = np.random.default_rng([seed, epoch])
-        torch.manual_seed(seed * 1000 + epoch)
-        order = rng.permutation(n)
-        model.train()
-        t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
-        bar = tqdm(range(steps), desc=f"{spec.name} {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for step in bar:
-            idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
-            source = original = train_split.images[idx]
-            if views is not None and view_share > 0:
-                use = rng.random(len(idx)) < view_share
-                source = np.where(use[:, None, None], views[idx], source)
-            w_np = np.ones(len(idx), np.float32) if sample_weights is None else sample_weights[idx].astype(np.float32)
-            if partial is not None:
-                pidx = rng.integers(0, len(partial.images), partial.per_batch)
-                source = np.concatenate([source, partial.images[pidx]])
-                original = np.concatenate([original, partial.images[pidx]])
-                pw = np.ones(len(pidx), np.float32) if partial.weights is None else partial.weights[pidx]
-                w_np = np.concatenate([w_np, pw.astype(np.float32)])
-            x_teacher = None
-            if distill is not None and distill.source_view and views is not None and view_share > 0:
-                # the same draws augment the source crops the same way (they depend on shapes only)
-                x_teacher = torch.from_numpy(augment_batch(original, copy.deepcopy(rng))).to(device)
-            x = torch.from_numpy(augment_batch(source, rng)).to(device)
-            y = torch.from_numpy(train_split.labels[idx]).to(device)
-            w = torch.from_numpy(w_np).to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(spec, epoch, step, steps, epochs)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                all_logits = model(x)
-                logits = all_logits[: len(idx)]
-                per_image = loss_fn(logits.float(), y)
-                if partial is not None:
-                    is_target = torch.from_numpy(partial.is_target[pidx]).to(device)
-                    per_image = torch.cat([per_image, partial.loss(all_logits[len(idx) :], is_target)])
-                loss = (per_image * w).sum() / w.sum()
-                if distill is not None:
-                    with torch.no_grad():
-                        teacher_logits = distill.teacher(x if x_teacher is None else x_teacher).float()
-                    loss = distill.loss(all_logits.float(), teacher_logits, loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    for epoch in range(standing.start, epochs):
+        t0 = time.time()
+        row = _train_epoch(spec, model, optimizer, loss_fn, train_split, epoch, epochs, steps, recipe)
         val_logits = predict_logits(model, val_split.images)
-        val_acc = float((val_logits.argmax(1) == val_split.labels).mean())
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "val_acc": val_acc,
-            "seconds": time.time() - t0,
-        }
-        history.append(row)
-        if val_acc > best_acc:
-            best_acc, best_epoch = val_acc, epoch + 1
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, best_path)
-        torch.save(
-            {
-                "model": {k: v.cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "best_acc": best_acc,
-                "best_epoch": best_epoch,
-                "history": history,
-                "shape": shape_of(spec),
-            },
-            state_path,
-        )
-        if snapshot is not None:
-            write_snapshot(state_path, best_path, snapshot)
+        row["val_acc"] = float((val_logits.argmax(1) == val_split.labels).mean())
+        row["seconds"] = time.time() - t0
+        _end_epoch(spec, model, optimizer, row, standing, workdir, snapshot)
         msg = (
             f"{spec.name} epoch {epoch + 1}/{epochs} loss={row['train_loss']:.4f} "
-            f"train_acc={row['train_acc']:.4f} val_acc={val_acc:.4f} best={best_acc:.4f}@{best_epoch} "
-            f"{row['seconds']:.0f}s"
+            f"train_acc={row['train_acc']:.4f} val_acc={row['val_acc']:.4f} "
+            f"best={standing.best_acc:.4f}@{standing.best_epoch} {row['seconds']:.0f}s"
         )
         tqdm.write(msg) if progress else log.info(msg)
-    model.load_state_dict(torch.load(best_path))
+    model.load_state_dict(torch.load(workdir / "best.pt"))
     model.cpu().eval()
-    return TrainResult(model=model, best_epoch=best_epoch, best_val_accuracy=best_acc, history=history)
+    return TrainResult(
+        model=model, best_epoch=standing.best_epoch, best_val_accuracy=standing.best_acc, history=standing.history
+    )

@@ -10,7 +10,9 @@ import functools
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -197,96 +199,84 @@ def train_teacher(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Spli
     return 0
 
 
-def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
-    """Train the requested members (resuming their checkpoints) and export once all have one."""
-    print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
-    t0 = time.time()
-    upscale = UPSCALE_TO // spec.size
+def _measure_crop_box(tr: Split, seed: int, template_images: int, upscale: int) -> tuple[np.ndarray, float]:
+    """Where the detector finds the face in the training crops (and in what share of them)."""
+    rng = np.random.default_rng(seed)
+    crops = tr.images[rng.choice(len(tr.images), min(template_images, len(tr.images)), replace=False)]
+    box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
+    where = box.round(2).tolist()
+    print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {where}")
+    return box, found
 
-    @functools.cache
-    def crop_box() -> tuple[np.ndarray, float]:
-        """Where the detector finds the face in the training crops: measured once, when a serving
-        view or the export first needs it (a run that only trains needs no detector)."""
-        rng = np.random.default_rng(args.seed)
-        crops = tr.images[rng.choice(len(tr.images), min(args.template_images, len(tr.images)), replace=False)]
-        box, found = measure_crop_box(list(crops), make_detector("blazeface"), upscale=upscale)
-        where = box.round(2).tolist()
-        print(f"crop box measured on {len(crops)} training crops (face found in {found:.0%}): {where}")
-        return box, found
 
-    nets = net_specs(args, spec)
-    todo = [args.member] if args.member is not None else list(range(len(spec.members)))
-    trained = [k for k, m in enumerate(spec.members) if m.source == "train"]
-    uses_teacher = any(m.source == "teacher" or m.init_from_teacher or m.distill for m in spec.members)
-    teacher = committed_teacher(spec, args.snapshot) if uses_teacher else None
-    results: dict[int, TrainResult] = {}
-    weights = None
-    if spec.suspect_weight < 1.0 and teacher is not None and not args.export_only:
-        weights = suspect_weights(spec, teacher.model, tr, root / f"{spec.name}-audit.npz")
-    partial = None
-    if not args.export_only and any(spec.members[k].partial_labels for k in todo):
-        partial = partial_labels(spec, teacher.model if teacher else None, root, args.data_dir, args.limit)
-    if not args.export_only:
-        for k in todo:
-            member = spec.members[k]
-            if member.source == "teacher":
-                continue
-            workdir = member_dir(root, spec, k)
-            views = None
-            if member.serving_view_share > 0:
-                views, hit = serving_views(
-                    tr.images,
-                    crop_box()[0],
-                    upscale,
-                    seed=args.seed + member.seed_offset,
-                    cache=workdir / "serving_views.npz",
-                    workers=args.threads,
-                    progress=not args.no_progress,
-                )
-                print(f"member {k}: serving views of {len(views)} training crops (face found in {hit.mean():.1%})")
-            results[k] = train(
-                nets[k],
-                tr,
-                va,
-                workdir,
-                epochs=args.epochs,
-                max_batches=args.max_batches,
-                seed=args.seed + member.seed_offset,
-                bf16=not args.no_bf16,
-                progress=not args.no_progress,
-                views=views,
-                view_share=member.serving_view_share,
-                device=args.device,
-                distill=Distillation(teacher.model, spec.temperature, spec.kd_weight, member.teacher_reads_source)
-                if member.distill and teacher
-                else None,
-                init=teacher.model if member.init_from_teacher and teacher else None,
-                sample_weights=weights,
-                partial=partial if member.partial_labels else None,
-            )
-    missing = [k for k in trained if not (member_dir(root, spec, k) / "best.pt").exists()]
-    if missing:
-        print(f"not exported yet: train member(s) {missing} first (--member K), then rerun with --export-only")
-        return 0 if not args.export_only else 2
-    for k, member in enumerate(spec.members):
-        if member.source == "teacher" and teacher is not None:
-            results[k] = teacher
-        elif k not in results:
-            results[k] = load_member(member_dir(root, spec, k), nets[k])
-    model = Ensemble(
-        [results[k].model for k in range(len(spec.members))],
-        flip=spec.flip_tta,
-        weights=[member.weight for member in spec.members],
-    ).eval()
-    with torch.no_grad():
-        val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
-    meta = {
+def _train_member(
+    args: argparse.Namespace,
+    spec: TaskSpec,
+    k: int,
+    net: TaskSpec,
+    root: Path,
+    data: tuple[Split, Split],
+    teacher: TrainResult | None,
+    extra: tuple[np.ndarray | None, PartialLabels | None],
+    crop_box: Callable[[], tuple[np.ndarray, float]],
+) -> TrainResult:
+    """Train (or resume) member ``k`` of the ensemble: its serving views cut first where it
+    trains on them; ``extra`` holds the label audit's sample weights and the partial labels."""
+    tr, va = data
+    weights, partial = extra
+    member = spec.members[k]
+    workdir = member_dir(root, spec, k)
+    views = None
+    if member.serving_view_share > 0:
+        views, hit = serving_views(
+            tr.images,
+            crop_box()[0],
+            UPSCALE_TO // spec.size,
+            seed=args.seed + member.seed_offset,
+            cache=workdir / "serving_views.npz",
+            workers=args.threads,
+            progress=not args.no_progress,
+        )
+        print(f"member {k}: serving views of {len(views)} training crops (face found in {hit.mean():.1%})")
+    return train(
+        net,
+        tr,
+        va,
+        workdir,
+        epochs=args.epochs,
+        max_batches=args.max_batches,
+        seed=args.seed + member.seed_offset,
+        bf16=not args.no_bf16,
+        progress=not args.no_progress,
+        views=views,
+        view_share=member.serving_view_share,
+        device=args.device,
+        distill=Distillation(teacher.model, spec.temperature, spec.kd_weight, member.teacher_reads_source)
+        if member.distill and teacher
+        else None,
+        init=teacher.model if member.init_from_teacher and teacher else None,
+        sample_weights=weights,
+        partial=partial if member.partial_labels else None,
+    )
+
+
+def _export_meta(
+    args: argparse.Namespace,
+    spec: TaskSpec,
+    nets: list[TaskSpec],
+    results: dict[int, TrainResult],
+    train_images: int,
+    val_acc: float,
+    found: float,
+) -> dict[str, Any]:
+    """What training.json records beside the exported ensemble."""
+    return {
         "task": spec.name,
-        "crop_box_found_fraction": round(crop_box()[1], 3),
+        "crop_box_found_fraction": round(found, 3),
         "epochs": args.epochs or spec.epochs,
         # Member 0's shape, as the checkpoints record it; each member also records its own (load_pytorch).
         **shape_of(nets[0]),
-        "train_images": len(tr.images),
+        "train_images": train_images,
         "seed": args.seed,
         "val_accuracy": round(val_acc, 4),
         "flip_tta": spec.flip_tta,
@@ -306,6 +296,52 @@ def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: S
             for k in range(len(spec.members))
         ],
     }
+
+
+def train_and_export(args: argparse.Namespace, spec: TaskSpec, root: Path, tr: Split, va: Split) -> int:
+    """Train the requested members (resuming their checkpoints) and export once all have one."""
+    print(f"{spec.name}: {len(tr.images)} train / {len(va.images)} val images, checkpoints in {root}", flush=True)
+    t0 = time.time()
+    # measured once, when a serving view or the export first needs it (a run that only trains
+    # needs no face detector)
+    crop_box = functools.cache(
+        functools.partial(_measure_crop_box, tr, args.seed, args.template_images, UPSCALE_TO // spec.size)
+    )
+    nets = net_specs(args, spec)
+    todo = [args.member] if args.member is not None else list(range(len(spec.members)))
+    trained = [k for k, m in enumerate(spec.members) if m.source == "train"]
+    uses_teacher = any(m.source == "teacher" or m.init_from_teacher or m.distill for m in spec.members)
+    teacher = committed_teacher(spec, args.snapshot) if uses_teacher else None
+    results: dict[int, TrainResult] = {}
+    weights = None
+    if spec.suspect_weight < 1.0 and teacher is not None and not args.export_only:
+        weights = suspect_weights(spec, teacher.model, tr, root / f"{spec.name}-audit.npz")
+    partial = None
+    if not args.export_only and any(spec.members[k].partial_labels for k in todo):
+        partial = partial_labels(spec, teacher.model if teacher else None, root, args.data_dir, args.limit)
+    if not args.export_only:
+        for k in todo:
+            if spec.members[k].source != "teacher":
+                results[k] = _train_member(
+                    args, spec, k, nets[k], root, (tr, va), teacher, (weights, partial), crop_box
+                )
+    missing = [k for k in trained if not (member_dir(root, spec, k) / "best.pt").exists()]
+    if missing:
+        print(f"not exported yet: train member(s) {missing} first (--member K), then rerun with --export-only")
+        return 0 if not args.export_only else 2
+    for k, member in enumerate(spec.members):
+        if member.source == "teacher" and teacher is not None:
+            results[k] = teacher
+        elif k not in results:
+            results[k] = load_member(member_dir(root, spec, k), nets[k])
+    model = Ensemble(
+        [results[k].model for k in range(len(spec.members))],
+        flip=spec.flip_tta,
+        weights=[member.weight for member in spec.members],
+    ).eval()
+    with torch.no_grad():
+        val_acc = float((predict_logits(model, va.images).argmax(1) == va.labels).mean())
+    meta = _export_meta(args, spec, nets, results, len(tr.images), val_acc, crop_box()[1])
     calibration = tr.images[np.random.default_rng(args.seed + 1).choice(len(tr.images), min(512, len(tr.images)))]
     check = export(model, spec, args.repo, va.images[:512], crop_box()[0], meta, calibration, quantize=not args.fp32)
     print(
