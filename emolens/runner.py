@@ -5,6 +5,7 @@ or several sources, each its own camera, in one process."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -158,14 +159,23 @@ def run_cameras(
 
 
 _SPEC_KEYS = ("id", "source", "zone", "site")
+# a --cameras file may name the environment variable that holds a source instead of the source
+# (an RTSP URL with a password, from a Secret: the chart's grouped ingest pods)
+_FILE_KEYS = (*_SPEC_KEYS, "source_env")
 
 
-def _camera_source(fields: dict[str, object], where: str) -> CameraSource:
-    unknown = sorted(set(fields) - set(_SPEC_KEYS))
+def _camera_source(fields: dict[str, object], where: str, keys: tuple[str, ...] = _SPEC_KEYS) -> CameraSource:
+    unknown = sorted(set(fields) - set(keys))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(_SPEC_KEYS)}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(keys)}")
     values = {k: "" if v is None else str(v) for k, v in fields.items()}
     camera_id, source = values.get("id", ""), values.get("source", "")
+    if values.get("source_env"):
+        if source:
+            raise ConfigError(f"{where}: give source or source_env, not both")
+        source = os.environ.get(values["source_env"], "")
+        if not source:
+            raise ConfigError(f"{where}: source_env {values['source_env']} is not set or empty")
     if not source:
         raise ConfigError(f"{where}: no source")
     if not 1 <= len(camera_id) <= MAX_ID_LENGTH:
@@ -206,8 +216,9 @@ def parse_camera(spec: str) -> CameraSource:
 
 
 def load_cameras(path: Path) -> list[CameraSource]:
-    """Cameras from a YAML file: a list of mappings with ``id``, ``source``, and optionally
-    ``zone`` and ``site`` (or that list under a ``cameras`` key)::
+    """Cameras from a YAML file: a list of mappings with ``id``, ``source`` (or ``source_env``,
+    the environment variable that holds it), and optionally ``zone`` and ``site`` (or that list
+    under a ``cameras`` key)::
 
         cameras:
           - {id: door-1, source: "rtsp://10.0.0.5/stream", zone: entrance, site: mall}
@@ -222,4 +233,8 @@ def load_cameras(path: Path) -> list[CameraSource]:
     entries = loaded.get("cameras") if isinstance(loaded, dict) else loaded
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise ConfigError(f"--cameras {path}: expected a list of cameras (id, source, zone, site)")
-    return [_camera_source(e, f"--cameras {path}, camera {i + 1}") for i, e in enumerate(entries)]
+    cameras = [_camera_source(e, f"--cameras {path}, camera {i + 1}", _FILE_KEYS) for i, e in enumerate(entries)]
+    ids = [c.camera.camera_id for c in cameras]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"--cameras {path}: each camera needs its own id; given {', '.join(ids)}")
+    return cameras

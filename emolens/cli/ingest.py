@@ -1,4 +1,4 @@
-"""`emolens ingest`: the ingest service (publish a camera's sampled frames to the bus);
+"""`emolens ingest`: the ingest service (publish cameras' sampled frames to the bus);
 its code is :mod:`emolens.services.ingest`."""
 
 from __future__ import annotations
@@ -7,12 +7,17 @@ import argparse
 
 from emolens.cli.options import OPEN_TIMEOUT_HELP, server_extra, settings_from
 
-HELP = "service: publish a camera's sampled frames to the bus"
+HELP = "service: publish the sampled frames of a camera, or of several (--cameras), to the bus"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True)
-    p.add_argument("--camera-id", required=True)
+    p.add_argument("--source", help="one camera: video file, rtsp/http URL, webcam index or image folder")
+    p.add_argument("--camera-id", help="the camera of --source")
+    p.add_argument(
+        "--cameras",
+        metavar="FILE",
+        help="several cameras in one process, from a YAML file: a list of {id, source (or source_env), zone, site}",
+    )
     p.add_argument("--zone", default="")
     p.add_argument("--site", default="")
     p.add_argument("--bus", help="kafka://HOST:PORT or memory:// (EMOLENS_BUS)")
@@ -21,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--fps", type=float)
     p.add_argument("--start", help="ISO time of the first frame (files; default now)")
-    p.add_argument("--seq-start", type=int, help="first frame sequence number (default: microseconds now)")
+    p.add_argument("--seq-start", type=int, help="first frame sequence number (one camera; default: microseconds now)")
     p.add_argument("--open-timeout", type=float, metavar="SECONDS", help=OPEN_TIMEOUT_HELP)
 
 

@@ -423,3 +423,54 @@ def test_a_camera_takes_more_ingest_options(helm):
     ]
     args = ingest["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[-2:] == ["--start", "2026-06-01T09:00:00Z"]
+
+
+def _ingests(helm, cameras: list[str], groups: int) -> dict[str, tuple[str, list[str]]]:
+    """Ingest Deployment name -> (its cameras checksum, the camera ids of its ConfigMap)."""
+    sets = [f"ingest.groups={groups}"]
+    for i, cid in enumerate(cameras):
+        sets.append(f"cameras[{i}].id={cid},cameras[{i}].source=rtsp://cams/{cid}")
+    manifests = docs(helm, "--set", ",".join(sets))
+    files = {
+        d["metadata"]["name"]: [c["id"] for c in yaml.safe_load(d["data"]["cameras.yaml"])["cameras"]]
+        for d in manifests
+        if d["kind"] == "ConfigMap" and "cameras.yaml" in d.get("data", {})
+    }
+    return {
+        d["metadata"]["name"]: (
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/cameras"],
+            files[d["spec"]["template"]["spec"]["volumes"][-1]["configMap"]["name"]],
+        )
+        for d in manifests
+        if d["kind"] == "Deployment" and re.search(r"-ingest-g\d+$", d["metadata"]["name"])
+    }
+
+
+def test_cameras_spread_over_a_few_ingest_deployments_and_a_new_one_changes_one(helm):
+    """1,000 cameras used to be 1,000 Deployments; with ingest.groups they are that many, each
+    one `emolens ingest --cameras` process, and a camera's group depends on its id alone."""
+    cameras = [f"cam-{i:03d}" for i in range(40)]
+    before = _ingests(helm, cameras, 4)
+    assert len(before) == 4
+    assert sorted(c for _, ids in before.values() for c in ids) == cameras  # each camera once
+    assert all(len(ids) >= 4 for _, ids in before.values())  # spread, not piled up
+    after = _ingests(helm, [*cameras, "cam-new"], 4)
+    changed = [name for name in before if before[name][0] != after[name][0]]
+    assert len(changed) == 1 and "cam-new" in after[changed[0]][1]
+    removed = _ingests(helm, cameras[1:], 4)
+    assert len([n for n in before if before[n][0] != removed[n][0]]) == 1
+
+
+def test_grouped_ingest_takes_a_source_from_a_secret(helm):
+    manifests = docs(
+        helm,
+        "--set",
+        "ingest.groups=1,cameras[0].id=door,cameras[0].sourceSecret.name=cams,cameras[0].sourceSecret.key=door",
+    )
+    (cm,) = [d for d in manifests if d["kind"] == "ConfigMap" and "cameras.yaml" in d.get("data", {})]
+    assert yaml.safe_load(cm["data"]["cameras.yaml"])["cameras"][0]["source_env"] == "CAMERA_SOURCE_0"
+    (dep,) = [d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("ingest-g0")]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["--cameras", "/etc/emolens/cameras/cameras.yaml"]
+    (env,) = [e for e in container["env"] if e["name"] == "CAMERA_SOURCE_0"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "cams", "key": "door"}
