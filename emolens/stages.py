@@ -33,7 +33,7 @@ from emolens.errors import DeadlineExceeded, EmolensError, InputError, Unavailab
 from emolens.inference import Classifier
 from emolens.live import LiveState
 from emolens.media import DROP_RATE, DROP_UNREADABLE, decode_image, is_live, iter_source
-from emolens.observations import MAX_ID_LENGTH, FrameObservations
+from emolens.observations import MAX_ID_LENGTH, FrameObservations, check_id
 from emolens.pipeline import Analyzer, analyze_together, to_bgr
 from emolens.retry import Backoff
 from emolens.settings import Settings, check_time
@@ -61,6 +61,7 @@ MAX_KEEP_EVERY = 64  # a live source sheds at most 63 frames in 64
 BACKLOG_CHECK_S = 0.5
 PROGRESS_EVERY_S = 60.0  # a live ingest logs what it read, published and dropped this often
 DROP_BACKLOG = "backlog"  # shed by a live ingest while the detectors are behind
+UNDECLARED = Camera("")  # what the registry holds for a camera nobody declared
 REGISTRY_REFRESH_S = 5.0  # the aggregator reads a camera's registration again before refusing a message
 PRUNE_EVERY_S = 600.0  # the aggregator forgets frames older than the replay window this often
 DETECTOR_GROUP = "emolens-detector"
@@ -283,6 +284,8 @@ class Ingest(BusStage):
         max_backlog: int = MAX_BACKLOG,
     ) -> None:
         super().__init__(bus, stop)
+        for value, what in ((camera.camera_id, "camera id"), (camera.zone, "zone"), (camera.site, "site")):
+            check_id(value, what)  # one clear error here, not a dead letter per frame downstream
         self.camera, self.settings = camera, settings
         self.seq_start = seq_start
         self.reconnects = 0
@@ -295,6 +298,15 @@ class Ingest(BusStage):
         self._checked_at = 0.0
         self._near_mark = False  # a recording close to the mark checks on every frame
         self._unchecked = 0
+
+    def declare(self, store: Store) -> None:
+        """Declare this ingest's camera in the registry (``store``), as configured: its zone and
+        site, moving it there if it was declared elsewhere. The aggregators store only the
+        frames of declared cameras; waits out a database outage."""
+        self.retry(partial(store.ensure_camera, self.camera), "store")
+        logs.event(
+            log.info, "camera_declared", camera=self.camera.camera_id, zone=self.camera.zone, site=self.camera.site
+        )
 
     def _backlog(self) -> int | None:
         try:
@@ -523,6 +535,12 @@ class Detector(BusStage):
         if not frame.camera_id or len(frame.camera_id) > MAX_ID_LENGTH:
             self.dead_letter(message, "no valid camera id")
             return None
+        try:  # refused here, before inference, not by the aggregator's store after it
+            for value, what in ((frame.camera_id, "camera_id"), (frame.zone, "zone"), (frame.site, "site")):
+                check_id(value, what)
+        except InputError as exc:
+            self.dead_letter(message, f"bad id: {exc}")
+            return None
         return frame, image
 
     def _analyze(self, items: list[tuple[frames_pb2.Frame, np.ndarray]]) -> list[tuple[str, bytes]]:
@@ -637,34 +655,42 @@ class Aggregator(BusStage):
         return frame, camera
 
     def _contradicts_registry(self, message: Message, camera: Camera) -> bool:
-        """Whether the message names another zone or site than its camera's registered ones (or
-        its camera cannot be registered); if so it went to the dead-letter topic: a message
-        never moves a camera (and its history) into another scope, configuration does
-        (``emolens cameras --set``). A camera's first
-        message registers it as its ingest declares it. The registry is read again, at most
-        every ``REGISTRY_REFRESH_S``, before a message is refused, so a move is followed."""
+        """Whether the message's camera is undeclared, or the message names another zone or
+        site than the one declared for it; if so it went to the dead-letter topic with the
+        reason. Cameras are declared, not discovered: configuration declares them (the
+        ingest's ``--camera-id`` with its database, ``emolens run``'s cameras, ``emolens
+        cameras --set``, the chart's camera list), never a message, which can neither register
+        a camera nor move it (and its history) into another scope. The registry is read again,
+        at most every ``REGISTRY_REFRESH_S``, before a message is refused, so a camera declared
+        or moved meanwhile is followed."""
         now = time.monotonic()
         known = self._cameras.get(camera.camera_id)
         if known is None or (known[0] != camera and now - known[1] >= REGISTRY_REFRESH_S):
-            # a camera the store refuses (not an outage) is isolated like any other message
-            stored = self.isolating(
+            # a lookup the store refuses (not an outage) is isolated like any other message
+            found = self.isolating(
                 [(message, camera)],
-                lambda cams: [self.store.register_camera(c) for c in cams],
+                lambda cams: [self.store.camera(c.camera_id) or UNDECLARED for c in cams],
                 "store",
                 "camera refused by the store",
             )
-            if not stored:
+            if not found:
                 return True  # dead-lettered with the reason
-            known = (stored[0], now)
+            known = (found[0], now)
             self._cameras[camera.camera_id] = known
         registered = known[0]
         if registered == camera:
             return False
-        self.dead_letter(
-            message,
-            f"camera {camera.camera_id!r} is registered in zone {registered.zone!r} of site {registered.site!r}, "
-            f"the message names zone {camera.zone!r} of site {camera.site!r}"[:200],
-        )
+        if registered is UNDECLARED:
+            reason = (
+                f"camera {camera.camera_id[:MAX_ID_LENGTH]!r} is not declared (declare it: the ingest's --camera-id "
+                "with its --db, `emolens cameras --set`, or the chart's cameras)"
+            )
+        else:
+            reason = (
+                f"camera {camera.camera_id!r} is registered in zone {registered.zone!r} of site {registered.site!r}, "
+                f"the message names zone {camera.zone!r} of site {camera.site!r}"
+            )
+        self.dead_letter(message, reason[:MAX_REASON])
         return True
 
     def _update_live(self, new_frames: list[FrameObservations]) -> None:

@@ -12,7 +12,7 @@ from emolens.live import LiveState
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.stages import Aggregator, drain
-from emolens.store import SqlStore, Store, seen
+from emolens.store import Camera, SqlStore, Store, seen
 from emolens.store.sql import frames_seen_blocks
 from emolens.wire import observations_to_pb
 
@@ -39,6 +39,7 @@ def redeliver(store: Store, live: LiveState, camera_id: str) -> tuple[tuple[int,
     0-9 once more. Returns (frames, faces, smiles) from the store's buckets and the live counters;
     10 distinct frames were seen, so both should be (10, 20, 10)."""
     bus = MemoryBus()
+    store.ensure_camera(Camera(camera_id, "zone", "site"))  # declared, as its ingest would
     aggregator = Aggregator(bus, store, live)
 
     def deliver(seqs: list[int]) -> None:

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zone", default="")
     p.add_argument("--site", default="")
     p.add_argument("--bus", help="kafka://HOST:PORT or memory:// (EMOLENS_BUS)")
+    p.add_argument(
+        "--db", help="SQL store URL (EMOLENS_DB): declares the camera there; frames of undeclared cameras are refused"
+    )
     p.add_argument("--fps", type=float)
     p.add_argument("--start", help="ISO time of the first frame (files; default now)")
     p.add_argument("--seq-start", type=int, help="first frame sequence number (one camera; default: microseconds now)")

@@ -21,7 +21,7 @@ from emolens.runner import CameraSource, load_cameras
 from emolens.services.loop import health_server, ops_host, stop_event
 from emolens.settings import Settings, parse_start
 from emolens.stages import Ingest
-from emolens.store import Camera
+from emolens.store import Camera, make_store
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for ingest in ingests:
             ingest.on_ready = lambda ok, cid=ingest.camera.camera_id: on_ready(cid, ok)
             ingest.on_beat = health.beat
+    _declare(ingests, settings)
     failed: list[str] = []
     try:
         if len(ingests) == 1:
@@ -70,6 +71,25 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if len(ingests) > 1 and failed:
         print(f"ingest: {len(failed)} of {len(ingests)} cameras failed: {', '.join(sorted(failed))}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _declare(ingests: list[Ingest], settings: Settings) -> None:
+    """Declare every camera in the registry when a database is named (``--db``, ``EMOLENS_DB``):
+    the aggregators store only the frames of declared cameras."""
+    if settings.db == Settings.db:  # the aggregators dead-letter these cameras' frames (their log says why)
+        logs.event(
+            log.info,
+            "camera_not_declared",
+            cameras=",".join(i.camera.camera_id for i in ingests),
+            hint="give --db (EMOLENS_DB) to declare them, or declare them with `emolens cameras --set`",
+        )
+        return
+    store = make_store(settings.db)  # as the aggregator's: the schema is made when missing
+    try:
+        for ingest in ingests:
+            ingest.declare(store)
+    finally:
+        store.close()
 
 
 def _cameras(args: argparse.Namespace) -> list[CameraSource]:

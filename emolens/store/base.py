@@ -202,6 +202,10 @@ class Store(Protocol):
 
     def cameras(self) -> list[Camera]: ...
 
+    def camera(self, camera_id: str) -> Camera | None:
+        """The camera as declared (registered), or None when nobody declared it."""
+        ...
+
     def totals(self) -> dict[str, Totals]:
         """Each camera's frames, faces, smiles and emotion counts over all stored minutes."""
         ...

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -23,8 +24,17 @@ def _config() -> Config:
     return cfg
 
 
+# pg_advisory_xact_lock key ("emolens" in ASCII): one upgrade at a time per database
+UPGRADE_LOCK = 0x656D6F6C656E73
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``. On PostgreSQL, processes that open a new database at
+    once (an ingest declaring its camera while the aggregator starts) take turns: the second
+    finds the schema made, where both creating it failed with UniqueViolation."""
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
         cfg = _config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

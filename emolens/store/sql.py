@@ -342,6 +342,11 @@ class SqlStore:
             rows = conn.execute(select(cameras).order_by(cameras.c.camera_id)).all()
         return [Camera(r.camera_id, r.zone, r.site) for r in rows]
 
+    def camera(self, camera_id: str) -> Camera | None:
+        with self._outage(), self.engine.connect() as conn:
+            row = conn.execute(select(cameras).where(cameras.c.camera_id == camera_id)).one_or_none()
+        return None if row is None else Camera(row.camera_id, row.zone, row.site)
+
     def count_groups(self, by: By, where: StatsFilter) -> int:
         with self._outage(), self.engine.connect() as conn:
             return stats.count_groups(conn, by, where)

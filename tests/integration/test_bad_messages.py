@@ -16,7 +16,7 @@ from emolens.live import MemoryLiveState
 from emolens.observations import FrameObservations
 from emolens.results import EMOTIONS, FaceResult
 from emolens.stages import DLQ_REASON, DLQ_STAGE, Aggregator
-from emolens.store import SqlStore
+from emolens.store import Camera, SqlStore
 from emolens.store.partitions import list_partitions
 from emolens.v1 import observations_pb2
 from emolens.wire import observations_to_pb
@@ -38,6 +38,8 @@ def observation(camera: str, seq: int, when: datetime, faces: list[FaceResult] |
 @pytest.fixture
 def pg(own_postgres_url) -> Iterator[SqlStore]:
     store = SqlStore(own_postgres_url)
+    for i in range(4):  # the cameras the messages below come from, declared as their ingests would
+        store.ensure_camera(Camera(f"cam-{i}", "zone", "site"))
     yield store
     store.close()
 
@@ -122,6 +124,7 @@ def test_what_postgresql_itself_refuses_is_isolated_by_splitting_the_batch(pg):
     letters = dead_letters(bus)
     reasons = {observations_pb2.FrameObservations.FromString(v).frame_seq: h[DLQ_REASON] for v, h in letters}
     assert len(letters) == 3 and set(reasons) == {500, 1, 2}
-    assert "few_low" in reasons[500] and "no_blocked" in reasons[1]
-    assert "no_blocked" in reasons[2]  # each message of the refused camera carries the database's reason
+    assert "few_low" in reasons[500]
+    # a camera the database refuses to register cannot be declared: its messages are refused as undeclared
+    assert "is not declared" in reasons[1] and "is not declared" in reasons[2]
     assert aggregator.step(timeout_s=0.0) == 0  # committed: nothing redelivered

@@ -49,7 +49,7 @@ def test_services_match_embedded(demo_clip, kafka_url, postgres_url, redis_url, 
     """Embedded: ONNX Runtime in-process, SQLite. Distributed: Kafka, Triton, PostgreSQL, Redis."""
     env = {**os.environ, "EMOLENS_BUS": kafka_url, "EMOLENS_INFERENCE": triton_url}
     ingest = ["ingest", "--source", str(demo_clip), "--camera-id", "cam-e2e", "--zone", "door", "--site", "hq"]
-    ingest += ["--fps", "10", "--start", START, "--seq-start", "5000"]
+    ingest += ["--fps", "10", "--start", START, "--seq-start", "5000", "--db", postgres_url]  # declares the camera
     emolens(*ingest, env=env)
     emolens("detect", "--idle-exit", "8", env=env)
     emolens("aggregate", "--db", postgres_url, "--live", redis_url, "--idle-exit", "8", env=env)

@@ -75,6 +75,33 @@ def test_a_killed_service_is_restarted_and_the_restart_counted(up, name):
     assert f"restarts {before['restarts'] + 1}" in line and "last exit: signal 9" in line
 
 
+def _mode(path: str) -> str:
+    return oct(os.stat(path).st_mode & 0o777)
+
+
+def test_a_crashed_triton_leaves_no_shared_memory_and_later_regions_are_private_too(up):
+    """Triton's python backend passes face crops through /dev/shm regions it creates 0644. A
+    Triton killed by a crash leaves its regions behind (before: they stayed until reboot, and
+    the restarted one made new ones beside them); a region made after start (before: only the
+    ones there at start were made 0600) is made private by the supervisor."""
+    before = services(up)["triton"]
+    regions = dev._shared_memory_of(before["pid"])
+    assert regions and {_mode(r) for r in regions} == {"0o600"}
+    os.kill(before["pid"], signal.SIGKILL)
+    wait_until("triton restarted", lambda: _restarted(up, "triton", before["pid"], before["restarts"] + 1), 90)
+    assert not [r for r in regions if os.path.exists(r)], "the crashed server's regions are still there"
+    after = services(up)["triton"]
+    new = dev._shared_memory_of(after["pid"])
+    assert new and {_mode(r) for r in new} == {"0o600"}
+    late = Path(f"/dev/shm/{dev.shm_prefix(Path(after['workdir']))}late-region")
+    late.write_bytes(b"\0" * 64)  # as a model process the backend restarts would make one
+    os.chmod(late, 0o644)
+    try:
+        wait_until("a late region made private", lambda: _mode(str(late)) == "0o600", 5, 0.1)
+    finally:
+        late.unlink(missing_ok=True)
+
+
 def test_a_crash_loop_is_given_up_with_a_clear_message_and_up_retries_it(up):
     def agg() -> dict:
         return services(up)["aggregator"]
@@ -134,12 +161,20 @@ def test_down_keeps_the_statistics_and_down_wipe_deletes_them(services_dir):
     with psycopg.connect(db_url(), autocommit=True) as conn:
         conn.execute("INSERT INTO cameras (camera_id, site, zone) VALUES ('kept-cam', 'site-a', 'zone-a')")
     pids = [s["pid"] for s in services(work).values()]
+    ports = {name: s["spec"]["ports"] for name, s in services(work).items()}
+    triton = services(work)["triton"]
+    # what a Triton killed before `down` leaves behind (the supervisor's restart made new ones)
+    leftover = Path(f"/dev/shm/{dev.shm_prefix(Path(triton['workdir']))}crashed-region")
+    leftover.write_bytes(b"\0" * 64)
     down = emolens_dev(work, "down")
     assert down.returncode == 0 and "statistics kept" in down.stdout
     assert not any(alive(pid) for pid in pids)
+    assert not leftover.exists() and not dev.regions_of(dev.shm_prefix(Path(triton["workdir"])))
     assert emolens_dev(work, "up").returncode == 0
     with psycopg.connect(db_url()) as conn:
         assert conn.execute("SELECT site FROM cameras WHERE camera_id = 'kept-cam'").fetchone() == ("site-a",)
+    # the same addresses as before `down` (before: new free ports on every `up`)
+    assert {name: s["spec"]["ports"] for name, s in services(work).items()} == ports
     assert emolens_dev(work, "down", "--wipe").returncode == 0
     assert not (work / "postgres").exists()
 
@@ -173,6 +208,9 @@ def test_the_gateway_says_the_pipeline_is_stuck_while_the_detector_is_frozen_and
         wait_until("pipeline stuck", lambda: _health(port, "emolens.pipeline") == not_serving, 60)
         assert _health(port, "emolens.pipeline.detector") == not_serving
         assert _health(port, "") == serving  # the gateway itself still answers from its data
+        status = emolens_dev(up, "status")  # before: "running", exit 0
+        line = next(x for x in status.stdout.splitlines() if x.startswith("detector"))
+        assert status.returncode == 1 and "frozen" in line, status.stdout
     finally:
         os.kill(detector["pid"], signal.SIGCONT)
     wait_until("pipeline moving again", lambda: _health(port, "emolens.pipeline") == serving, 120)

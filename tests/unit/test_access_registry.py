@@ -58,14 +58,16 @@ def test_a_message_never_moves_a_camera_it_is_dead_lettered(tmp_path, monkeypatc
     _publish(bus, Camera("cam-1", "entrance", "mall-a"), range(0, 3))
     _publish(bus, Camera("cam-1", "entrance", "mall-b"), range(3, 5))  # names another site
     _publish(bus, Camera("cam-1", "lobby", "mall-a"), range(5, 6))  # names another zone
-    _publish(bus, Camera("cam-2", "till", "mall-b"), range(0, 2))  # unknown: its first message declares it
+    _publish(bus, Camera("cam-2", "till", "mall-b"), range(0, 2))  # nobody declared it (before: it registered)
     stages.drain(aggregator, idle_s=0.2, timeout_s=0.05)
-    assert _sites(store) == {"cam-1": "mall-a", "cam-2": "mall-b"}
+    assert _sites(store) == {"cam-1": "mall-a"}
     assert sum(b.frames for b in store.buckets(camera_id="cam-1")) == 3
     assert sum(b.frames for b in store.buckets(site="mall-a")) == 3  # its history stays where it was
-    assert sum(b.frames for b in store.buckets(site="mall-b")) == 2  # cam-2 only
+    assert sum(b.frames for b in store.buckets(site="mall-b")) == 0
     dead = bus.consumer([dead_letter_topic(OBSERVATIONS_TOPIC)], "check").poll(0.1, 100)
-    assert len(dead) == 3 and all(m.key == "cam-1" for m in dead)
+    assert [m.key for m in dead] == ["cam-1"] * 3 + ["cam-2"] * 2
+    reason = dict(dead[-1].headers)[stages.DLQ_REASON].decode()
+    assert reason.startswith("camera 'cam-2' is not declared"), reason
 
     # configuration moves a camera (the admin command), and the aggregator follows it
     monkeypatch.setattr(stages, "REGISTRY_REFRESH_S", 0.0)
@@ -74,6 +76,11 @@ def test_a_message_never_moves_a_camera_it_is_dead_lettered(tmp_path, monkeypatc
     stages.drain(aggregator, idle_s=0.2, timeout_s=0.05)
     assert _sites(store)["cam-1"] == "mall-b"
     assert sum(b.frames for b in store.buckets(camera_id="cam-1")) == 5
+    # and declares one: its frames are stored from then on
+    assert main(["cameras", "--db", f"sqlite:///{db}", "--set", "cam-2", "--zone", "till", "--site", "mall-b"]) == 0
+    _publish(bus, Camera("cam-2", "till", "mall-b"), range(2, 4))
+    stages.drain(aggregator, idle_s=0.2, timeout_s=0.05)
+    assert sum(b.frames for b in store.buckets(camera_id="cam-2")) == 2
     store.close()
 
 

@@ -64,6 +64,7 @@ def test_stages_over_the_memory_bus(demo_clip, tmp_path):
     assert obs.frame_seq == 1000 and len(obs.faces) >= 1 and obs.faces[0].HasField("track_id")
 
     store = SqlStore(f"sqlite:///{tmp_path / 's.db'}")
+    Ingest(MemoryBus(), cam, settings).declare(store)  # as `emolens ingest --db` does
     live = MemoryLiveState()
     agg = Aggregator(bus, store, live)
     assert drain(agg, idle_s=0.3) == 20

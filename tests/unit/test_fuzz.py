@@ -444,6 +444,7 @@ def test_aggregator_observations(tmp_path):
     """Every observations message is stored or dead-lettered, the aggregator never raises, and
     the SQL store holds exactly the distinct frames of the messages it did not dead-letter."""
     store = SqlStore(f"sqlite:///{tmp_path / 'fuzz.db'}")
+    store.ensure_camera(Camera("cam-obs", "z", "s"))  # the valid messages' camera; random ones are undeclared
     bus = MemoryBus()
     aggregator = Aggregator(bus, store, MemoryLiveState())
     dead = Topic(bus, dead_letter_topic(OBSERVATIONS_TOPIC))

@@ -56,13 +56,22 @@ def _publish(bus, seqs, camera="cam-f"):
         bus.publish(OBSERVATIONS_TOPIC, camera, observations_to_pb(frame(camera, seq), "z", "s").SerializeToString())
 
 
+def _declared_store(path, cameras=("cam-f", "cam-other")):
+    """A store whose registry declares ``cameras`` (zone "z", site "s", as ``_publish`` sends
+    them): the aggregator stores only the frames of declared cameras."""
+    store = SqlStore(f"sqlite:///{path}")
+    for camera in cameras:
+        store.ensure_camera(Camera(camera, "z", "s"))
+    return store
+
+
 def _stored(store, camera="cam-f"):
     b = store.buckets(camera_id=camera)
     return sum(x.frames for x in b), sum(x.faces for x in b), sum(x.smiles for x in b)
 
 
 def test_aggregator_waits_out_a_database_outage_without_losing_a_frame(tmp_path):
-    store = SqlStore(f"sqlite:///{tmp_path / 'a.db'}")
+    store = _declared_store(tmp_path / "a.db")
     bus = MemoryBus()
     retries = metrics.RETRIES.labels("aggregator", "store")
     before = retries._value.get()
@@ -77,7 +86,7 @@ def test_aggregator_waits_out_a_database_outage_without_losing_a_frame(tmp_path)
 
 
 def test_a_stop_during_an_outage_commits_nothing_so_the_batch_comes_back(tmp_path):
-    store = SqlStore(f"sqlite:///{tmp_path / 'b.db'}")
+    store = _declared_store(tmp_path / "b.db")
     bus = MemoryBus()
     stop = threading.Event()
     aggregator, _ = _fast(Aggregator(bus, Flaky(store, {"apply": 10**6}), None, stop=stop))
@@ -105,7 +114,7 @@ class Recording:
 
 
 def test_the_aggregator_prunes_at_start_then_every_ten_minutes_waiting_out_an_outage(tmp_path, monkeypatch):
-    store = SqlStore(f"sqlite:///{tmp_path / 'p.db'}")
+    store = _declared_store(tmp_path / "p.db")
     store.apply([frame("cam-f", 0), frame("cam-f", 1024)])  # two blocks of 1024 frames
     accepted_long_ago(store, "cam-f", [0])  # frame 0's block was accepted long before the window
     recording = Recording(store)
@@ -143,7 +152,7 @@ class Switchable:
 
 
 def test_live_counters_degrade_during_an_outage_and_are_rebuilt_from_the_store(tmp_path):
-    store = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
+    store = _declared_store(tmp_path / "c.db")
     bus = MemoryBus()
     live = Switchable(MemoryLiveState())
     aggregator, readiness = _fast(Aggregator(bus, store, live))
@@ -182,7 +191,7 @@ class ForgetfulLive(MemoryLiveState):
 
 
 def test_counters_a_restarted_live_state_lost_are_rebuilt(tmp_path):
-    store = SqlStore(f"sqlite:///{tmp_path / 'd.db'}")
+    store = _declared_store(tmp_path / "d.db")
     bus = MemoryBus()
     live = ForgetfulLive()
     aggregator = Aggregator(bus, store, live)
@@ -196,7 +205,7 @@ def test_counters_a_restarted_live_state_lost_are_rebuilt(tmp_path):
 
 
 def test_poison_observations_go_to_the_dead_letter_topic_and_block_nothing(tmp_path):
-    store = SqlStore(f"sqlite:///{tmp_path / 'e.db'}")
+    store = _declared_store(tmp_path / "e.db")
     bus = MemoryBus()
     aggregator = Aggregator(bus, store, MemoryLiveState())
     dlq = metrics.DEAD_LETTERS.labels(dead_letter_topic(OBSERVATIONS_TOPIC))

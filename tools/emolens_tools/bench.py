@@ -480,12 +480,13 @@ def bench_aggregator(workdir: Path, n_frames: int = 4000, faces: int = 5) -> dic
     over pre-published observations on the in-process bus, into a real PostgreSQL."""
     from emolens.bus import OBSERVATIONS_TOPIC, MemoryBus
     from emolens.stages import Aggregator, drain
-    from emolens.store import SqlStore
+    from emolens.store import Camera, SqlStore
     from emolens.wire import observations_to_pb
 
     svc = dev.start_postgres(workdir / "pg")
     try:
         store = SqlStore(svc.url)
+        store.ensure_camera(Camera("bench-cam"))  # the aggregator stores declared cameras only
         bus = MemoryBus()
         for fr in _synthetic_frames(n_frames, faces, "bench-cam", 1):
             bus.publish(OBSERVATIONS_TOPIC, fr.camera_id, observations_to_pb(fr).SerializeToString())
@@ -543,7 +544,9 @@ def bench_e2e(repo: Path, workdir: Path, seconds_of_video: float = 12.0) -> dict
         published: list[int] = []
 
         def run_ingest() -> None:
-            published.append(Ingest(bus, Camera("e2e"), settings, 1).run(str(clip), datetime(2026, 6, 1, tzinfo=UTC)))
+            ingest = Ingest(bus, Camera("e2e"), settings, 1)
+            ingest.declare(store)  # as `emolens ingest --db` does
+            published.append(ingest.run(str(clip), datetime(2026, 6, 1, tzinfo=UTC)))
 
         def run_aggregator() -> None:
             while not done.is_set():

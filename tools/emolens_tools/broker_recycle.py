@@ -10,20 +10,35 @@ headers and timestamps, and the services resume. Consumers find no committed off
 from the earliest message, which is the first one they had not committed: delivery stays at least
 once and every stage is idempotent (docs/reliability.md, "The dev broker's memory").
 
+The same recycle applies the frames' retention (the promise that a face image lives at most
+``frames_retention_ms``): :class:`FramesRetention` times one whenever the oldest frame the broker
+may hold comes near that age, at least every half the retention, and a recycle drops every frame
+older than the retention less a margin (:func:`frames_expiry_ms`), so no frame outlives the
+promise while what a lagging detector still needs is kept as long as the promise allows.
+
+The dead-letter topics outlive the broker process: :func:`save_dead_letters` writes them to a file
+(when `emolens dev down` stops the broker, and after every recycle) and :func:`restore_dead_letters`
+publishes them into a broker started afresh. Dead-lettered frames carry no pixels
+(emolens.stages.without_pixels), so the file holds no face.
+
 A real Kafka (the chart) enforces retention itself and needs none of this.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from emolens import logs
-from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, topic_retention
+from emolens.bus import FRAMES_TOPIC, OBSERVATIONS_TOPIC, dead_letter_topic, topic_retention
 from emolens.bus.kafka import KafkaBus
 from emolens.settings import Settings
 from emolens.stages import Aggregator, Detector
@@ -32,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # The consumer group whose committed offset marks what a flow topic no longer needs.
 READERS = {FRAMES_TOPIC: Detector.GROUP, OBSERVATIONS_TOPIC: Aggregator.GROUP}
+DEAD_LETTER_TOPICS = (dead_letter_topic(FRAMES_TOPIC), dead_letter_topic(OBSERVATIONS_TOPIC))
 
 
 def rss_mb(pid: int) -> float:
@@ -61,17 +77,63 @@ class Recycled:
     expired: int  # messages older than their topic's retention, left behind
     consumed: int  # messages every reader had committed, left behind
     seconds: float
+    oldest_frame_ms: int | None = None  # the timestamp of the oldest frame kept (None: none kept)
+    dead_letters: tuple[Kept, ...] = ()  # what the dead-letter topics held, kept
+
+
+def frames_expiry_ms(retention_ms: int) -> int:
+    """The age above which a recycle drops a frame: the retention less a margin (a twentieth of
+    it, at most 30 s) that covers the time a recycle takes, so a frame is gone before it is
+    older than the retention. A real Kafka deletes at the retention, or later.
+
+    >>> frames_expiry_ms(600_000), frames_expiry_ms(20_000)
+    (570000, 15000)
+    """
+    return retention_ms - min(retention_ms // 4, 30_000)
+
+
+class FramesRetention:
+    """When the next recycle is due so that no frame outlives ``retention_ms`` (wall-clock
+    seconds, as message timestamps are): half the retention after the last one, or earlier when
+    the oldest frame it kept reaches :func:`frames_expiry_ms`.
+
+    >>> r = FramesRetention(20_000, now=100.0)
+    >>> r.due_at
+    110.0
+    >>> r.recycled(Recycled(1, 0, 0, 1.0, oldest_frame_ms=90_000), now=101.0)
+    >>> r.due_at  # the frame of t=90 s is due to go at 105 s (15 s old), before the 111 s timer
+    105.0
+    >>> r.recycled(Recycled(1, 0, 0, 1.0, oldest_frame_ms=None), now=105.0)
+    >>> r.due_at  # no frame kept: half the retention on
+    115.0
+    """
+
+    def __init__(self, retention_ms: int, now: float | None = None) -> None:
+        self.retention_ms = retention_ms
+        self.period_s = retention_ms / 2000
+        self.due_at = (time.time() if now is None else now) + self.period_s
+
+    def due(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.due_at
+
+    def recycled(self, done: Recycled | None, now: float | None = None) -> None:
+        """Note a recycle (or, with None, a check that found nothing to drop)."""
+        now = time.time() if now is None else now
+        self.due_at = now + self.period_s
+        if done is not None and done.oldest_frame_ms is not None:
+            self.due_at = min(self.due_at, (done.oldest_frame_ms + frames_expiry_ms(self.retention_ms)) / 1000)
 
 
 def still_needed(bootstrap: str, settings: Settings, now_ms: int | None = None) -> tuple[list[Kept], int, int]:
     """What a recycle must keep: per flow topic, what its reader has not committed; the
-    dead-letter topics whole; in both, only what is younger than the topic's retention.
-    Returns (kept, expired, consumed)."""
+    dead-letter topics whole; in both, only what is younger than the topic's retention (the
+    frames': :func:`frames_expiry_ms`). Returns (kept, expired, consumed)."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
 
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     retention = topic_retention(settings)
+    retention[FRAMES_TOPIC] = frames_expiry_ms(retention[FRAMES_TOPIC])
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     kept: list[Kept] = []
@@ -182,7 +244,15 @@ def recycle(
     finally:
         with contextlib.suppress(Exception):
             resume()
-    done = Recycled(len(kept), expired, consumed, time.monotonic() - started)
+    frames = [m.timestamp_ms for m in kept if m.topic == FRAMES_TOPIC]
+    done = Recycled(
+        len(kept),
+        expired,
+        consumed,
+        time.monotonic() - started,
+        min(frames) if frames else None,
+        tuple(m for m in kept if m.topic in DEAD_LETTER_TOPICS),
+    )
     logs.event(
         log.warning,
         "broker_recycled",
@@ -192,3 +262,71 @@ def recycle(
         seconds=round(done.seconds, 1),
     )
     return done
+
+
+def held(bootstrap: str, topic: str) -> int:
+    """How many messages ``topic`` holds on the broker (0 when it does not exist)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        if not tps:
+            return 0
+        begins, ends = reader.beginning_offsets(tps), reader.end_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        reader.close()
+
+
+def read_dead_letters(bootstrap: str, settings: Settings) -> list[Kept]:
+    """Every message of the dead-letter topics younger than their retention."""
+    kept, _, _ = still_needed(bootstrap, settings)
+    return [m for m in kept if m.topic in DEAD_LETTER_TOPICS]
+
+
+def save_dead_letters(path: Path, letters: list[Kept] | tuple[Kept, ...]) -> None:
+    """Write ``letters`` to ``path`` (JSON lines, replaced whole: a reader never sees half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as out:
+        for m in letters:
+            row = {
+                "topic": m.topic,
+                "partition": m.partition,
+                "key": None if m.key is None else base64.b64encode(m.key).decode(),
+                "value": base64.b64encode(m.value).decode(),
+                "headers": [[k, base64.b64encode(v).decode()] for k, v in m.headers],
+                "timestamp_ms": m.timestamp_ms,
+            }
+            out.write(json.dumps(row) + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    logs.event(log.info, "dead_letters_saved", count=len(letters), path=str(path))
+
+
+def restore_dead_letters(bootstrap: str, path: Path, settings: Settings, now_ms: int | None = None) -> int:
+    """Publish the dead letters saved in ``path`` into the (empty, new) broker at ``bootstrap``,
+    those still younger than their retention; returns how many."""
+    if not path.exists():
+        return 0
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    retention = topic_retention(settings)
+    letters = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if now_ms - int(row["timestamp_ms"]) > retention.get(row["topic"], 0):
+            continue
+        letters.append(
+            Kept(
+                row["topic"],
+                int(row["partition"]),
+                None if row["key"] is None else base64.b64decode(row["key"]),
+                base64.b64decode(row["value"]),
+                [(k, base64.b64decode(v)) for k, v in row["headers"]],
+                int(row["timestamp_ms"]),
+            )
+        )
+    publish_back(bootstrap, settings, letters)
+    logs.event(log.info, "dead_letters_restored", count=len(letters), path=str(path))
+    return len(letters)

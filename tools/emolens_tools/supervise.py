@@ -32,17 +32,22 @@ from emolens import logs
 log = logging.getLogger(__name__)
 
 RUNNING, BACKOFF, GAVE_UP, DONE, STOPPED = "running", "backoff", "gave-up", "done", "stopped"
+NOT_OURS = "exited (status unseen: not this supervisor's child)"
+FROZEN = "frozen"  # shown for a running child that is stopped (SIGSTOP): alive, doing nothing
 
 
 @dataclass(frozen=True)
 class RestartPolicy:
     """Backoff ``base_s`` * 2^(n-1) up to ``max_s`` for the n-th crash within ``window_s``;
-    ``limit`` crashes within ``window_s`` and the child is given up on."""
+    ``limit`` crashes within ``window_s`` and the child is given up on. A child frozen
+    (stopped by SIGSTOP) for ``frozen_s`` fails its liveness as a Kubernetes probe would (no
+    answer) and is killed and restarted like a crash (0: never)."""
 
     base_s: float = 1.0
     max_s: float = 30.0
     limit: int = 5
     window_s: float = 120.0
+    frozen_s: float = 120.0  # the services' liveness timeout (EMOLENS_LIVENESS_TIMEOUT_S)
 
     def delay(self, crashes: int) -> float:
         """Seconds to wait before the restart that follows ``crashes`` recent crashes.
@@ -69,6 +74,7 @@ class Child:
     last_exit: str = ""
     next_start: float = 0.0
     crashes: deque[float] = field(default_factory=deque)
+    frozen_since: float = 0.0  # monotonic time it was first seen stopped (0: not stopped)
 
 
 def _spawn(cmd: list[str]) -> int:
@@ -85,17 +91,27 @@ def _terminate(pid: int, timeout_s: float = 10) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def is_frozen(pid: int) -> bool:
+    """True when ``pid`` is stopped (SIGSTOP, or a debugger): alive to ``kill -0``, doing nothing."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
+
+
 def exit_status(pid: int) -> str | None:
-    """None while ``pid`` runs; else how it ended ("code 1", "signal 9", or "exited" for a
-    process that is not our child, whose status only its parent saw)."""
+    """None while ``pid`` runs; else how it ended ("code 1", "signal 9", or NOT_OURS for a
+    process that is not our child, such as a daemon or one adopted from an earlier supervisor:
+    only its parent saw its status, and it is not guessed)."""
     try:
         done, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:  # not our child: look it up
         try:
             state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
         except OSError:
-            return "exited"
-        return "exited" if state in ("Z", "X") else None
+            return NOT_OURS
+        return NOT_OURS if state in ("Z", "X") else None
     if done == 0:
         return None
     if os.WIFSIGNALED(status):
@@ -182,6 +198,8 @@ class Supervisor:
             if child.status == RUNNING:
                 how = exit_status(child.pid)
                 if how is None:
+                    how = self._frozen_too_long(child)
+                if how is None:
                     continue
                 changed = True
                 if child.restart == "on-failure" and how == "code 0":
@@ -194,6 +212,27 @@ class Supervisor:
                 self._start(child, first=False)
         if changed:
             self._changed()
+
+    def _frozen_too_long(self, child: Child) -> str | None:
+        """None while ``child`` runs, or is frozen for less than the policy's ``frozen_s``;
+        else it is killed, and how it ended is returned."""
+        if not is_frozen(child.pid):
+            child.frozen_since = 0.0
+            return None
+        now = time.monotonic()
+        if not child.frozen_since:
+            child.frozen_since = now
+            logs.event(log.warning, "frozen", service=child.name, pid=child.pid, kill_in_s=self.policy.frozen_s)
+        frozen_for = now - child.frozen_since
+        if not self.policy.frozen_s or frozen_for < self.policy.frozen_s:
+            return None
+        child.frozen_since = 0.0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)  # a stopped process dies of SIGKILL too
+        end = time.monotonic() + 10
+        while exit_status(child.pid) is None and time.monotonic() < end:
+            time.sleep(0.05)
+        return f"frozen {frozen_for:.0f} s, killed"
 
     def retry_given_up(self) -> list[str]:
         """Start again every child that was given up on (crash history forgotten)."""
