@@ -481,8 +481,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the pods and servers running")
     parser.add_argument("--no-build", action="store_true", help="use the images built before")
     args = parser.parse_args()
-    if not args.no_build:
-        subprocess.run([str(ROOT / "scripts" / "images.sh")], check=True)
+    # the images (or, with --no-build, only podman's settings, which images.sh writes)
+    env = {**os.environ, **({"CONF_ONLY": "1"} if args.no_build else {})}
+    subprocess.run([str(ROOT / "scripts" / "images.sh")], check=True, env=env)
     subprocess.run([str(ROOT / "scripts" / "install-helm.sh")], check=True, stdout=subprocess.DEVNULL)
     demo_dir, expected = prepare()
     log("servers on loopback (PostgreSQL, Redis, broker, Triton)")
