@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emolens.errors import InputError, QueryTooLarge
-from emolens.settings import MIN_K_ANONYMITY
+from emolens.settings import MIN_K_ANONYMITY, Settings
 from emolens.store.base import BY, EVERY, By, Every, StatsFilter, StatsRow, Store
 
 __all__ = [
@@ -49,8 +49,10 @@ __all__ = [
 
 STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 # Defaults of the limits (Settings.stats_max_rows, stats_max_page_size override them).
-MAX_ROWS = 200_000  # groups x periods one query may span: a site's month by minute is 8.6 M
-MAX_PAGE_SIZE = 10_000
+# groups x periods one query may span (a site's month by minute is 8.6 M), and the largest page:
+# Settings' defaults (EMOLENS_STATS_MAX_ROWS, EMOLENS_STATS_MAX_PAGE_SIZE), their one home
+MAX_ROWS = Settings.stats_max_rows
+MAX_PAGE_SIZE = Settings.stats_max_page_size
 DEFAULT_PAGE_SIZE = 1_000
 
 

@@ -136,6 +136,7 @@ print("uid", os.getuid(), "forbidden", ",".join(bad) or "none")')
 
 need_tools
 podman_conf
+if [ "${CONF_ONLY:-}" = 1 ]; then exit 0; fi  # scripts/kube_check.py --no-build: podman's settings only
 case "$BASE" in
   official) build "$OFFICIAL_PYTHON" "$OFFICIAL_MODELS" ;;
   local) local_base; local_models_base; build "$LOCAL_BASE" "$LOCAL_MODELS_BASE" ;;

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -362,14 +363,8 @@ def running(name: str) -> bool:
 # ---------------------------------------------------------------- main
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", action="store_true", help="leave the pods and servers running")
-    parser.add_argument("--no-build", action="store_true", help="use the images built before")
-    args = parser.parse_args()
-    if not args.no_build:
-        subprocess.run([str(ROOT / "scripts" / "images.sh")], check=True)
-    subprocess.run([str(ROOT / "scripts" / "install-helm.sh")], check=True, stdout=subprocess.DEVNULL)
+def prepare() -> tuple[Path, tuple[int, int]]:
+    """The demo clip, in a folder the ingest pod mounts, and what `emolens run` counts on it."""
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     demo_dir = WORK / "demo"
@@ -381,102 +376,137 @@ def main() -> int:
     log("the same clip through `emolens run` (the yardstick)")
     expected = embedded_counts(clip, WORK)
     log(f"embedded: {expected[0]} frames, {expected[1]} faces")
+    return demo_dir, expected
+
+
+def write_manifests(services: dict[str, Any], demo_dir: Path, gateway_port: int, files: Files) -> bytes:
+    """The chart rendered for this machine into ``files``; returns the gateway's certificate."""
+    key_pem, cert_pem = make_pki(WORK)
+    tokens = yaml.safe_dump({"clients": [{"name": "kube-check", "token": TOKEN, "all": True}]}).encode()
+    # the Secrets a user creates beside the chart (docs/deploy.md), then the chart's own objects
+    docs = [
+        _secret("kube-gateway-tls", {"tls.crt": cert_pem, "tls.key": key_pem}),
+        _secret("kube-gateway-tokens", {"tokens.yaml": tokens}),
+        *render(single_machine_values(services, gateway_port), WORK),
+    ]
+    jobs, playable, skipped = for_podman(docs, demo_dir, WORK)
+    log("not run here (no kubelet): " + ", ".join(skipped))
+    files.jobs.write_text(yaml.safe_dump_all(jobs))
+    files.pods.write_text(yaml.safe_dump_all(playable))
+    log("the chart's pods: " + ", ".join(d["metadata"]["name"] for d in playable if d["kind"] == "Deployment"))
+    return cert_pem
+
+
+def migrate(files: Files) -> None:
+    """The chart's migrations Job, as a pod, to its successful end."""
+    log("migrations (the chart's Job, as a pod)")
+    podman("kube", "play", str(files.jobs))
+    job = next(
+        n
+        for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        if "db-upgrade" in n and not n.endswith("-infra")
+    )
+    wait_for(
+        "migrations", lambda: podman("inspect", job, "--format", "{{.State.Status}}").stdout.strip() == "exited", 180
+    )
+    code = podman("inspect", job, "--format", "{{.State.ExitCode}}").stdout.strip()
+    if code != "0":
+        raise RuntimeError(f"migrations exited {code}: {podman('logs', job, check=False).stderr[-2000:]}")
+    podman("kube", "down", str(files.jobs))
+
+
+def check_counts(gateway_port: int, cert_pem: bytes, expected: tuple[int, int]) -> None:
+    """The pods' statistics, through the gateway over TLS, equal the embedded run's."""
+    got = wait_for(
+        "every frame of the clip in the statistics",
+        lambda: (lambda c: c if c[0] >= expected[0] else None)(query_stats(gateway_port, cert_pem)),
+        600,
+    )
+    log(f"QueryStats over TLS with a token: {got[0]} frames, {got[1]} faces (embedded: {expected[0]}, {expected[1]})")
+    if got != expected:
+        raise RuntimeError(
+            f"the pods counted {got}, the embedded run {expected}; pods' buckets {bucket_rows(gateway_port, cert_pem)}"
+        )
+
+
+def check_restarts(gateway_port: int, cert_pem: bytes, expected: tuple[int, int]) -> None:
+    """A crashed detector returns by its restart policy; the ingest's replays count nothing twice."""
+    detector = container_of("detector")
+    before = restarts(detector)
+    # a crash, not a stop: the service's process killed from outside (a `podman kill` is the
+    # user's own stop, which no restart policy undoes)
+    os.kill(int(podman("inspect", detector, "--format", "{{.State.Pid}}").stdout.strip()), signal.SIGKILL)
+    wait_for(
+        "the killed detector back by its restart policy", lambda: restarts(detector) > before and running(detector), 120
+    )
+    log(f"detector killed and restarted (restarts {before} -> {restarts(detector)})")
+    ingest = container_of("ingest")
+    wait_for("the ingest pod's second pass of its file (a Deployment restarts it)", lambda: restarts(ingest) >= 1, 300)
+    time.sleep(20)
+    again = query_stats(gateway_port, cert_pem)
+    log(f"after the detector's restart and the ingest's replay: {again[0]} frames, {again[1]} faces")
+    if again != expected:
+        raise RuntimeError(f"after restarts the pods count {again}, the embedded run {expected}")
+
+
+def tear_down(services: dict[str, Any], files: Files) -> bool:
+    """Everything down; True when nothing of the check is left."""
+    for f in (files.pods, files.jobs):
+        if f.exists():
+            podman("kube", "down", str(f), check=False)
+    stop_servers(services)
+    left = [n for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split() if RELEASE in n]
+    secrets = [n for n in podman("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("kube-")]
+    if left or secrets:
+        log(f"error: left behind: {left + secrets}")
+        return False
+    log("torn down: no pod, container or secret left")
+    return True
+
+
+def show_logs() -> None:
+    for name in podman("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split():
+        if not name.endswith("-infra"):
+            log(f"--- {name}\n{podman('logs', '--tail', '15', name, check=False).stderr}")
+
+
+@dataclass(frozen=True)
+class Files:
+    pods: Path = WORK / "kube.yaml"
+    jobs: Path = WORK / "migrations.yaml"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="leave the pods and servers running")
+    parser.add_argument("--no-build", action="store_true", help="use the images built before")
+    args = parser.parse_args()
+    # the images (or, with --no-build, only podman's settings, which images.sh writes)
+    env = {**os.environ, **({"CONF_ONLY": "1"} if args.no_build else {})}
+    subprocess.run([str(ROOT / "scripts" / "images.sh")], check=True, env=env)
+    subprocess.run([str(ROOT / "scripts" / "install-helm.sh")], check=True, stdout=subprocess.DEVNULL)
+    demo_dir, expected = prepare()
     log("servers on loopback (PostgreSQL, Redis, broker, Triton)")
     services = start_servers(WORK / "servers")
-    kube = WORK / "kube.yaml"
-    jobs_file = WORK / "migrations.yaml"
-    failed = True
+    files = Files()
+    ok = False
     try:
         from emolens_tools.dev import free_port
 
         gateway_port = free_port()
-        key_pem, cert_pem = make_pki(WORK)
-        tokens = yaml.safe_dump({"clients": [{"name": "kube-check", "token": TOKEN, "all": True}]}).encode()
-        # the Secrets a user creates beside the chart (docs/deploy.md), then the chart's own objects
-        docs = [
-            _secret("kube-gateway-tls", {"tls.crt": cert_pem, "tls.key": key_pem}),
-            _secret("kube-gateway-tokens", {"tokens.yaml": tokens}),
-            *render(single_machine_values(services, gateway_port), WORK),
-        ]
-        jobs, playable, skipped = for_podman(docs, demo_dir, WORK)
-        log("not run here (no kubelet): " + ", ".join(skipped))
-        jobs_file.write_text(yaml.safe_dump_all(jobs))
-        kube.write_text(yaml.safe_dump_all(playable))
-        log("migrations (the chart's Job, as a pod)")
-        podman("kube", "play", str(jobs_file))
-        job = next(
-            n
-            for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
-            if "db-upgrade" in n and not n.endswith("-infra")
-        )
-        wait_for(
-            "migrations",
-            lambda: podman("inspect", job, "--format", "{{.State.Status}}").stdout.strip() == "exited",
-            180,
-        )
-        code = podman("inspect", job, "--format", "{{.State.ExitCode}}").stdout.strip()
-        if code != "0":
-            raise RuntimeError(f"migrations exited {code}: {podman('logs', job, check=False).stderr[-2000:]}")
-        podman("kube", "down", str(jobs_file))
-        log("the chart's pods: " + ", ".join(d["metadata"]["name"] for d in playable if d["kind"] == "Deployment"))
-        podman("kube", "play", str(kube))
-        got = wait_for(
-            "every frame of the clip in the statistics",
-            lambda: (lambda c: c if c[0] >= expected[0] else None)(query_stats(gateway_port, cert_pem)),
-            600,
-        )
-        log(
-            f"QueryStats over TLS with a token: {got[0]} frames, {got[1]} faces "
-            f"(embedded: {expected[0]}, {expected[1]})"
-        )
-        if got != expected:
-            store = WORK / "embedded.db"
-            raise RuntimeError(
-                f"the pods counted {got}, the embedded run {expected}; "
-                f"pods' buckets {bucket_rows(gateway_port, cert_pem)}, embedded's in {store}"
-            )
-        detector = container_of("detector")
-        before = restarts(detector)
-        # a crash, not a stop: the service's process killed from outside (a `podman kill` is the
-        # user's own stop, which no restart policy undoes)
-        os.kill(int(podman("inspect", detector, "--format", "{{.State.Pid}}").stdout.strip()), signal.SIGKILL)
-        wait_for(
-            "the killed detector back by its restart policy",
-            lambda: restarts(detector) > before and running(detector),
-            120,
-        )
-        log(f"detector killed and restarted (restarts {before} -> {restarts(detector)})")
-        ingest = container_of("ingest")
-        wait_for(
-            "the ingest pod's second pass of its file (a Deployment restarts it)", lambda: restarts(ingest) >= 1, 300
-        )
-        time.sleep(20)
-        again = query_stats(gateway_port, cert_pem)
-        log(f"after the detector's restart and the ingest's replay: {again[0]} frames, {again[1]} faces")
-        if again != expected:
-            raise RuntimeError(f"after restarts the pods count {again}, the embedded run {expected}")
-        failed = False
+        cert_pem = write_manifests(services, demo_dir, gateway_port, files)
+        migrate(files)
+        podman("kube", "play", str(files.pods))
+        check_counts(gateway_port, cert_pem, expected)
+        check_restarts(gateway_port, cert_pem, expected)
+        ok = True
     finally:
-        if failed:
-            for name in podman("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split():
-                if not name.endswith("-infra"):
-                    log(f"--- {name}\n{podman('logs', '--tail', '15', name, check=False).stderr}")
+        if not ok:
+            show_logs()
         if not args.keep:
-            for f in (kube, jobs_file):
-                if f.exists():
-                    podman("kube", "down", str(f), check=False)
-            stop_servers(services)
-            left = [n for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split() if RELEASE in n]
-            secrets = [
-                n for n in podman("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("kube-")
-            ]
-            if left or secrets:
-                log(f"error: left behind: {left + secrets}")
-                failed = True
-            else:
-                log("torn down: no pod, container or secret left")
-    log("passed" if not failed else "FAILED")
-    return 1 if failed else 0
+            ok = tear_down(services, files) and ok
+    log("passed" if ok else "FAILED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

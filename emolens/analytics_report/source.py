@@ -81,9 +81,10 @@ class StoreSource:
         except QueryTooLarge as exc:
             # the report needs hours (heat maps, busiest hours): only a shorter period or
             # wider groups make it smaller
+            wider = [b for b in BY[BY.index(by) + 1 :] if b in ("zone", "site")] if by in BY else []
             raise QueryTooLarge(
-                f"the report's {every}ly figures by {by} span {exc.span}: "
-                "shorten --since/--until or use a wider --by (zone, site)",
+                f"the report's {every}ly figures by {by} span {exc.span}: shorten --since/--until"
+                + (f" or use a wider --by ({', '.join(wider)})" if wider else ""),
                 span=exc.span,
             ) from exc
 

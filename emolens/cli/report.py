@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
     with existing_store(settings) as store:
-        source = StoreSource(store)
+        source = StoreSource(store, page_size=settings.stats_max_page_size, max_rows=settings.stats_max_rows)
         # rows fetched so far, on stderr only when it is a terminal (as `analyze` does)
         with tqdm(
             desc="querying", unit=" rows", disable=True if args.no_progress else None, file=sys.stderr, leave=False

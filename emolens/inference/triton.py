@@ -76,23 +76,44 @@ class TritonClassifier:
                 return fn()
             except InferenceServerException as exc:
                 status = str(exc.status())
-                if status != _DEADLINE and status not in _OUTAGE:
-                    raise ModelError(f"triton at {self.url}: {what}: {exc.message()}") from exc
-                if status == _DEADLINE and not self._live():
-                    raise Unavailable(f"triton at {self.url}: {what}: no answer, nor to a liveness probe") from exc
-                if attempt == self.retries:
-                    tries = self.retries + 1
-                    if status == _DEADLINE:
-                        raise DeadlineExceeded(
-                            f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
-                        ) from exc
-                    raise Unavailable(f"triton at {self.url}: {what}: {status} after {tries} tries") from exc
-                delay = backoff.next_delay()
-                logs.event(
-                    log.warning, "triton_retry", what=what, attempt=attempt + 1, status=status, delay_s=round(delay, 2)
-                )
-                time.sleep(delay)
+                refusal = exc.message() if status != _DEADLINE and status not in _OUTAGE else None
+                self._retry_or_raise(what, {status}, refusal, attempt, backoff, exc, probe=True)
         raise AssertionError("unreachable")
+
+    def _retry_or_raise(
+        self,
+        what: str,
+        statuses: set[str],
+        refusal: str | None,
+        attempt: int,
+        backoff: Backoff,
+        cause: BaseException | None = None,
+        probe: bool = False,
+    ) -> None:
+        """The one retry policy of both calls, after a failed attempt: a refusal (``refusal``,
+        the server's message) is our mistake (ModelError); an outage or a deadline is waited out
+        by ``backoff`` and tried again, ``retries`` times, then raised as Unavailable or
+        DeadlineExceeded. ``probe``: a deadline alone asks the liveness probe first, so a server
+        that answers nothing surfaces as an outage at once."""
+        if refusal is not None:
+            raise ModelError(f"triton at {self.url}: {what}: {refusal}") from cause
+        if probe and statuses == {_DEADLINE} and not self._live():
+            raise Unavailable(f"triton at {self.url}: {what}: no answer, nor to a liveness probe") from cause
+        if attempt == self.retries:
+            tries = self.retries + 1
+            if statuses == {_DEADLINE}:
+                raise DeadlineExceeded(
+                    f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
+                ) from cause
+            raise Unavailable(
+                f"triton at {self.url}: {what}: {', '.join(sorted(statuses))} after {tries} tries"
+            ) from cause
+        delay = backoff.next_delay()
+        logs.event(
+            log.warning, "triton_retry", what=what, attempt=attempt + 1, status=",".join(sorted(statuses)),
+            delay_s=round(delay, 2),
+        )  # fmt: skip
+        time.sleep(delay)
 
     @staticmethod
     def _check(model: str) -> None:
@@ -139,25 +160,7 @@ class TritonClassifier:
             what = f"infer {', '.join(failed)}"
             statuses = {str(e.status()) for e in failed.values()}
             refusal = next((e for e in failed.values() if str(e.status()) not in (_DEADLINE, *_OUTAGE)), None)
-            if refusal is not None:
-                raise ModelError(f"triton at {self.url}: {what}: {refusal.message()}")
-            if attempt == self.retries:
-                tries = self.retries + 1
-                if statuses == {_DEADLINE}:
-                    raise DeadlineExceeded(
-                        f"triton at {self.url}: {what}: no answer within {self.timeout_s} s ({tries} tries)"
-                    )
-                raise Unavailable(f"triton at {self.url}: {what}: {', '.join(sorted(statuses))} after {tries} tries")
-            delay = backoff.next_delay()
-            logs.event(
-                log.warning,
-                "triton_retry",
-                what=what,
-                attempt=attempt + 1,
-                status=",".join(sorted(statuses)),
-                delay_s=round(delay, 2),
-            )
-            time.sleep(delay)
+            self._retry_or_raise(what, statuses, None if refusal is None else refusal.message(), attempt, backoff)
             todo = {m: todo[m] for m in failed}
         raise AssertionError("unreachable")
 

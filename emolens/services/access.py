@@ -59,7 +59,7 @@ import yaml
 from emolens import logs
 from emolens.errors import ConfigError, PermissionDenied, ResourceExhausted, Unauthenticated
 from emolens.services.grpc_errors import rewrapped
-from emolens.settings import Settings
+from emolens.settings import Settings, parse_time
 from emolens.store import Camera
 
 log = logging.getLogger(__name__)
@@ -225,11 +225,8 @@ def _expiry(value: Any, where: str) -> datetime | None:
     gives those as datetime or date already, JSON as a string."""
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            value = None
+    if isinstance(value, str):  # the one time parser (a date is 00:00 of it, UTC unless zoned)
+        return parse_time(f"{where}: expires", value)
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):

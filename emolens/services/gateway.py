@@ -47,7 +47,7 @@ from emolens.results import EMOTIONS
 from emolens.services.access import Access, AccessInterceptor, Scope, is_loopback
 from emolens.services.grpc_errors import ErrorInterceptor
 from emolens.services.loop import LIVENESS, READINESS, Health, ops_host
-from emolens.services.pipeline import PipelineStatus, PipelineWatch
+from emolens.services.pipeline_health import PipelineStatus, PipelineWatch
 from emolens.settings import Settings
 from emolens.store import Camera, Store
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc

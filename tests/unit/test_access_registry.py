@@ -159,7 +159,7 @@ def test_a_token_removed_from_the_file_stops_working_within_seconds_without_a_re
 def test_an_expiry_that_is_not_a_time_is_a_clear_error(tmp_path):
     from emolens.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"client #1 \(ops\): expires must be an ISO time"):
+    with pytest.raises(ConfigError, match=r"client #1 \(ops\): expires 'soon' is not an ISO date or time"):
         access_module.Tokens.parse({"clients": [{"name": "ops", "token": OPS, "all": True, "expires": "soon"}]}, "t")
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emolens_tools.evaluation.metrics import class_report, confusion_matrix, roc_auc
+from emolens_tools.evaluation.scores import class_report, confusion_matrix, roc_auc
 
 
 def test_confusion_matrix_counts_true_rows_predicted_columns():

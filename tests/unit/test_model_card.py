@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from emolens.contract import EMOTION, LABELS, SMILE
-from emolens_tools.evaluation.metrics import class_report
 from emolens_tools.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens_tools.evaluation.scores import class_report
 
 CONDITIONS = {"blur (sigma 1.5)": 0.70, "JPEG quality 20": 0.78}
 

@@ -278,3 +278,35 @@ def test_progress_bar_only_on_a_terminal(filled, tmp_path):
     piped = _stderr_of(argv, terminal=False)
     assert "querying" not in piped and piped.startswith("report: ")
     assert "querying" not in _stderr_of([*argv, "--no-progress"], terminal=True)
+
+
+def test_the_report_reads_the_row_limit_from_the_settings(filled, tmp_path):
+    """EMOLENS_STATS_MAX_ROWS bounds `emolens report` as it bounds `stats` and QueryStats (the
+    report used to keep its own 200,000)."""
+    url, *_ = filled
+    argv = [sys.executable, "-m", "emolens", "report", "--db", url, "--since", "2026-03-03", "--until", "2026-03-05"]
+    argv += ["--by", "camera", "--out", str(tmp_path / "r.html")]
+    small = subprocess.run(argv, env={**os.environ, "EMOLENS_STATS_MAX_ROWS": "10"}, capture_output=True, text=True)
+    assert small.returncode == 2 and "more than 10" in small.stderr, small.stderr
+    default = subprocess.run(argv, capture_output=True, text=True)
+    assert default.returncode == 0, default.stderr
+
+
+@pytest.mark.parametrize(("by", "offered"), [("camera", "(zone, site)"), ("zone", "(site)"), ("site", None)])
+def test_report_too_large_offers_only_wider_groups(filled, by, offered):
+    from emolens.analytics_report import collect
+    from emolens.analytics_report.source import StoreSource
+    from emolens.errors import QueryTooLarge
+
+    url, *_ = filled
+    store = SqlStore(url, create=False)
+    try:
+        with pytest.raises(QueryTooLarge) as err:
+            collect(StoreSource(store, max_rows=2), SINCE, UNTIL, by, 5, UTC)
+    finally:
+        store.close()
+    message = str(err.value)
+    if offered is None:
+        assert "--by" not in message, message
+    else:
+        assert f"a wider --by {offered}" in message, message

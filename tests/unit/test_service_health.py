@@ -84,7 +84,7 @@ def test_liveness_follows_the_main_loop_not_the_dependencies():
 
 def test_pipeline_watch_tells_a_moving_stage_from_a_stuck_one():
     from emolens.bus import FRAMES_TOPIC, MemoryBus
-    from emolens.services.pipeline import PipelineWatch
+    from emolens.services.pipeline_health import PipelineWatch
     from emolens.stages import Detector
 
     bus, now = MemoryBus(), [0.0]
@@ -113,7 +113,7 @@ def test_pipeline_watch_tells_a_moving_stage_from_a_stuck_one():
 
 def test_pipeline_watch_reports_an_unreachable_bus_as_not_moving():
     from emolens.errors import Unavailable
-    from emolens.services.pipeline import PipelineWatch
+    from emolens.services.pipeline_health import PipelineWatch
 
     def down():
         raise Unavailable("kafka is unavailable")

@@ -310,8 +310,8 @@ def test_serving_views_recut_faces_like_the_pipeline(data_dir, tmp_path):
     """Real training crops re-cut through detector + crop box: mostly found, close to but not
     the same as the dataset crop, cached, and never on the evaluation's backgrounds."""
     from emolens_tools.evaluation.run import BACKGROUNDS
+    from emolens_tools.training.crops import TRAIN_BACKGROUNDS, serving_views
     from emolens_tools.training.data import load_split
-    from emolens_tools.training.serving import TRAIN_BACKGROUNDS, serving_views
 
     assert not set(TRAIN_BACKGROUNDS) & set(BACKGROUNDS)
     images = load_split(TASKS["emotion"], "train", data_dir).images[:40]

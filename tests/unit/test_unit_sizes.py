@@ -14,9 +14,7 @@ REASON_MARK = "# Long module:"
 _TOP_LINES = 40  # where a module's reason must stand
 
 # "path::function" or "path": why it may stay long for now.
-ALLOWED: dict[str, str] = {
-    "scripts/kube_check.py::main": "issue 23's kube-check, merged at 20:45: its owner splits it into steps",
-}
+ALLOWED: dict[str, str] = {}
 
 
 def _sources() -> list[Path]:

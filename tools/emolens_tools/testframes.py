@@ -22,14 +22,14 @@ import cv2
 import numpy as np
 
 from emolens_tools.training.canvas import place_on_canvas
+from emolens_tools.training.crops import photo_frames
 from emolens_tools.training.data import load_split
-from emolens_tools.training.serving import photo_frames
 from emolens_tools.training.tasks import TASKS
 
 FRAME_H, FRAME_W = 480, 640
 # Photos scikit-image ships, with no face in them, that the test faces are pasted on: here and
 # in the model card's pipeline evaluation (training uses others:
-# emolens_tools.training.serving.TRAIN_BACKGROUNDS).
+# emolens_tools.training.crops.TRAIN_BACKGROUNDS).
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "brick", "gravel")
 # How much each dataset's crop is enlarged in the frame (192 px faces), as in the model card.
 UPSCALES = {"emotion": 4, "smile": 3}

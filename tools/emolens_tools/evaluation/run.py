@@ -34,13 +34,13 @@ from emolens.pipeline import Analyzer
 from emolens.settings import Settings
 from emolens.vision.preprocess import preprocess
 from emolens_tools.evaluation import small_faces
-from emolens_tools.evaluation.metrics import class_report, confusion_matrix, roc_auc
 from emolens_tools.evaluation.model_card import Agreement, DirectResult, ModelEvaluation, PipelineResult, render_card
+from emolens_tools.evaluation.scores import class_report, confusion_matrix, roc_auc
 from emolens_tools.testframes import BACKGROUNDS  # the photos test faces are pasted on
 from emolens_tools.training import augment as aug
 from emolens_tools.training.canvas import place_on_canvas
+from emolens_tools.training.crops import photo_frames
 from emolens_tools.training.data import DatasetMissingError, Split, load_split, resized
-from emolens_tools.training.serving import photo_frames
 from emolens_tools.training.tasks import TASKS
 
 

@@ -19,6 +19,7 @@ import torch
 
 from emolens.vision.detect import make_detector
 from emolens_tools.training.canvas import measure_crop_box
+from emolens_tools.training.crops import serving_views
 from emolens_tools.training.data import DatasetMissingError, Split, load_split, resized
 from emolens_tools.training.export import export
 from emolens_tools.training.loop import (
@@ -36,7 +37,6 @@ from emolens_tools.training.loop import (
 from emolens_tools.training.model import Ensemble, build_network
 from emolens_tools.training.noise import audit, embed
 from emolens_tools.training.options import build_parser
-from emolens_tools.training.serving import serving_views
 from emolens_tools.training.tasks import TASKS, TEACHERS, TaskSpec, member_spec
 
 UPSCALE_TO = 192  # side in frame pixels at which training crops are shown to the detector
