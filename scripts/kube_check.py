@@ -449,6 +449,18 @@ def check_restarts(gateway_port: int, cert_pem: bytes, expected: tuple[int, int]
         raise RuntimeError(f"after restarts the pods count {again}, the embedded run {expected}")
 
 
+def remove_leftovers() -> None:
+    """Pods of this check that an interrupted run left running (their restart policy keeps them
+    up): removed first, said once, so they neither collide with this run nor count in it."""
+    pods = [n for n in podman("pod", "ps", "--format", "{{.Name}}").stdout.split() if n.startswith(f"{RELEASE}-")]
+    if pods:
+        log(f"removing pods an interrupted run left: {', '.join(pods)}")
+        podman("pod", "rm", "-f", *pods)
+    for name in podman("secret", "ls", "--format", "{{.Name}}").stdout.split():
+        if name.startswith(f"{RELEASE}-"):
+            podman("secret", "rm", name, check=False)
+
+
 def tear_down(services: dict[str, Any], files: Files) -> bool:
     """Everything down; True when nothing of the check is left."""
     for f in (files.pods, files.jobs):
@@ -485,6 +497,7 @@ def main() -> int:
     env = {**os.environ, **({"CONF_ONLY": "1"} if args.no_build else {})}
     subprocess.run([str(ROOT / "scripts" / "images.sh")], check=True, env=env)
     subprocess.run([str(ROOT / "scripts" / "install-helm.sh")], check=True, stdout=subprocess.DEVNULL)
+    remove_leftovers()
     demo_dir, expected = prepare()
     log("servers on loopback (PostgreSQL, Redis, broker, Triton)")
     services = start_servers(WORK / "servers")
