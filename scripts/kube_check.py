@@ -300,25 +300,9 @@ def embedded_counts(clip: Path, work: Path) -> tuple[int, int]:
     return sum(r["frames"] for r in rows), sum(r["faces"] for r in rows)
 
 
-def query_stats(port: int, cert_pem: bytes) -> tuple[int, int]:
-    """(frames, faces) of the camera, from QueryStats through the gateway over TLS with a token."""
-    import grpc
-
-    from emolens.v1 import analytics_pb2 as pb
-    from emolens.v1 import analytics_pb2_grpc
-
-    creds = grpc.ssl_channel_credentials(root_certificates=cert_pem)
-    with grpc.secure_channel(f"localhost:{port}", creds) as channel:
-        api = analytics_pb2_grpc.AnalyticsStub(channel)
-        reply = api.QueryStats(
-            pb.QueryStatsRequest(camera_id=CAMERA), metadata=[("authorization", f"bearer {TOKEN}")], timeout=10
-        )
-    buckets = list(reply.buckets)
-    return sum(b.frames for b in buckets), sum(b.faces for b in buckets)
-
-
 def bucket_rows(port: int, cert_pem: bytes) -> list[tuple[int, int, int, int]]:
-    """(frames, faces, tracks, low quality) of each of the camera's buckets."""
+    """(frames, faces, tracks, low quality) of each of the camera's buckets, from QueryStats
+    through the gateway over TLS with a token."""
     import grpc
 
     from emolens.v1 import analytics_pb2 as pb
@@ -330,6 +314,12 @@ def bucket_rows(port: int, cert_pem: bytes) -> list[tuple[int, int, int, int]]:
             pb.QueryStatsRequest(camera_id=CAMERA), metadata=[("authorization", f"bearer {TOKEN}")], timeout=10
         )
     return [(b.frames, b.faces, b.tracks, b.low_quality) for b in reply.buckets]
+
+
+def query_stats(port: int, cert_pem: bytes) -> tuple[int, int]:
+    """(frames, faces) of the camera over all its buckets."""
+    rows = bucket_rows(port, cert_pem)
+    return sum(r[0] for r in rows), sum(r[1] for r in rows)
 
 
 def wait_for(what: str, probe: Any, deadline_s: float) -> Any:

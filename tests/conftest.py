@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,18 @@ MODEL_REPO = ROOT / "model_repository"
 # same developer tools, whether or not `make install-dev` installed them.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "tools"), os.environ.get("PYTHONPATH", "")) if p)
 DATA_DIR = Path(os.environ.get("EMOLENS_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The checkout's files at ``dest``, to build wheels from: setuptools leaves build/ in the
+    source tree, and a stale build/ of the checkout could put deleted modules into a wheel."""
+    shutil.copytree(
+        ROOT,
+        dest,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".tools", ".run", "demo", "__pycache__"),
+    )
+    return dest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

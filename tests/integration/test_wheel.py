@@ -6,7 +6,6 @@ path (the models, the detector's weights and the gRPC code all come from the whe
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import grpc
 import pytest
 
 from emolens.v1 import analytics_pb2, analytics_pb2_grpc
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_checkout
 
 
 def _free_port() -> int:
@@ -39,15 +38,7 @@ def _clean_env() -> dict[str, str]:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(virtualenv, working folder) with the wheel installed as ``emolens[platform]``."""
     work = tmp_path_factory.mktemp("wheel")
-    # Build from a copy: setuptools leaves build/ in the source tree, and a stale build/ of the
-    # checkout could put deleted modules into the wheel.
-    source = work / "source"
-    shutil.copytree(
-        ROOT,
-        source,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".tools", ".run", "demo", "__pycache__"),
-    )
+    source = copy_checkout(work / "source")
     dist = work / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
@@ -198,13 +189,7 @@ def test_installed_gateway_answers_analyze_image(installed, astronaut):
 def test_the_release_files_carry_the_licence_and_pass_twine_check(tmp_path):
     """The sdist and the wheel a release uploads: each holds the Apache-2.0 LICENSE the metadata
     names, and `twine check` accepts both (the README renders as the package's page)."""
-    source = tmp_path / "source"
-    shutil.copytree(
-        ROOT,
-        source,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".tools", ".run", "demo", "__pycache__"),
-    )
+    source = copy_checkout(tmp_path / "source")
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "build", "-q", "--outdir", str(dist), str(source)], check=True, timeout=900)
     (wheel,) = dist.glob("emolens-*.whl")
